@@ -1,0 +1,329 @@
+"""Layers as pairs of functions: ``x_forward(...) -> (out, cache)`` and ``x_backward(dout, cache)``.
+
+Every layer of the three model families is here, each forward directly above its backward.
+A forward returns its output and a small dict ``cache`` holding exactly what the backward
+needs, under the forward's own local names. Nothing is stored between calls, so a backward
+can be called twice with the same answer, and a gradient check of a layer is one lambda.
+
+Shape letters, used in every comment and docstring of the package:
+
+    B batch   T positions (target side)   S positions (source side, keys)
+    C model width   H heads   D = C / H head width   F feed-forward width
+    V vocabulary    N rows of a flattened (B*T, ...) array
+
+The dtype of every output follows the inputs: float64 for gradient checks, float32 for speed.
+No layer hard-codes either.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# The label of a position that is not predicted. Cross-entropy skips it. -100 is the value
+# Hugging Face and PyTorch use, so minillm's labels mean the same thing as theirs.
+IGNORE_INDEX = -100
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedding lookup: token embeddings and learned position embeddings
+
+
+def embedding_forward(ids, table):
+    """Look up rows of ``table``: ``out[b, t] = table[ids[b, t]]``.
+
+    ids (B, T) integers, table (V, C) -> out (B, T, C). Used for the token embedding ``wte``.
+    """
+    out = table[ids]  # (B, T, C)
+    cache = {"ids": ids, "table_shape": table.shape, "dtype": table.dtype}
+    return out, cache
+
+
+def embedding_backward(dout, cache):
+    """Gradient of the lookup w.r.t. the table: every use of a row adds its upstream gradient.
+
+    dout (B, T, C) -> dtable (V, C). A token used twice gets both gradients summed, which is
+    what ``np.add.at`` does (plain fancy-index assignment would keep only the last one).
+    """
+    dtable = np.zeros(cache["table_shape"], dtype=cache["dtype"])
+    C = dout.shape[-1]
+    np.add.at(dtable, cache["ids"].reshape(-1), dout.reshape(-1, C))
+    return dtable
+
+
+def position_embedding_forward(T, table, offset=0):
+    """Learned absolute positions: rows ``offset .. offset+T-1`` of ``table``.
+
+    table (P, C) -> out (T, C), added to every row of the batch by broadcasting. GPT-2 and BERT
+    use offset 0; BART's tables have two extra rows and are read with offset 2.
+    """
+    if offset + T > table.shape[0]:
+        raise ValueError(
+            f"sequence length T={T} (+ offset {offset}) exceeds the model's context "
+            f"of {table.shape[0] - offset} positions"
+        )
+    out = table[offset : offset + T]  # (T, C)
+    cache = {"T": T, "offset": offset, "table_shape": table.shape, "dtype": table.dtype}
+    return out, cache
+
+
+def position_embedding_backward(dout, cache):
+    """dout (B, T, C) or (T, C) -> dtable (P, C): the batch is summed, unused rows stay 0."""
+    dtable = np.zeros(cache["table_shape"], dtype=cache["dtype"])
+    if dout.ndim == 3:
+        dout = dout.sum(axis=0)  # (T, C): the same row was used by every sequence
+    o, T = cache["offset"], cache["T"]
+    dtable[o : o + T] = dout
+    return dtable
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear: y = x W + b
+
+
+def linear_forward(x, w, b):
+    """``y = x @ w + b`` with ``w`` stored as (in, out), the layout of GPT-2's Conv1D.
+
+    x (..., I), w (I, O), b (O,) -> y (..., O).
+    """
+    y = x @ w + b  # (..., O)
+    cache = {"x": x, "w": w}
+    return y, cache
+
+
+def linear_backward(dy, cache):
+    """dy (..., O) -> dx (..., I), dw (I, O), db (O,).
+
+    In the forward pass this was y = x w + b, so dx = dy w^T, dw = x^T dy summed over every
+    leading position, and db = dy summed over every leading position.
+    """
+    x, w = cache["x"], cache["w"]
+    dx = dy @ w.T  # (..., I)
+    x2 = x.reshape(-1, x.shape[-1])  # (N, I)
+    dy2 = dy.reshape(-1, dy.shape[-1])  # (N, O)
+    dw = x2.T @ dy2  # (I, O)
+    db = dy2.sum(axis=0)  # (O,)
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer norm
+
+
+def layernorm_forward(x, g, b, eps):
+    """``y = (x - mean) / sqrt(var + eps) * g + b`` over the last axis, with the biased variance.
+
+    x (..., C), g (C,), b (C,) -> y (..., C). ``eps`` comes from the model's config (GPT-2 and
+    BART 1e-5, BERT 1e-12); it is an argument because the three models differ.
+    """
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    xc = x - mean  # (..., C)
+    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)
+    rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
+    xhat = xc * rstd  # (..., C)
+    y = xhat * g + b  # (..., C)
+    cache = {"xhat": xhat, "rstd": rstd, "g": g}
+    return y, cache
+
+
+def layernorm_backward(dy, cache):
+    """dy (..., C) -> dx (..., C), dg (C,), db (C,).
+
+    In the forward pass y = xhat * g + b, so dg and db are sums over positions, and
+    dxhat = dy * g. Then xhat = (x - mean) * rstd, where mean and rstd depend on every x of the
+    row; collecting the three paths gives
+
+        dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    """
+    xhat, rstd, g = cache["xhat"], cache["rstd"], cache["g"]
+    C = dy.shape[-1]
+    dg = (dy * xhat).reshape(-1, C).sum(axis=0)  # (C,)
+    db = dy.reshape(-1, C).sum(axis=0)  # (C,)
+    dxhat = dy * g  # (..., C)
+    dx = rstd * (
+        dxhat
+        - dxhat.mean(axis=-1, keepdims=True)
+        - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+    )
+    return dx, dg, db
+
+
+# ----------------------------------------------------------------------------------------------
+# GELU, the tanh form of GPT-2 ("gelu_new")
+
+# sqrt(2 / pi), the constant of the tanh approximation of GELU (Hendrycks & Gimpel, 2016).
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+# The cubic coefficient of the same approximation (Hendrycks & Gimpel, 2016; GPT-2's gelu).
+_GELU_CUBIC = 0.044715
+
+
+def gelu_tanh_forward(x):
+    """``gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, the form GPT-2 uses.
+
+    x (...) -> y (...). BERT and BART use the exact erf form instead.
+    """
+    u = _SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3)  # (...)
+    th = np.tanh(u)  # (...)
+    y = 0.5 * x * (1.0 + th)
+    cache = {"x": x, "th": th}
+    return y, cache
+
+
+def gelu_tanh_backward(dy, cache):
+    """dy (...) -> dx (...).
+
+    y = 0.5 x (1 + th) with th = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3), so
+    dy/dx = 0.5 (1 + th) + 0.5 x (1 - th^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+    """
+    x, th = cache["x"], cache["th"]
+    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * x * x)
+    dx = dy * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du_dx)
+    return dx
+
+
+# ----------------------------------------------------------------------------------------------
+# Softmax (with an optional mask) and log-softmax
+
+
+def softmax_forward(s, allowed=None):
+    """``p_j = exp(s_j) / Σ_k exp(s_k)`` over the last axis, stable for any finite input.
+
+    s (..., S) -> p (..., S). With a boolean ``allowed`` (broadcastable to s), positions where
+    it is False get probability exactly 0 and take no part in the sum. A row with nothing
+    allowed (a query whose keys are all padding) becomes all zeros instead of 0/0 = NaN.
+    """
+    if allowed is None:
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+    else:
+        # Subtract the row's largest *allowed* score; masked scores never reach exp.
+        m = np.where(allowed, s, -np.inf).max(axis=-1, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)  # a row with nothing allowed
+        e = np.where(allowed, np.exp(np.where(allowed, s - m, 0.0)), 0.0)
+    z = e.sum(axis=-1, keepdims=True)
+    p = e / np.where(z == 0.0, 1.0, z)
+    return p, {"p": p}
+
+
+def softmax_backward(dp, cache):
+    """dp (..., S) -> ds (..., S).
+
+    With p = softmax(s), dp_j/ds_k = p_j (δ_jk - p_k), so ds = p * (dp - Σ_j dp_j p_j).
+    A masked position has p = 0 and so gets ds = 0.
+    """
+    p = cache["p"]
+    return p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+
+
+def log_softmax(z):
+    """``log p_j = z_j - log Σ_k exp(z_k)`` over the last axis, with the max subtracted first."""
+    m = z.max(axis=-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention
+
+
+def causal_mask(T, S=None):
+    """``allowed[i, j] = j <= i + (S - T)``: query i sees itself and the keys before it.
+
+    -> (T, S) boolean. With S > T the T queries are the last T of S positions (the key/value
+    cache of generation: the new tokens see everything already generated).
+    """
+    S = T if S is None else S
+    return np.tril(np.ones((T, S), dtype=bool), k=S - T)
+
+
+def attention_forward(q, k, v, allowed=None):
+    """Scaled dot-product attention, every head at once.
+
+        scores = q k^T / sqrt(D),   a = softmax(scores) over keys,   out = a v
+
+    q (B, H, T, D), k (B, H, S, D), v (B, H, S, D), allowed broadcastable to (B, H, T, S)
+    -> out (B, H, T, D). The cache holds the attention weights ``a``: a debugger stopped here
+    shows a (T, S) grid per head whose rows sum to 1 (0 above the diagonal when causal).
+    """
+    D = q.shape[-1]
+    scale = 1.0 / math.sqrt(D)
+    scores = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, T, S)
+    a, sm_cache = softmax_forward(scores, allowed)  # (B, H, T, S)
+    out = a @ v  # (B, H, T, D)
+    cache = {"q": q, "k": k, "v": v, "a": a, "sm": sm_cache, "scale": scale}
+    return out, cache
+
+
+def attention_backward(dout, cache):
+    """dout (B, H, T, D) -> dq (B, H, T, D), dk (B, H, S, D), dv (B, H, S, D).
+
+    In the forward pass out = a v, so da = dout v^T and dv = a^T dout. Then a = softmax(scores)
+    gives dscores, and scores = q k^T * scale gives dq = dscores k * scale and
+    dk = dscores^T q * scale.
+    """
+    q, k, v, a, scale = cache["q"], cache["k"], cache["v"], cache["a"], cache["scale"]
+    da = dout @ v.swapaxes(-1, -2)  # (B, H, T, S)
+    dv = a.swapaxes(-1, -2) @ dout  # (B, H, S, D)
+    dscores = softmax_backward(da, cache["sm"]) * scale  # (B, H, T, S)
+    dq = dscores @ k  # (B, H, T, D)
+    dk = dscores.swapaxes(-1, -2) @ q  # (B, H, S, D)
+    return dq, dk, dv
+
+
+def split_heads(x, H):
+    """(B, T, C) -> (B, H, T, D): head h owns the contiguous columns h*D .. (h+1)*D - 1."""
+    B, T, C = x.shape
+    return x.reshape(B, T, H, C // H).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, H, T, D) -> (B, T, C): the inverse of split_heads, heads concatenated in order."""
+    B, H, T, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, H * D)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cross-entropy: the tutorial's loss
+
+
+def cross_entropy_forward(logits, targets, reduction="sum", ignore_index=IGNORE_INDEX):
+    """``L = -Σ_i log P(w_i | context_i)`` over the positions whose target is not ignored.
+
+    This is the tutorial's 交叉熵损失, L = -Σ_{i=1}^{N} log P(w_i | w_1, ..., w_{i-1}; θ), once
+    ``logits[i]`` is the model's prediction for ``targets[i]`` from the context before it.
+    ``reduction="sum"`` (the default) returns L exactly as written; ``"mean"`` divides by N, the
+    number of predicted positions.
+
+    logits (..., V), targets (...) integers -> loss (a 0-d array), cache. The cache holds the
+    per-position log-probabilities ``logp_target`` (0 where ignored) and the count N.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V)  # (N, V)
+    y = targets.reshape(-1)  # (N,)
+    keep = y != ignore_index  # (N,)
+    logp = log_softmax(z)  # (N, V)
+    safe_y = np.where(keep, y, 0)
+    logp_target = np.where(keep, logp[np.arange(len(y)), safe_y], 0.0)  # (N,)
+    n = int(keep.sum())
+    total = -logp_target.sum()
+    loss = total / max(n, 1) if reduction == "mean" else total
+    cache = {
+        "logp": logp, "y": safe_y, "keep": keep, "n": n, "reduction": reduction,
+        "shape": logits.shape, "logp_target": logp_target.reshape(targets.shape),
+    }
+    return np.asarray(loss, dtype=logits.dtype), cache
+
+
+def cross_entropy_backward(dloss, cache):
+    """dloss (scalar) -> dlogits (..., V).
+
+    For one position, -log softmax(z)[y] has gradient softmax(z) - onehot(y). Ignored
+    positions get 0; with ``mean`` every row is divided by N.
+    """
+    logp, y, keep = cache["logp"], cache["y"], cache["keep"]
+    dz = np.exp(logp)  # (N, V) = softmax(z)
+    dz[np.arange(len(y)), y] -= 1.0
+    dz *= keep[:, None]
+    scale = dloss / max(cache["n"], 1) if cache["reduction"] == "mean" else dloss
+    return (dz * scale).reshape(cache["shape"])

@@ -1,0 +1,260 @@
+"""One Transformer block, forward and backward, for all three model families.
+
+A block is two or three residual sublayers: self-attention, (cross-attention,) feed-forward.
+Two switches cover the three architectures of the tutorial:
+
+    model   norm placement                      self-attention   cross-attention
+    GPT-2   pre-LN:  x + f(LN(x))               causal           no
+    BERT    post-LN: LN(x + f(x))               bidirectional    no
+    BART    post-LN: LN(x + f(x))               enc: bidir.,     decoder only
+                                                dec: causal
+
+Parameter names inside a block (prefix ``h.<layer>.``), with shapes:
+
+    ln_1.g, ln_1.b           (C,)       norm of the self-attention sublayer
+    attn.c_attn.w, .b        (C, 3C), (3C,)   fused q, k, v projection
+    attn.c_proj.w, .b        (C, C), (C,)     output projection
+    ln_x.g, ln_x.b           (C,)       norm of the cross-attention sublayer     (cross only)
+    xattn.c_q.w, .b          (C, C), (C,)     query from the decoder           (cross only)
+    xattn.c_kv.w, .b         (C, 2C), (2C,)   keys and values from the encoder (cross only)
+    xattn.c_proj.w, .b       (C, C), (C,)                                      (cross only)
+    ln_2.g, ln_2.b           (C,)       norm of the feed-forward sublayer
+    mlp.c_fc.w, .b           (C, F), (F,)
+    mlp.c_proj.w, .b         (F, C), (C,)
+
+Weights are stored (in, out), so every projection is ``x @ w + b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layers import (
+    attention_backward,
+    attention_forward,
+    gelu_tanh_backward,
+    gelu_tanh_forward,
+    layernorm_backward,
+    layernorm_forward,
+    linear_backward,
+    linear_forward,
+    merge_heads,
+    split_heads,
+)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """What kind of block: the switches of the table in the module docstring."""
+
+    n_head: int  # H; the model width C must be a multiple of it
+    ln_eps: float  # layer-norm epsilon: GPT-2 and BART 1e-5, BERT 1e-12
+    pre_ln: bool  # True: x + f(LN(x)) (GPT-2). False: LN(x + f(x)) (BERT, BART)
+    activation: str = "gelu_tanh"  # "gelu_tanh" (GPT-2) or "gelu_erf" (BERT, BART)
+    cross: bool = False  # a cross-attention sublayer reading an encoder (BART decoder)
+
+
+def _activation(name):
+    if name == "gelu_tanh":
+        return gelu_tanh_forward, gelu_tanh_backward
+    if name == "gelu_erf":
+        from .layers import gelu_erf_backward, gelu_erf_forward
+
+        return gelu_erf_forward, gelu_erf_backward
+    raise ValueError(f"activation must be 'gelu_tanh' or 'gelu_erf', got {name!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-head attention around the core of layers.attention_forward
+
+
+def _heads_forward(q, k, v, H, allowed, w_proj, b_proj):
+    """Split into heads, attend, merge, project.
+
+    q (B, T, C), k and v (B, S, C) -> y (B, T, C).
+    """
+    o, att = attention_forward(split_heads(q, H), split_heads(k, H), split_heads(v, H), allowed)
+    y, proj = linear_forward(merge_heads(o), w_proj, b_proj)  # (B, T, C)
+    return y, {"att": att, "proj": proj, "H": H}
+
+
+def _heads_backward(dy, cache):
+    """dy (B, T, C) -> dq (B, T, C), dk (B, S, C), dv (B, S, C), dw_proj, db_proj."""
+    do, dw_proj, db_proj = linear_backward(dy, cache["proj"])
+    H = cache["H"]
+    dq, dk, dv = attention_backward(split_heads(do, H), cache["att"])
+    return merge_heads(dq), merge_heads(dk), merge_heads(dv), dw_proj, db_proj
+
+
+def self_attention_forward(x, p, pre, H, allowed, past=None):
+    """Multi-head self-attention: q, k, v all come from x through one fused projection.
+
+    x (B, T, C) -> y (B, T, C). ``allowed`` (broadcastable to (B, H, T, S)) says which keys
+    each query may see. ``past`` = (k, v), each (B, S0, C), are keys and values of earlier
+    positions (generation's key/value cache); they are prepended, so S = S0 + T. The cache
+    returns the full ``k`` and ``v`` for the next step.
+    """
+    qkv, fused = linear_forward(x, p[pre + "c_attn.w"], p[pre + "c_attn.b"])  # (B, T, 3C)
+    q, k, v = np.split(qkv, 3, axis=-1)  # 3 x (B, T, C)
+    if past is not None:
+        k = np.concatenate([past[0], k], axis=1)  # (B, S, C)
+        v = np.concatenate([past[1], v], axis=1)  # (B, S, C)
+    y, heads = _heads_forward(q, k, v, H, allowed, p[pre + "c_proj.w"], p[pre + "c_proj.b"])
+    return y, {"fused": fused, "heads": heads, "k": k, "v": v, "past": past is not None}
+
+
+def self_attention_backward(dy, cache, pre):
+    """dy (B, T, C) -> dx (B, T, C), grads of this sublayer's parameters."""
+    if cache["past"]:
+        raise ValueError("backward through a key/value cache is not supported (generation only)")
+    dq, dk, dv, dw_proj, db_proj = _heads_backward(dy, cache["heads"])
+    dqkv = np.concatenate([dq, dk, dv], axis=-1)  # (B, T, 3C)
+    dx, dw, db = linear_backward(dqkv, cache["fused"])
+    grads = {pre + "c_attn.w": dw, pre + "c_attn.b": db,
+             pre + "c_proj.w": dw_proj, pre + "c_proj.b": db_proj}
+    return dx, grads
+
+
+def cross_attention_forward(x, enc, p, pre, H, allowed, enc_kv=None):
+    """Multi-head cross-attention: queries from the decoder x, keys and values from enc.
+
+    x (B, T, C), enc (B, S, C) -> y (B, T, C). ``allowed`` (B, 1, 1, S) hides source padding.
+    ``enc_kv`` = (k, v) reuses projections of enc computed at an earlier generation step.
+    """
+    q, cq = linear_forward(x, p[pre + "c_q.w"], p[pre + "c_q.b"])  # (B, T, C)
+    if enc_kv is None:
+        kv, ckv = linear_forward(enc, p[pre + "c_kv.w"], p[pre + "c_kv.b"])  # (B, S, 2C)
+        k, v = np.split(kv, 2, axis=-1)  # 2 x (B, S, C)
+    else:
+        (k, v), ckv = enc_kv, None
+    y, heads = _heads_forward(q, k, v, H, allowed, p[pre + "c_proj.w"], p[pre + "c_proj.b"])
+    return y, {"cq": cq, "ckv": ckv, "heads": heads, "k": k, "v": v}
+
+
+def cross_attention_backward(dy, cache, pre):
+    """dy (B, T, C) -> dx (B, T, C), denc (B, S, C), grads. The gradient reaches both sides."""
+    dq, dk, dv, dw_proj, db_proj = _heads_backward(dy, cache["heads"])
+    dx, dwq, dbq = linear_backward(dq, cache["cq"])
+    denc, dwkv, dbkv = linear_backward(np.concatenate([dk, dv], axis=-1), cache["ckv"])
+    grads = {pre + "c_q.w": dwq, pre + "c_q.b": dbq, pre + "c_kv.w": dwkv,
+             pre + "c_kv.b": dbkv, pre + "c_proj.w": dw_proj, pre + "c_proj.b": db_proj}
+    return dx, denc, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# Feed-forward
+
+
+def mlp_forward(x, p, pre, activation):
+    """``y = act(x W_fc + b_fc) W_proj + b_proj``.  x (B, T, C) -> h (B, T, F) -> y (B, T, C)."""
+    act_forward, _ = _activation(activation)
+    h, fc = linear_forward(x, p[pre + "c_fc.w"], p[pre + "c_fc.b"])  # (B, T, F)
+    a, act = act_forward(h)  # (B, T, F)
+    y, proj = linear_forward(a, p[pre + "c_proj.w"], p[pre + "c_proj.b"])  # (B, T, C)
+    return y, {"fc": fc, "act": act, "proj": proj, "activation": activation}
+
+
+def mlp_backward(dy, cache, pre):
+    _, act_backward = _activation(cache["activation"])
+    da, dw2, db2 = linear_backward(dy, cache["proj"])
+    dh = act_backward(da, cache["act"])
+    dx, dw1, db1 = linear_backward(dh, cache["fc"])
+    grads = {pre + "c_fc.w": dw1, pre + "c_fc.b": db1, pre + "c_proj.w": dw2, pre + "c_proj.b": db2}
+    return dx, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# The block
+
+
+def block_forward(x, p, pre, spec, self_allowed, enc=None, cross_allowed=None, past=None):
+    """One block. x (B, T, C) -> y (B, T, C).
+
+    pre      the block's name prefix, e.g. ``"h.0."``
+    spec     a BlockSpec
+    self_allowed  boolean, broadcastable to (B, H, T, S): which keys each query sees
+    enc, cross_allowed   the encoder output (B, S_enc, C) and its key mask (cross blocks only)
+    past     generation only: a dict with the previous step's ``"k"``, ``"v"`` (and for cross
+             blocks ``"xk"``, ``"xv"``); the returned cache holds the updated ones.
+    """
+    H, eps = spec.n_head, spec.ln_eps
+    cache = {"spec": spec}
+
+    # Sublayer 1: self-attention.
+    def attend(h):
+        kv = None if past is None else (past["k"], past["v"])
+        return self_attention_forward(h, p, pre + "attn.", H, self_allowed, kv)
+
+    x, cache["sa"] = _residual_forward(x, attend, p, pre + "ln_1.", eps, spec.pre_ln)
+    cache["k"], cache["v"] = cache["sa"]["sub"]["k"], cache["sa"]["sub"]["v"]
+
+    # Sublayer 2 (cross blocks only): cross-attention over the encoder output.
+    if spec.cross:
+        def cross(h):
+            kv = None if past is None or "xk" not in past else (past["xk"], past["xv"])
+            return cross_attention_forward(h, enc, p, pre + "xattn.", H, cross_allowed, kv)
+
+        x, cache["ca"] = _residual_forward(x, cross, p, pre + "ln_x.", eps, spec.pre_ln)
+        cache["xk"], cache["xv"] = cache["ca"]["sub"]["k"], cache["ca"]["sub"]["v"]
+
+    # Sublayer 3: feed-forward.
+    def feed(h):
+        return mlp_forward(h, p, pre + "mlp.", spec.activation)
+
+    x, cache["ff"] = _residual_forward(x, feed, p, pre + "ln_2.", eps, spec.pre_ln)
+    return x, cache
+
+
+def block_backward(dy, cache, pre):
+    """dy (B, T, C) -> dx (B, T, C), denc (B, S_enc, C) or None, grads of the block."""
+    spec = cache["spec"]
+    grads = {}
+    dx = _residual_backward(
+        dy, cache["ff"], pre + "ln_2.", grads,
+        lambda d, c: mlp_backward(d, c, pre + "mlp."),
+    )
+    denc = None
+    if spec.cross:
+        def cross_back(d, c):
+            dh, de, g = cross_attention_backward(d, c, pre + "xattn.")
+            nonlocal denc
+            denc = de
+            return dh, g
+
+        dx = _residual_backward(dx, cache["ca"], pre + "ln_x.", grads, cross_back)
+    dx = _residual_backward(
+        dx, cache["sa"], pre + "ln_1.", grads,
+        lambda d, c: self_attention_backward(d, c, pre + "attn."),
+    )
+    return dx, denc, grads
+
+
+def _residual_forward(x, sublayer, p, ln, eps, pre_ln):
+    """pre-LN: ``x + f(LN(x))``.  post-LN: ``LN(x + f(x))``.  x (B, T, C) -> (B, T, C)."""
+    if pre_ln:
+        h, ln_cache = layernorm_forward(x, p[ln + "g"], p[ln + "b"], eps)
+        s, sub = sublayer(h)
+        return x + s, {"ln": ln_cache, "sub": sub, "pre_ln": True}
+    s, sub = sublayer(x)
+    y, ln_cache = layernorm_forward(x + s, p[ln + "g"], p[ln + "b"], eps)
+    return y, {"ln": ln_cache, "sub": sub, "pre_ln": False}
+
+
+def _residual_backward(dy, cache, ln, grads, sublayer_backward):
+    """dy (B, T, C) -> dx (B, T, C); the norm's and the sublayer's grads are added to grads.
+
+    pre-LN, y = x + f(LN(x)): the residual passes dy straight to x, and the sublayer path adds
+    its part.  post-LN, y = LN(x + f(x)): the norm comes first in backward, then the sum
+    splits into the residual and the sublayer.
+    """
+    if cache["pre_ln"]:
+        dh, g = sublayer_backward(dy, cache["sub"])
+        dx_ln, grads[ln + "g"], grads[ln + "b"] = layernorm_backward(dh, cache["ln"])
+        grads.update(g)
+        return dy + dx_ln
+    dsum, grads[ln + "g"], grads[ln + "b"] = layernorm_backward(dy, cache["ln"])
+    dx_sub, g = sublayer_backward(dsum, cache["sub"])
+    grads.update(g)
+    return dsum + dx_sub
