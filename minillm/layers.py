@@ -183,6 +183,63 @@ def gelu_tanh_backward(dy, cache):
 
 
 # ----------------------------------------------------------------------------------------------
+# GELU, the exact erf form of BERT and BART, and erf itself (NumPy has none)
+
+_SQRT_PI = math.sqrt(math.pi)
+# Below this |x| erf comes from its power series, above it from the continued fraction of erfc:
+# each converges fastest on its side. Both reach float64 rounding (~1e-15) with the term
+# counts below, for every x (tests/test_layers.py compares with math.erf).
+_ERF_SWITCH = 3.0
+_ERF_SERIES_TERMS = 60
+_ERFC_FRACTION_DEPTH = 40
+
+
+def erf(x):
+    """The error function, ``erf(x) = 2/sqrt(pi) ∫_0^x exp(-t²) dt``, elementwise, float64.
+
+    |x| <= 3: the series without cancellation (Abramowitz & Stegun 7.1.6),
+        erf(a) = 2/sqrt(pi) · exp(-a²) · Σ_{n>=0} 2^n a^(2n+1) / (1·3·5···(2n+1))
+    |x| > 3: the continued fraction (A&S 7.1.14),
+        erfc(a) = exp(-a²)/sqrt(pi) · 1/(a + (1/2)/(a + 1/(a + (3/2)/(a + 2/(a + ...)))))
+    and erf(-x) = -erf(x).
+    """
+    x = np.asarray(x)
+    a = np.abs(x).astype(np.float64)
+    out = np.empty_like(a)
+    near = a <= _ERF_SWITCH
+    s = a[near]
+    s2 = s * s
+    term, total = s.copy(), s.copy()
+    for n in range(1, _ERF_SERIES_TERMS):
+        term = term * (2.0 * s2 / (2 * n + 1))
+        total += term
+    out[near] = (2.0 / _SQRT_PI) * np.exp(-s2) * total
+    f = far = a[~near]
+    for k in range(_ERFC_FRACTION_DEPTH, 0, -1):  # evaluated from the bottom up
+        f = far + (k / 2.0) / f
+    capped = np.minimum(far, 27.0)  # exp(-27²) ~ 1e-317: erfc is 0 in float64 from there on
+    out[~near] = 1.0 - np.exp(-capped * capped) / _SQRT_PI / f
+    return (np.sign(x) * out).astype(np.result_type(x, np.float32), copy=False)
+
+
+def gelu_erf_forward(x):
+    """``gelu(x) = x Φ(x) = 0.5 x (1 + erf(x / sqrt(2)))``, the exact form BERT and BART use.
+
+    x (...) -> y (...).
+    """
+    cdf = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))  # Φ(x), the standard normal CDF
+    y = x * cdf
+    return y, {"x": x, "cdf": cdf}
+
+
+def gelu_erf_backward(dy, cache):
+    """dy (...) -> dx (...).  y = x Φ(x), so dy/dx = Φ(x) + x φ(x), φ(x) = exp(-x²/2)/sqrt(2π)."""
+    x = cache["x"]
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return dy * (cache["cdf"] + x * pdf)
+
+
+# ----------------------------------------------------------------------------------------------
 # Softmax (with an optional mask) and log-softmax
 
 

@@ -110,6 +110,11 @@ LAYERS = {
         "forward": lambda a: L.gelu_tanh_forward(a["x"]),
         "backward": lambda d, c: {"x": L.gelu_tanh_backward(d, c)},
     },
+    "gelu_erf": {
+        "make": lambda rng, B, T, C: {"x": 2.0 * rng.normal(size=(B, T, C))},
+        "forward": lambda a: L.gelu_erf_forward(a["x"]),
+        "backward": lambda d, c: {"x": L.gelu_erf_backward(d, c)},
+    },
     "softmax": {
         "make": lambda rng, B, T, C: {"s": rng.normal(size=(B, T, C))},
         "forward": lambda a: L.softmax_forward(a["s"]),
@@ -167,6 +172,7 @@ LAYERS = {
     "block_pre_ln": _block_entry(pre_ln=True, cross=False),
     "block_post_ln": _block_entry(pre_ln=False, cross=False),
     "block_post_ln_cross": _block_entry(pre_ln=False, cross=True),
+    "block_post_ln_erf": _block_entry(pre_ln=False, cross=False, activation="gelu_erf"),
 }
 
 # Inputs that are not differentiated: integer ids and targets, boolean masks.
@@ -277,6 +283,28 @@ def test_extreme_logits_give_finite_loss_and_gradient():
     loss, cache = L.cross_entropy_forward(z, y)
     np.testing.assert_allclose(loss, 2e4 + 2e4, rtol=1e-12)
     assert np.all(np.isfinite(L.cross_entropy_backward(1.0, cache)))
+
+
+def test_erf_matches_math_erf_to_1e_13_over_the_whole_real_line():
+    """Dense near the switch between the two methods, wide out to where erf is 1 in float64,
+    and the special values."""
+    import math
+
+    xs = np.concatenate([
+        np.linspace(-8.0, 8.0, 40001), np.linspace(2.95, 3.05, 2001),
+        np.geomspace(1e-300, 1e3, 2000), -np.geomspace(1e-300, 1e3, 2000),
+        [0.0, -0.0, 1e308, -1e308, np.inf, -np.inf],
+    ])
+    expected = np.array([math.erf(v) for v in xs])
+    np.testing.assert_allclose(L.erf(xs), expected, rtol=1e-13, atol=1e-13)
+    assert np.isnan(L.erf(np.array([np.nan])))[0]
+
+
+def test_erf_gelu_differs_from_the_tanh_form():
+    """The two GELUs agree to ~1e-3, not exactly: a model must use its own."""
+    x = np.linspace(-4, 4, 101)
+    gap = np.max(np.abs(L.gelu_erf_forward(x)[0] - L.gelu_tanh_forward(x)[0]))
+    assert 1e-5 < gap < 1e-2
 
 
 def test_causal_mask_with_a_cache_lets_new_tokens_see_everything_before():
