@@ -258,3 +258,34 @@ def _residual_backward(dy, cache, ln, grads, sublayer_backward):
     dx_sub, g = sublayer_backward(dsum, cache["sub"])
     grads.update(g)
     return dsum + dx_sub
+
+
+# ----------------------------------------------------------------------------------------------
+# A stack of blocks
+
+
+def stack_forward(x, p, prefix, n_layer, spec, self_allowed, enc=None, cross_allowed=None,
+                  past=None):
+    """Blocks ``<prefix>0.`` .. ``<prefix>{n_layer-1}.`` in order.  x (B, T, C) -> (B, T, C).
+
+    ``past`` (generation only) is the list of block caches of an earlier call.
+    """
+    caches = []
+    for layer in range(n_layer):
+        block_past = None if past is None else past[layer]
+        x, c = block_forward(x, p, f"{prefix}{layer}.", spec, self_allowed, enc, cross_allowed,
+                             block_past)
+        caches.append(c)
+    return x, caches
+
+
+def stack_backward(dy, caches, prefix, grads):
+    """dy (B, T, C) -> dx (B, T, C), denc (the encoder output's gradient summed over every
+    cross-attending block, or None). The blocks' grads are added to ``grads``."""
+    denc = None
+    for layer in reversed(range(len(caches))):
+        dy, de, g = block_backward(dy, caches[layer], f"{prefix}{layer}.")
+        grads.update(g)
+        if de is not None:
+            denc = de if denc is None else denc + de
+    return dy, denc

@@ -1,0 +1,464 @@
+"""The model families of the tutorial, built from the block of transformer.py.
+
+GPT (GPT-2's architecture) is here now: pre-LN blocks, causal self-attention, learned
+positions, a final layer norm, and an output layer tied to the token embedding.
+
+Parameters live in one flat ``dict[str, np.ndarray]`` with dotted names; ``describe`` prints
+them as a table. Gradients come back as a new dict with exactly the same keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .layers import (
+    causal_mask,
+    embedding_backward,
+    embedding_forward,
+    layernorm_backward,
+    layernorm_forward,
+    position_embedding_backward,
+    position_embedding_forward,
+)
+from .layers import (
+    gelu_erf_backward,
+    gelu_erf_forward,
+    linear_backward,
+    linear_forward,
+)
+from .transformer import BlockSpec, stack_backward, stack_forward
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of a GPT. Defaults make the demo's tiny model (about 0.1 M parameters)."""
+
+    vocab_size: int  # V: rows of the token embedding and columns of the logits
+    n_ctx: int = 48  # the longest sequence, in tokens: rows of the position embedding
+    n_embd: int = 64  # C: model width
+    n_head: int = 4  # H: heads per attention; C must be a multiple of H
+    n_layer: int = 2  # L: blocks
+    n_inner: int | None = None  # F: feed-forward width; None means 4C, as GPT-2
+    ln_eps: float = 1e-5  # layer-norm epsilon of GPT-2 (its config's layer_norm_epsilon)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_ctx", "n_embd", "n_head", "n_layer"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"GPTConfig.n_embd={self.n_embd} must be a multiple of n_head={self.n_head}"
+            )
+        if self.n_inner is not None and self.n_inner < 1:
+            raise ValueError(f"GPTConfig.n_inner must be None or positive, got {self.n_inner!r}")
+
+    @property
+    def ffn(self):
+        """F, the feed-forward width."""
+        return self.n_inner or 4 * self.n_embd
+
+    def block_spec(self):
+        return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=True,
+                         activation="gelu_tanh")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameters
+
+
+def _block_shapes(pre, C, F, cross=False):
+    """Names and shapes of one block's parameters (see transformer.py's docstring)."""
+    shapes = {
+        pre + "ln_1.g": (C,), pre + "ln_1.b": (C,),
+        pre + "attn.c_attn.w": (C, 3 * C), pre + "attn.c_attn.b": (3 * C,),
+        pre + "attn.c_proj.w": (C, C), pre + "attn.c_proj.b": (C,),
+    }
+    if cross:
+        shapes.update({
+            pre + "ln_x.g": (C,), pre + "ln_x.b": (C,),
+            pre + "xattn.c_q.w": (C, C), pre + "xattn.c_q.b": (C,),
+            pre + "xattn.c_kv.w": (C, 2 * C), pre + "xattn.c_kv.b": (2 * C,),
+            pre + "xattn.c_proj.w": (C, C), pre + "xattn.c_proj.b": (C,),
+        })
+    shapes.update({
+        pre + "ln_2.g": (C,), pre + "ln_2.b": (C,),
+        pre + "mlp.c_fc.w": (C, F), pre + "mlp.c_fc.b": (F,),
+        pre + "mlp.c_proj.w": (F, C), pre + "mlp.c_proj.b": (C,),
+    })
+    return shapes
+
+
+def gpt_param_shapes(cfg):
+    """Every GPT parameter name with its shape, in the order a reader meets them."""
+    C = cfg.n_embd
+    shapes = {"wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)}
+    for layer in range(cfg.n_layer):
+        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.ffn))
+    shapes.update({"ln_f.g": (C,), "ln_f.b": (C,)})
+    return shapes
+
+
+# GPT-2's initialisation (Radford et al. 2019, and its released code): weights N(0, 0.02),
+# biases 0, layer-norm gains 1, and the projections that write into the residual stream
+# (attn.c_proj, mlp.c_proj) scaled down by 1/sqrt(2L) so the stream's variance does not grow
+# with depth.
+INIT_STD = 0.02
+
+
+def gpt_init(cfg, rng, dtype=np.float32):
+    """Fresh parameters for ``cfg``, drawn from ``rng`` in the order of gpt_param_shapes."""
+    params = {}
+    for name, shape in gpt_param_shapes(cfg).items():
+        if name.endswith(".g"):
+            value = np.ones(shape)
+        elif name.endswith(".b"):
+            value = np.zeros(shape)
+        else:
+            std = INIT_STD
+            if name.endswith("c_proj.w"):
+                std = INIT_STD / math.sqrt(2 * cfg.n_layer)
+            value = rng.normal(0.0, std, size=shape)
+        params[name] = value.astype(dtype)
+    return params
+
+
+def describe(params):
+    """A table of every parameter: name, shape, count; and the total. Returns the text."""
+    width = max(len(n) for n in params)
+    lines = [f"{'name':<{width}}  {'shape':<14}  {'count':>9}"]
+    for name, value in params.items():
+        lines.append(f"{name:<{width}}  {str(tuple(value.shape)):<14}  {value.size:>9,}")
+    lines.append(f"{'total':<{width}}  {'':<14}  {sum(v.size for v in params.values()):>9,}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward and backward
+
+
+def gpt_forward(params, cfg, ids, attention_mask=None, past=None):
+    """GPT-2's forward pass.  ids (B, T) -> logits (B, T, V), cache.
+
+        x = wte[ids] + wpe[t]              (B, T, C)
+        x = block_l(x) for l = 0..L-1      pre-LN, causal self-attention
+        logits = LN_f(x) wte^T             the output layer is the token embedding, tied
+
+    ``attention_mask`` (B, S) marks real tokens with 1 and padding with 0; padding is never
+    attended to. ``past`` (generation only) is the ``cache`` of an earlier call; the T new
+    tokens then sit at positions S0 .. S0+T-1 after the S0 already processed, and
+    ``attention_mask`` must cover all S = S0 + T positions.
+    """
+    B, T = ids.shape
+    S0 = 0 if past is None else past["S"]
+    S = S0 + T
+    if S > cfg.n_ctx:
+        raise ValueError(f"sequence of {S} tokens is longer than the model's n_ctx={cfg.n_ctx}")
+    if attention_mask is None:
+        attention_mask = np.ones((B, S), dtype=bool)
+    tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
+    pos, c_pos = position_embedding_forward(T, params["wpe"], offset=S0)  # (T, C)
+    x = tok + pos  # (B, T, C)
+    # A query at position i sees key j when j <= i and key j is a real token.
+    allowed = causal_mask(T, S)[None, None] & attention_mask.astype(bool)[:, None, None, :]
+    blocks_past = None if past is None else past["blocks"]
+    x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed,
+                              past=blocks_past)
+    h, c_lnf = layernorm_forward(x, params["ln_f.g"], params["ln_f.b"], cfg.ln_eps)  # (B, T, C)
+    logits = h @ params["wte"].T  # (B, T, V)
+    cache = {"tok": c_tok, "pos": c_pos, "blocks": blocks, "lnf": c_lnf, "h": h,
+             "wte": params["wte"], "S": S}
+    return logits, cache
+
+
+def gpt_backward(dlogits, cache):
+    """dlogits (B, T, V) -> grads, a dict with the same keys as the parameters."""
+    grads = {}
+    h, wte = cache["h"], cache["wte"]
+    V, C = wte.shape
+    # logits = h wte^T: the output layer's part of the tied embedding's gradient.
+    dwte_out = dlogits.reshape(-1, V).T @ h.reshape(-1, C)  # (V, C)
+    dh = dlogits @ wte  # (B, T, C)
+    dx, grads["ln_f.g"], grads["ln_f.b"] = layernorm_backward(dh, cache["lnf"])
+    dx, _ = stack_backward(dx, cache["blocks"], "h.", grads)
+    # x = wte[ids] + wpe[t]: both tables receive dx.
+    grads["wpe"] = position_embedding_backward(dx, cache["pos"])
+    dwte_in = embedding_backward(dx, cache["tok"])
+    grads["wte"] = dwte_in + dwte_out  # tied weight: the lookup's part plus the output layer's
+    return grads
+
+
+# ==============================================================================================
+# BERT: post-LN, bidirectional, with the masked-LM head and the next-sentence head
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """The shape of a BERT (Devlin et al. 2019). Defaults make the demo's tiny model."""
+
+    vocab_size: int  # V
+    n_ctx: int = 48  # longest input, [CLS] and [SEP]s included: rows of the position embedding
+    n_embd: int = 64  # C
+    n_head: int = 4  # H; C must be a multiple of it
+    n_layer: int = 2  # L
+    n_inner: int | None = None  # F; None means 4C, as BERT
+    n_types: int = 2  # segment (token type) embeddings: sentence A = 0, sentence B = 1
+    ln_eps: float = 1e-12  # BERT's layer_norm_eps
+
+    __post_init__ = GPTConfig.__post_init__
+    ffn = GPTConfig.ffn
+    to_dict = GPTConfig.to_dict
+
+    def block_spec(self):
+        return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=False,
+                         activation="gelu_erf")
+
+
+def bert_param_shapes(cfg):
+    """Every BERT parameter name with its shape."""
+    C, V = cfg.n_embd, cfg.vocab_size
+    shapes = {"wte": (V, C), "wpe": (cfg.n_ctx, C), "wtt": (cfg.n_types, C),
+              "ln_e.g": (C,), "ln_e.b": (C,)}
+    for layer in range(cfg.n_layer):
+        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.ffn))
+    shapes.update({
+        "mlm.dense.w": (C, C), "mlm.dense.b": (C,), "mlm.ln.g": (C,), "mlm.ln.b": (C,),
+        "mlm.bias": (V,),  # the output bias; the output weight is wte, tied
+        "pool.w": (C, C), "pool.b": (C,),  # the pooler: dense + tanh on [CLS]
+        "nsp.w": (C, 2), "nsp.b": (2,),  # next-sentence classifier: IsNext / NotNext
+    })
+    return shapes
+
+
+def bert_init(cfg, rng, dtype=np.float32):
+    """BERT's initialisation: every matrix and embedding N(0, 0.02), biases 0, gains 1."""
+    params = {}
+    for name, shape in bert_param_shapes(cfg).items():
+        if name.endswith(".g"):
+            value = np.ones(shape)
+        elif name.endswith(".b") or name == "mlm.bias":
+            value = np.zeros(shape)
+        else:
+            value = rng.normal(0.0, INIT_STD, size=shape)
+        params[name] = value.astype(dtype)
+    return params
+
+
+def bert_forward(params, cfg, ids, token_type_ids=None, attention_mask=None):
+    """BERT's forward pass with both pre-training heads.
+
+        x = LN_e(wte[ids] + wpe[t] + wtt[segment])          (B, T, C)
+        x = block_l(x) for l = 0..L-1                        post-LN, every token sees every token
+        mlm_logits = LN(gelu(x W_d + b_d)) wte^T + bias      (B, T, V), tied to the embedding
+        nsp_logits = tanh(x[:, 0] W_pool + b_pool) W_nsp + b_nsp      (B, 2), read from [CLS]
+
+    ids, token_type_ids, attention_mask (B, T) -> mlm_logits, nsp_logits, cache.
+    """
+    B, T = ids.shape
+    if T > cfg.n_ctx:
+        raise ValueError(f"sequence of {T} tokens is longer than the model's n_ctx={cfg.n_ctx}")
+    if token_type_ids is None:
+        token_type_ids = np.zeros_like(ids)
+    if attention_mask is None:
+        attention_mask = np.ones((B, T), dtype=bool)
+    tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
+    pos, c_pos = position_embedding_forward(T, params["wpe"])  # (T, C)
+    seg, c_seg = embedding_forward(token_type_ids, params["wtt"])  # (B, T, C)
+    x, c_lne = layernorm_forward(tok + pos + seg, params["ln_e.g"], params["ln_e.b"], cfg.ln_eps)
+    # Bidirectional: query i sees every real key j, before or after it. Only padding is hidden.
+    allowed = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, T)
+    x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed)
+    # The masked-LM head.
+    t, c_dense = linear_forward(x, params["mlm.dense.w"], params["mlm.dense.b"])  # (B, T, C)
+    t, c_act = gelu_erf_forward(t)
+    t, c_ln = layernorm_forward(t, params["mlm.ln.g"], params["mlm.ln.b"], cfg.ln_eps)
+    mlm_logits = t @ params["wte"].T + params["mlm.bias"]  # (B, T, V)
+    # The next-sentence head reads the first position, [CLS].
+    pooled, c_pool = linear_forward(x[:, 0], params["pool.w"], params["pool.b"])  # (B, C)
+    pooled = np.tanh(pooled)
+    nsp_logits, c_nsp = linear_forward(pooled, params["nsp.w"], params["nsp.b"])  # (B, 2)
+    cache = {"tok": c_tok, "pos": c_pos, "seg": c_seg, "lne": c_lne, "blocks": blocks,
+             "dense": c_dense, "act": c_act, "ln": c_ln, "t": t, "wte": params["wte"],
+             "pool": c_pool, "pooled": pooled, "nsp": c_nsp, "x_shape": x.shape}
+    return mlm_logits, nsp_logits, cache
+
+
+def bert_backward(dmlm_logits, dnsp_logits, cache):
+    """dmlm_logits (B, T, V), dnsp_logits (B, 2) -> grads (same keys as the parameters).
+
+    Either upstream gradient may be None when its loss is not used.
+    """
+    grads = {}
+    t, wte = cache["t"], cache["wte"]
+    V, C = wte.shape
+    dx = np.zeros(cache["x_shape"], dtype=wte.dtype)  # (B, T, C)
+    # nsp_logits = tanh(x[:, 0] W_pool + b) W_nsp + b_nsp
+    if dnsp_logits is None:
+        dnsp_logits = np.zeros((dx.shape[0], 2), dtype=wte.dtype)
+    dpooled, grads["nsp.w"], grads["nsp.b"] = linear_backward(dnsp_logits, cache["nsp"])
+    dpre = dpooled * (1.0 - cache["pooled"] ** 2)  # tanh' = 1 - tanh²
+    dx[:, 0], grads["pool.w"], grads["pool.b"] = linear_backward(dpre, cache["pool"])
+    # mlm_logits = t wte^T + bias
+    if dmlm_logits is None:
+        dmlm_logits = np.zeros(t.shape[:2] + (V,), dtype=wte.dtype)
+    grads["mlm.bias"] = dmlm_logits.reshape(-1, V).sum(axis=0)
+    dwte_out = dmlm_logits.reshape(-1, V).T @ t.reshape(-1, C)  # (V, C)
+    dt = dmlm_logits @ wte  # (B, T, C)
+    dt, grads["mlm.ln.g"], grads["mlm.ln.b"] = layernorm_backward(dt, cache["ln"])
+    dt = gelu_erf_backward(dt, cache["act"])
+    dt, grads["mlm.dense.w"], grads["mlm.dense.b"] = linear_backward(dt, cache["dense"])
+    dx += dt
+    dx, _ = stack_backward(dx, cache["blocks"], "h.", grads)
+    # x = LN_e(wte[ids] + wpe[t] + wtt[segment])
+    dsum, grads["ln_e.g"], grads["ln_e.b"] = layernorm_backward(dx, cache["lne"])
+    grads["wtt"] = embedding_backward(dsum, cache["seg"])
+    grads["wpe"] = position_embedding_backward(dsum, cache["pos"])
+    grads["wte"] = embedding_backward(dsum, cache["tok"]) + dwte_out  # tied: lookup + output
+    return grads
+
+
+# ==============================================================================================
+# Seq2Seq (BART): a post-LN encoder, a post-LN decoder with cross-attention, shared embeddings
+
+
+# BART's learned position tables have two extra rows at the front and are read from row 2 on
+# (fairseq's LearnedPositionalEmbedding reserved them for the padding index; Hugging Face keeps
+# the offset so that BART checkpoints load unchanged).
+BART_POSITION_OFFSET = 2
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """The shape of an encoder-decoder in BART's architecture (Lewis et al. 2020)."""
+
+    vocab_size: int  # V, shared by source and target
+    n_ctx: int = 48  # longest source and longest target, in tokens
+    n_embd: int = 64  # C
+    n_head: int = 4  # H, in every attention
+    n_layer: int = 2  # encoder blocks
+    n_dec_layer: int = 2  # decoder blocks
+    n_inner: int | None = None  # F; None means 4C
+    ln_eps: float = 1e-5  # PyTorch's LayerNorm default, which BART uses
+
+    __post_init__ = GPTConfig.__post_init__
+    ffn = GPTConfig.ffn
+    to_dict = GPTConfig.to_dict
+
+    def block_spec(self, cross=False):
+        return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=False,
+                         activation="gelu_erf", cross=cross)
+
+
+def seq2seq_param_shapes(cfg):
+    """Every encoder-decoder parameter name with its shape."""
+    C, V, P = cfg.n_embd, cfg.vocab_size, cfg.n_ctx + BART_POSITION_OFFSET
+    shapes = {"wte": (V, C)}  # one table: encoder input, decoder input, and the output layer
+    shapes.update({"enc.wpe": (P, C), "enc.ln_e.g": (C,), "enc.ln_e.b": (C,)})
+    for layer in range(cfg.n_layer):
+        shapes.update(_block_shapes(f"enc.h.{layer}.", C, cfg.ffn))
+    shapes.update({"dec.wpe": (P, C), "dec.ln_e.g": (C,), "dec.ln_e.b": (C,)})
+    for layer in range(cfg.n_dec_layer):
+        shapes.update(_block_shapes(f"dec.h.{layer}.", C, cfg.ffn, cross=True))
+    shapes["out_bias"] = (V,)  # BART's final_logits_bias
+    return shapes
+
+
+def seq2seq_init(cfg, rng, dtype=np.float32):
+    """BART's initialisation: matrices and embeddings N(0, 0.02), biases 0, gains 1."""
+    params = {}
+    for name, shape in seq2seq_param_shapes(cfg).items():
+        if name.endswith(".g"):
+            value = np.ones(shape)
+        elif name.endswith(".b") or name == "out_bias":
+            value = np.zeros(shape)
+        else:
+            value = rng.normal(0.0, INIT_STD, size=shape)
+        params[name] = value.astype(dtype)
+    return params
+
+
+def _embed(params, prefix, ids, cfg, start=0):
+    """x = LN_e(wte[ids] + wpe[start + t + 2]).  ids (B, T) -> x (B, T, C), cache."""
+    T = ids.shape[1]
+    tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
+    pos, c_pos = position_embedding_forward(
+        T, params[prefix + "wpe"], offset=BART_POSITION_OFFSET + start)  # (T, C)
+    x, c_ln = layernorm_forward(tok + pos, params[prefix + "ln_e.g"], params[prefix + "ln_e.b"],
+                                cfg.ln_eps)
+    return x, {"tok": c_tok, "pos": c_pos, "ln": c_ln}
+
+
+def _embed_backward(dx, cache, prefix, grads):
+    """Adds the position table's and the layer norm's grads; returns the token table's part."""
+    dsum, grads[prefix + "ln_e.g"], grads[prefix + "ln_e.b"] = layernorm_backward(dx, cache["ln"])
+    grads[prefix + "wpe"] = position_embedding_backward(dsum, cache["pos"])
+    return embedding_backward(dsum, cache["tok"])
+
+
+def encoder_forward(params, cfg, src_ids, src_mask=None):
+    """src_ids (B, S) -> enc (B, S, C): every source token sees every real source token."""
+    B, S = src_ids.shape
+    if S > cfg.n_ctx:
+        raise ValueError(f"source of {S} tokens is longer than the model's n_ctx={cfg.n_ctx}")
+    if src_mask is None:
+        src_mask = np.ones((B, S), dtype=bool)
+    x, c_emb = _embed(params, "enc.", src_ids, cfg)
+    allowed = src_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S)
+    x, blocks = stack_forward(x, params, "enc.h.", cfg.n_layer, cfg.block_spec(), allowed)
+    return x, {"emb": c_emb, "blocks": blocks}
+
+
+def decoder_forward(params, cfg, tgt_in_ids, enc, src_mask=None, tgt_mask=None, past=None):
+    """tgt_in_ids (B, T), enc (B, S, C) -> logits (B, T, V), cache.
+
+        y = LN_e(wte[tgt_in] + wpe[t + 2])
+        y = block_l(y, enc)    causal self-attention, cross-attention over the real source
+        logits = y wte^T + out_bias
+
+    ``past`` (generation only): the cache of the previous call; the new tokens continue it.
+    """
+    B, T = tgt_in_ids.shape
+    S0 = 0 if past is None else past["S"]
+    if S0 + T > cfg.n_ctx:
+        raise ValueError(f"target of {S0 + T} tokens is longer than the model's n_ctx={cfg.n_ctx}")
+    if src_mask is None:
+        src_mask = np.ones(enc.shape[:2], dtype=bool)
+    if tgt_mask is None:
+        tgt_mask = np.ones((B, S0 + T), dtype=bool)
+    y, c_emb = _embed(params, "dec.", tgt_in_ids, cfg, start=S0)
+    self_allowed = causal_mask(T, S0 + T)[None, None] & tgt_mask.astype(bool)[:, None, None, :]
+    cross_allowed = src_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S)
+    y, blocks = stack_forward(y, params, "dec.h.", cfg.n_dec_layer, cfg.block_spec(cross=True),
+                              self_allowed, enc, cross_allowed,
+                              past=None if past is None else past["blocks"])
+    logits = y @ params["wte"].T + params["out_bias"]  # (B, T, V)
+    return logits, {"emb": c_emb, "blocks": blocks, "y": y, "wte": params["wte"], "S": S0 + T}
+
+
+def seq2seq_forward(params, cfg, src_ids, tgt_in_ids, src_mask=None, tgt_mask=None):
+    """The whole encoder-decoder.  -> logits (B, T, V), cache."""
+    enc, enc_cache = encoder_forward(params, cfg, src_ids, src_mask)
+    logits, dec_cache = decoder_forward(params, cfg, tgt_in_ids, enc, src_mask, tgt_mask)
+    return logits, {"enc": enc_cache, "dec": dec_cache}
+
+
+def seq2seq_backward(dlogits, cache):
+    """dlogits (B, T, V) -> grads (same keys as the parameters)."""
+    grads = {}
+    dec, y, wte = cache["dec"], cache["dec"]["y"], cache["dec"]["wte"]
+    V, C = wte.shape
+    grads["out_bias"] = dlogits.reshape(-1, V).sum(axis=0)
+    dwte_out = dlogits.reshape(-1, V).T @ y.reshape(-1, C)  # (V, C)
+    dy = dlogits @ wte  # (B, T, C)
+    dy, denc = stack_backward(dy, dec["blocks"], "dec.h.", grads)
+    dwte_dec = _embed_backward(dy, dec["emb"], "dec.", grads)
+    dx, _ = stack_backward(denc, cache["enc"]["blocks"], "enc.h.", grads)
+    dwte_enc = _embed_backward(dx, cache["enc"]["emb"], "enc.", grads)
+    grads["wte"] = dwte_enc + dwte_dec + dwte_out  # shared: encoder input + decoder input + output
+    return grads
