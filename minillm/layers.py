@@ -163,7 +163,7 @@ def gelu_tanh_forward(x):
 
     x (...) -> y (...). BERT and BART use the exact erf form instead.
     """
-    u = _SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3)  # (...)
+    u = _SQRT_2_OVER_PI * (x + _GELU_CUBIC * (x * x * x))  # (...); x*x*x, as x**3 is ~100x slower
     th = np.tanh(u)  # (...)
     y = 0.5 * x * (1.0 + th)
     cache = {"x": x, "th": th}
