@@ -1,0 +1,144 @@
+"""A word tokenizer: longest match over a lexicon, one character when no word matches.
+
+The tutorial speaks of words (词): in 今天天气很好，我们去 → 公园, the words 今天, 天气 and 公园 are
+single tokens. Chinese has no spaces, so text is cut by **longest match**: at each position take
+the longest lexicon word that starts there; if none does, take the single character.
+
+    今天天气很好，我们去   ->   今天 | 天气 | 很好 | ， | 我们 | 去
+
+The vocabulary, in id order:
+
+    0..6     [PAD] [UNK] [BOS] [EOS] [CLS] [SEP] [MASK]     special tokens
+    7..      <extra_id_0> <extra_id_1> ...                  T5's sentinels (n_sentinels of them)
+    then     the lexicon's words and every character in them, sorted: the ordinary tokens
+
+Special and sentinel strings written literally in a text (今天[MASK]很好) are matched as those
+tokens by the same longest match. A character the vocabulary does not know becomes [UNK]; it is
+never an error. For any text made of known characters, ``decode(encode(text)) == text``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]")
+PAD_ID, UNK_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
+# Enough sentinels for T5 span corruption of the longest sequence minillm trains on
+# (S = round(0.15·L / 3) spans: 20 covers L up to 400 tokens).
+N_SENTINELS = 20
+
+
+def sentinel(k):
+    """The string of the k-th sentinel, ``<extra_id_k>`` as in T5's vocabulary."""
+    return f"<extra_id_{k}>"
+
+
+class Tokenizer:
+    """Longest-match word tokenizer over a lexicon, with a single-character fallback."""
+
+    def __init__(self, words, n_sentinels=N_SENTINELS, extra_chars=""):
+        if isinstance(words, str):
+            raise TypeError("words must be an iterable of strings, not one string; "
+                            f"got {words[:20]!r}")
+        words = [w for w in words]
+        for w in words:
+            if not isinstance(w, str) or not w:
+                raise ValueError(f"every lexicon word must be a non-empty string, got {w!r}")
+        if not isinstance(n_sentinels, int) or n_sentinels < 0:
+            raise ValueError(f"n_sentinels must be a non-negative integer, got {n_sentinels!r}")
+        self.n_sentinels = n_sentinels
+        reserved = list(SPECIAL_TOKENS) + [sentinel(k) for k in range(n_sentinels)]
+        chars = {ch for w in words for ch in w} | set(extra_chars)
+        ordinary = sorted((set(words) | chars) - set(reserved))
+        self.vocab = reserved + ordinary  # id -> string
+        self.id_of = {s: i for i, s in enumerate(self.vocab)}  # string -> id
+        self.max_len = max(len(s) for s in self.vocab)
+        self.ordinary_ids = np.arange(len(reserved), len(self.vocab))
+        self.first_ordinary_id = len(reserved)
+
+    def __len__(self):
+        return len(self.vocab)
+
+    def sentinel_id(self, k):
+        if not 0 <= k < self.n_sentinels:
+            raise ValueError(f"sentinel index k must be in [0, {self.n_sentinels}), got {k!r}")
+        return len(SPECIAL_TOKENS) + k
+
+    def is_special(self, token_id):
+        """True for the special tokens and the sentinels."""
+        return 0 <= token_id < self.first_ordinary_id
+
+    # ------------------------------------------------------------------------------------------
+
+    def tokenize(self, text):
+        """Text -> list of token strings, by longest match (unknown characters as [UNK])."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}: {text!r}")
+        tokens, i, n = [], 0, len(text)
+        while i < n:
+            for length in range(min(self.max_len, n - i), 0, -1):
+                piece = text[i : i + length]
+                if piece in self.id_of:
+                    tokens.append(piece)
+                    i += length
+                    break
+            else:  # not even the single character is known
+                tokens.append("[UNK]")
+                i += 1
+        return tokens
+
+    def encode(self, text, add_bos=False, add_eos=False):
+        """Text -> list of token ids, optionally with [BOS] in front and [EOS] at the end."""
+        ids = [self.id_of[t] for t in self.tokenize(text)]
+        return ([BOS_ID] if add_bos else []) + ids + ([EOS_ID] if add_eos else [])
+
+    def decode(self, ids, skip_special=False):
+        """Token ids -> text: the token strings joined. ``skip_special`` drops special tokens
+        and sentinels."""
+        out = []
+        for i in ids:
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+                raise TypeError(f"ids must hold integers, got {i!r}")
+            if not 0 <= i < len(self.vocab):
+                raise ValueError(f"token id {int(i)} is outside the vocabulary of {len(self.vocab)}")
+            if skip_special and self.is_special(i):
+                continue
+            out.append(self.vocab[i])
+        return "".join(out)
+
+    # ------------------------------------------------------------------------------------------
+
+    def to_dict(self):
+        """A JSON-serialisable description, from which from_dict rebuilds the same tokenizer."""
+        return {"ordinary": self.vocab[self.first_ordinary_id:], "n_sentinels": self.n_sentinels}
+
+    @classmethod
+    def from_dict(cls, d):
+        tok = cls(d["ordinary"], n_sentinels=d["n_sentinels"])
+        if tok.vocab[tok.first_ordinary_id:] != list(d["ordinary"]):
+            raise ValueError("tokenizer description does not rebuild the same vocabulary")
+        return tok
+
+    @classmethod
+    def from_text(cls, text, max_words=200, min_count=3, n_sentinels=N_SENTINELS):
+        """A vocabulary for a user's text: every distinct character, plus up to ``max_words``
+        of the most frequent character pairs seen at least ``min_count`` times (a crude stand-in
+        for words, so that frequent two-character words like 天气 become one token).
+        Line breaks and other whitespace-only pairs are never words."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        counts = {}
+        for line in text.splitlines():
+            for a, b in zip(line, line[1:]):
+                if not (a.isspace() or b.isspace()):
+                    counts[a + b] = counts.get(a + b, 0) + 1
+        frequent = sorted((p for p, c in counts.items() if c >= min_count),
+                          key=lambda p: (-counts[p], p))[:max_words]
+        chars = sorted(set(text) - {"\n", "\r"})
+        return cls(chars + frequent, n_sentinels=n_sentinels)
+
+    @classmethod
+    def from_file(cls, path, **kwargs):
+        from .corpus import read_text_corpus
+
+        return cls.from_text("\n".join(read_text_corpus(path)), **kwargs)
