@@ -1,0 +1,88 @@
+"""Next-token prediction, the GPT objective (tutorial: 1. 语言建模 and 训练目标的数学理解).
+
+The tutorial writes the probability of a text as a product of next-word probabilities,
+
+    P(文本) = P(w_1) × P(w_2|w_1) × P(w_3|w_1,w_2) × ... × P(w_n|w_1,...,w_{n-1})
+
+and the loss as the negative log of it,
+
+    L = -Σ_{i=1}^{N} log P(w_i | w_1, ..., w_{i-1}; θ)
+
+Both are computed here exactly as written. A [BOS] token stands in front of every sequence,
+so P(w_1) = P(w_1 | [BOS]) is a real term of the sum: the model reads [BOS] w_1 ... w_n and
+at each position predicts the next word. A training sentence also ends with [EOS], whose
+prediction is how the model learns where a sentence stops. The loss is a sum, as written,
+unless a mean is asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from ..models import gpt_backward, gpt_forward
+from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+NAME = "clm"
+
+
+def make_batch(sequences, add_eos=True):
+    """Token-id sequences -> a right-padded batch for next-token prediction.
+
+    For w_1 .. w_n the model reads ``inputs = [BOS] w_1 ... w_n`` and is asked for
+    ``targets = w_1 ... w_n [EOS]``: position t predicts the token after it. Padding gets
+    [PAD] in the inputs, IGNORE_INDEX in the targets and 0 in the attention mask.
+
+    sequences: list of B lists of ids -> dict with inputs (B, T), targets (B, T),
+    attention_mask (B, T), where T = longest n + 1.
+    """
+    if len(sequences) == 0:
+        raise ValueError("sequences must hold at least one sequence, got an empty batch")
+    rows = [[BOS_ID, *seq, *([EOS_ID] if add_eos else [])] for seq in sequences]
+    T = max(len(r) for r in rows) - 1
+    B = len(rows)
+    inputs = np.full((B, T), PAD_ID, dtype=np.int64)
+    targets = np.full((B, T), IGNORE_INDEX, dtype=np.int64)
+    attention_mask = np.zeros((B, T), dtype=np.int64)
+    for b, r in enumerate(rows):
+        n = len(r) - 1
+        inputs[b, :n] = r[:-1]
+        targets[b, :n] = r[1:]
+        attention_mask[b, :n] = 1
+    return {"inputs": inputs, "targets": targets, "attention_mask": attention_mask}
+
+
+def log_prob(params, cfg, ids, add_eos=False):
+    """``log P(w_1..w_n) = Σ_{t=1}^{n} log P(w_t | w_1, ..., w_{t-1})``  (the chain rule).
+
+    ids: the n token ids of one text (no [BOS]; it is added here). With ``add_eos`` the
+    [EOS] after w_n is one more term: the probability that the text ends there.
+    Returns (total, per_step): a float and an array of n (or n+1) terms, the per-step
+    log P(w_t | w_<t). ``exp(total)`` is the tutorial's P(文本).
+    """
+    batch = make_batch([list(ids)], add_eos=add_eos)
+    logits, _ = gpt_forward(params, cfg, batch["inputs"], batch["attention_mask"])
+    _, ce = cross_entropy_forward(logits, batch["targets"])
+    per_step = ce["logp_target"][0]  # (n,)
+    return float(per_step.sum()), per_step
+
+
+def loss(params, cfg, batch, reduction="sum"):
+    """``L = -Σ_i log P(w_i | w_<i; θ)`` over every real target of the batch.
+
+    Returns (L, n_tokens, cache). ``reduction="mean"`` gives L / n_tokens.
+    """
+    logits, model_cache = gpt_forward(params, cfg, batch["inputs"], batch["attention_mask"])
+    L, ce_cache = cross_entropy_forward(logits, batch["targets"], reduction=reduction)
+    return float(L), ce_cache["n"], {"model": model_cache, "ce": ce_cache}
+
+
+def loss_and_grads(params, cfg, batch, reduction="sum"):
+    """The loss and dL/dθ for every parameter θ: forward, then backward by hand.
+
+    Returns (L, n_tokens, grads), grads a dict with the same keys as params.
+    """
+    L, n, cache = loss(params, cfg, batch, reduction)
+    dlogits = cross_entropy_backward(1.0, cache["ce"])  # dL/dlogits (B, T, V)
+    grads = gpt_backward(dlogits, cache["model"])
+    return L, n, grads
