@@ -48,18 +48,22 @@ class GPTConfig:
         for name in ("vocab_size", "n_ctx", "n_embd", "n_head", "n_layer"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+                raise ValueError(
+                    f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise ValueError(
-                f"GPTConfig.n_embd={self.n_embd} must be a multiple of n_head={self.n_head}"
+                f"{type(self).__name__}.n_embd={self.n_embd} must be a multiple of n_head={self.n_head}"
             )
-        if self.n_inner is not None and self.n_inner < 1:
-            raise ValueError(f"GPTConfig.n_inner must be None or positive, got {self.n_inner!r}")
+        if self.n_inner is None:  # resolve the default, so equal models have equal configs
+            object.__setattr__(self, "n_inner", 4 * self.n_embd)
+        if self.n_inner < 1:
+            raise ValueError(
+                f"{type(self).__name__}.n_inner must be None or positive, got {self.n_inner!r}")
 
     @property
     def ffn(self):
         """F, the feed-forward width."""
-        return self.n_inner or 4 * self.n_embd
+        return self.n_inner
 
     def block_spec(self):
         return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=True,

@@ -1,0 +1,394 @@
+"""Hugging Face checkpoints: read and write GPT-2, BERT and BART, and compute what transformers
+computes, loss and gradients included.
+
+    from minillm import hf
+    model = hf.load(folder)                 # config.json + model.safetensors
+    out = hf.forward_backward(model, case)  # loss, logits, grads under Hugging Face's names
+    hf.save(model, folder)                  # a folder transformers' from_pretrained loads
+
+Names and layouts. minillm stores every projection as (in, out) and fuses q, k, v into one
+(C, 3C) matrix; GPT-2's Conv1D has the same layout, while BERT's and BART's nn.Linear store
+(out, in) with q, k, v apart. The tables below list, per architecture, each minillm parameter
+and where it comes from. ``{l}`` is a layer index. The kinds:
+
+    copy       the same array
+    T          transposed: nn.Linear's (out, in) -> (in, out)
+    cat_T      several nn.Linear weights, transposed and put side by side (q | k | v)
+    cat        several bias vectors, end to end
+    row        a (1, V) buffer -> (V,)
+
+Tied tensors are not in the files (GPT-2's lm_head, BERT's decoder weight and bias, BART's
+embed_tokens and lm_head): each is the same array as one that is, and its gradient is folded in.
+
+Losses. ``forward_backward`` computes each model's loss the way Hugging Face defines it, which
+is not minillm's own: a *mean* over predicted tokens (minillm's default is the tutorial's sum),
+GPT-2 shifting its labels inside the loss (minillm shifts when it builds the batch), BERT adding
+the next-sentence loss. The same cross-entropy function computes both (reduction="mean" here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import safetensors
+from .layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from .models import (
+    BertConfig,
+    GPTConfig,
+    Seq2SeqConfig,
+    bert_backward,
+    bert_forward,
+    gpt_backward,
+    gpt_forward,
+    seq2seq_backward,
+    seq2seq_forward,
+)
+
+# ----------------------------------------------------------------------------------------------
+# The name tables: (minillm name, kind, Hugging Face name(s))
+
+GPT2_TABLE = [
+    ("wte", "copy", "transformer.wte.weight"),
+    ("wpe", "copy", "transformer.wpe.weight"),
+    ("ln_f.g", "copy", "transformer.ln_f.weight"),
+    ("ln_f.b", "copy", "transformer.ln_f.bias"),
+]
+GPT2_BLOCK = [
+    ("h.{l}.ln_1.g", "copy", "transformer.h.{l}.ln_1.weight"),
+    ("h.{l}.ln_1.b", "copy", "transformer.h.{l}.ln_1.bias"),
+    ("h.{l}.attn.c_attn.w", "copy", "transformer.h.{l}.attn.c_attn.weight"),
+    ("h.{l}.attn.c_attn.b", "copy", "transformer.h.{l}.attn.c_attn.bias"),
+    ("h.{l}.attn.c_proj.w", "copy", "transformer.h.{l}.attn.c_proj.weight"),
+    ("h.{l}.attn.c_proj.b", "copy", "transformer.h.{l}.attn.c_proj.bias"),
+    ("h.{l}.ln_2.g", "copy", "transformer.h.{l}.ln_2.weight"),
+    ("h.{l}.ln_2.b", "copy", "transformer.h.{l}.ln_2.bias"),
+    ("h.{l}.mlp.c_fc.w", "copy", "transformer.h.{l}.mlp.c_fc.weight"),
+    ("h.{l}.mlp.c_fc.b", "copy", "transformer.h.{l}.mlp.c_fc.bias"),
+    ("h.{l}.mlp.c_proj.w", "copy", "transformer.h.{l}.mlp.c_proj.weight"),
+    ("h.{l}.mlp.c_proj.b", "copy", "transformer.h.{l}.mlp.c_proj.bias"),
+]
+
+_BERT_L = "bert.encoder.layer.{l}."
+BERT_TABLE = [
+    ("wte", "copy", "bert.embeddings.word_embeddings.weight"),
+    ("wpe", "copy", "bert.embeddings.position_embeddings.weight"),
+    ("wtt", "copy", "bert.embeddings.token_type_embeddings.weight"),
+    ("ln_e.g", "copy", "bert.embeddings.LayerNorm.weight"),
+    ("ln_e.b", "copy", "bert.embeddings.LayerNorm.bias"),
+    ("pool.w", "T", "bert.pooler.dense.weight"),
+    ("pool.b", "copy", "bert.pooler.dense.bias"),
+    ("mlm.dense.w", "T", "cls.predictions.transform.dense.weight"),
+    ("mlm.dense.b", "copy", "cls.predictions.transform.dense.bias"),
+    ("mlm.ln.g", "copy", "cls.predictions.transform.LayerNorm.weight"),
+    ("mlm.ln.b", "copy", "cls.predictions.transform.LayerNorm.bias"),
+    ("mlm.bias", "copy", "cls.predictions.bias"),
+    ("nsp.w", "T", "cls.seq_relationship.weight"),
+    ("nsp.b", "copy", "cls.seq_relationship.bias"),
+]
+BERT_BLOCK = [
+    ("h.{l}.attn.c_attn.w", "cat_T", [_BERT_L + f"attention.self.{n}.weight"
+                                      for n in ("query", "key", "value")]),
+    ("h.{l}.attn.c_attn.b", "cat", [_BERT_L + f"attention.self.{n}.bias"
+                                    for n in ("query", "key", "value")]),
+    ("h.{l}.attn.c_proj.w", "T", _BERT_L + "attention.output.dense.weight"),
+    ("h.{l}.attn.c_proj.b", "copy", _BERT_L + "attention.output.dense.bias"),
+    ("h.{l}.ln_1.g", "copy", _BERT_L + "attention.output.LayerNorm.weight"),
+    ("h.{l}.ln_1.b", "copy", _BERT_L + "attention.output.LayerNorm.bias"),
+    ("h.{l}.mlp.c_fc.w", "T", _BERT_L + "intermediate.dense.weight"),
+    ("h.{l}.mlp.c_fc.b", "copy", _BERT_L + "intermediate.dense.bias"),
+    ("h.{l}.mlp.c_proj.w", "T", _BERT_L + "output.dense.weight"),
+    ("h.{l}.mlp.c_proj.b", "copy", _BERT_L + "output.dense.bias"),
+    ("h.{l}.ln_2.g", "copy", _BERT_L + "output.LayerNorm.weight"),
+    ("h.{l}.ln_2.b", "copy", _BERT_L + "output.LayerNorm.bias"),
+]
+
+BART_TABLE = [
+    ("wte", "copy", "model.shared.weight"),
+    ("enc.wpe", "copy", "model.encoder.embed_positions.weight"),
+    ("enc.ln_e.g", "copy", "model.encoder.layernorm_embedding.weight"),
+    ("enc.ln_e.b", "copy", "model.encoder.layernorm_embedding.bias"),
+    ("dec.wpe", "copy", "model.decoder.embed_positions.weight"),
+    ("dec.ln_e.g", "copy", "model.decoder.layernorm_embedding.weight"),
+    ("dec.ln_e.b", "copy", "model.decoder.layernorm_embedding.bias"),
+    ("out_bias", "row", "final_logits_bias"),  # a buffer in transformers: no gradient there
+]
+
+
+def _bart_attention(ours, theirs):
+    return [
+        (ours + "c_attn.w", "cat_T", [theirs + f"{n}_proj.weight" for n in "qkv"]),
+        (ours + "c_attn.b", "cat", [theirs + f"{n}_proj.bias" for n in "qkv"]),
+        (ours + "c_proj.w", "T", theirs + "out_proj.weight"),
+        (ours + "c_proj.b", "copy", theirs + "out_proj.bias"),
+    ]
+
+
+def _bart_block(side, cross):
+    ours, theirs = f"{side}.h.{{l}}.", f"model.{'encoder' if side == 'enc' else 'decoder'}.layers.{{l}}."
+    rows = _bart_attention(ours + "attn.", theirs + "self_attn.")
+    rows += [(ours + "ln_1.g", "copy", theirs + "self_attn_layer_norm.weight"),
+             (ours + "ln_1.b", "copy", theirs + "self_attn_layer_norm.bias")]
+    if cross:
+        x, hx = ours + "xattn.", theirs + "encoder_attn."
+        rows += [
+            (x + "c_q.w", "T", hx + "q_proj.weight"), (x + "c_q.b", "copy", hx + "q_proj.bias"),
+            (x + "c_kv.w", "cat_T", [hx + "k_proj.weight", hx + "v_proj.weight"]),
+            (x + "c_kv.b", "cat", [hx + "k_proj.bias", hx + "v_proj.bias"]),
+            (x + "c_proj.w", "T", hx + "out_proj.weight"),
+            (x + "c_proj.b", "copy", hx + "out_proj.bias"),
+            (ours + "ln_x.g", "copy", theirs + "encoder_attn_layer_norm.weight"),
+            (ours + "ln_x.b", "copy", theirs + "encoder_attn_layer_norm.bias"),
+        ]
+    rows += [
+        (ours + "mlp.c_fc.w", "T", theirs + "fc1.weight"), (ours + "mlp.c_fc.b", "copy", theirs + "fc1.bias"),
+        (ours + "mlp.c_proj.w", "T", theirs + "fc2.weight"), (ours + "mlp.c_proj.b", "copy", theirs + "fc2.bias"),
+        (ours + "ln_2.g", "copy", theirs + "final_layer_norm.weight"),
+        (ours + "ln_2.b", "copy", theirs + "final_layer_norm.bias"),
+    ]
+    return rows
+
+
+BART_ENC_BLOCK = _bart_block("enc", cross=False)
+BART_DEC_BLOCK = _bart_block("dec", cross=True)
+
+# Parameters transformers keeps as buffers: loaded and saved, but given no gradient.
+NO_GRAD = {"final_logits_bias"}
+
+
+def name_table(arch, cfg):
+    """The full table for a model: every row with {l} filled in for each layer."""
+    def expand(rows, n_layer):
+        out = []
+        for layer in range(n_layer):
+            for ours, kind, theirs in rows:
+                fill = (lambda s: s.format(l=layer))
+                out.append((fill(ours), kind,
+                            [fill(t) for t in theirs] if isinstance(theirs, list) else fill(theirs)))
+        return out
+
+    if arch == "gpt2":
+        return GPT2_TABLE[:2] + expand(GPT2_BLOCK, cfg.n_layer) + GPT2_TABLE[2:]
+    if arch == "bert":
+        return BERT_TABLE[:5] + expand(BERT_BLOCK, cfg.n_layer) + BERT_TABLE[5:]
+    if arch == "bart":
+        return (BART_TABLE[:4] + expand(BART_ENC_BLOCK, cfg.n_layer) + BART_TABLE[4:7]
+                + expand(BART_DEC_BLOCK, cfg.n_dec_layer) + BART_TABLE[7:])
+    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'bert' or 'bart'")
+
+
+def to_minillm(arch, cfg, hf_tensors):
+    """Hugging Face tensors -> minillm's flat parameter dict (same dtype as the file)."""
+    params, missing = {}, []
+    for ours, kind, theirs in name_table(arch, cfg):
+        names = theirs if isinstance(theirs, list) else [theirs]
+        absent = [n for n in names if n not in hf_tensors]
+        if absent:
+            missing += absent
+            continue
+        arrays = [hf_tensors[n] for n in names]
+        if kind == "copy":
+            params[ours] = arrays[0].copy()
+        elif kind == "T":
+            params[ours] = np.ascontiguousarray(arrays[0].T)
+        elif kind == "cat_T":
+            params[ours] = np.concatenate([a.T for a in arrays], axis=1)
+        elif kind == "cat":
+            params[ours] = np.concatenate(arrays)
+        elif kind == "row":
+            params[ours] = arrays[0].reshape(-1).copy()
+    if missing:
+        raise ValueError(f"the checkpoint lacks {len(missing)} tensor(s) a {arch} model needs: "
+                         + ", ".join(missing))
+    return params
+
+
+def to_hf(arch, cfg, params, keep=None):
+    """minillm's parameters (or gradients) -> Hugging Face names and layouts.
+
+    ``keep`` limits the result to those Hugging Face names (e.g. leave out buffers)."""
+    out = {}
+    for ours, kind, theirs in name_table(arch, cfg):
+        a = params[ours]
+        if kind == "copy":
+            out[theirs] = a
+        elif kind == "T":
+            out[theirs] = np.ascontiguousarray(a.T)
+        elif kind == "cat_T":
+            for name, part in zip(theirs, np.split(a, len(theirs), axis=1)):
+                out[name] = np.ascontiguousarray(part.T)
+        elif kind == "cat":
+            for name, part in zip(theirs, np.split(a, len(theirs))):
+                out[name] = part
+        elif kind == "row":
+            out[theirs] = a.reshape(1, -1)
+    if keep is not None:
+        out = {k: v for k, v in out.items() if k in keep}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs
+
+
+def config_from_hf(hf_config):
+    """(arch, minillm config) from a transformers config.json dict."""
+    arch = hf_config.get("model_type")
+    if arch == "gpt2":
+        if hf_config.get("activation_function", "gelu_new") != "gelu_new":
+            raise ValueError(f"gpt2 activation_function {hf_config['activation_function']!r} "
+                             "is not supported (only gelu_new)")
+        return arch, GPTConfig(
+            vocab_size=hf_config["vocab_size"], n_ctx=hf_config["n_positions"],
+            n_embd=hf_config["n_embd"], n_head=hf_config["n_head"], n_layer=hf_config["n_layer"],
+            n_inner=hf_config.get("n_inner"), ln_eps=hf_config.get("layer_norm_epsilon", 1e-5))
+    if arch == "bert":
+        return arch, BertConfig(
+            vocab_size=hf_config["vocab_size"], n_ctx=hf_config["max_position_embeddings"],
+            n_embd=hf_config["hidden_size"], n_head=hf_config["num_attention_heads"],
+            n_layer=hf_config["num_hidden_layers"], n_inner=hf_config["intermediate_size"],
+            n_types=hf_config.get("type_vocab_size", 2), ln_eps=hf_config.get("layer_norm_eps", 1e-12))
+    if arch == "bart":
+        if hf_config.get("scale_embedding"):
+            raise ValueError("bart scale_embedding=true is not supported")
+        if hf_config["encoder_ffn_dim"] != hf_config["decoder_ffn_dim"] or (
+                hf_config["encoder_attention_heads"] != hf_config["decoder_attention_heads"]):
+            raise ValueError("bart with different encoder and decoder widths is not supported")
+        return arch, Seq2SeqConfig(
+            vocab_size=hf_config["vocab_size"], n_ctx=hf_config["max_position_embeddings"],
+            n_embd=hf_config["d_model"], n_head=hf_config["encoder_attention_heads"],
+            n_layer=hf_config["encoder_layers"], n_dec_layer=hf_config["decoder_layers"],
+            n_inner=hf_config["encoder_ffn_dim"])
+    raise ValueError(f"config.json model_type {arch!r} is not supported: "
+                     "expected 'gpt2', 'bert' or 'bart'")
+
+
+def config_to_hf(arch, cfg, special=None):
+    """A transformers config.json dict for a minillm config. ``special`` holds token ids."""
+    s = {"bos": 2, "eos": 3, "pad": 0, **(special or {})}
+    if arch == "gpt2":
+        return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+                "vocab_size": cfg.vocab_size, "n_positions": cfg.n_ctx, "n_embd": cfg.n_embd,
+                "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_inner": cfg.n_inner,
+                "activation_function": "gelu_new", "layer_norm_epsilon": cfg.ln_eps,
+                "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+                "scale_attn_weights": True, "tie_word_embeddings": True,
+                "bos_token_id": s["bos"], "eos_token_id": s["eos"]}
+    if arch == "bert":
+        return {"model_type": "bert", "architectures": ["BertForPreTraining"],
+                "vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd,
+                "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
+                "intermediate_size": cfg.ffn, "max_position_embeddings": cfg.n_ctx,
+                "type_vocab_size": cfg.n_types, "hidden_act": "gelu", "layer_norm_eps": cfg.ln_eps,
+                "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+                "pad_token_id": s["pad"], "tie_word_embeddings": True}
+    if arch == "bart":
+        return {"model_type": "bart", "architectures": ["BartForConditionalGeneration"],
+                "vocab_size": cfg.vocab_size, "d_model": cfg.n_embd,
+                "encoder_layers": cfg.n_layer, "decoder_layers": cfg.n_dec_layer,
+                "encoder_attention_heads": cfg.n_head, "decoder_attention_heads": cfg.n_head,
+                "encoder_ffn_dim": cfg.ffn, "decoder_ffn_dim": cfg.ffn,
+                "max_position_embeddings": cfg.n_ctx, "activation_function": "gelu",
+                "scale_embedding": False, "dropout": 0.0, "attention_dropout": 0.0,
+                "activation_dropout": 0.0, "tie_word_embeddings": True,
+                "pad_token_id": s["pad"], "bos_token_id": s["bos"], "eos_token_id": s["eos"],
+                "decoder_start_token_id": s["bos"], "forced_eos_token_id": s["eos"]}
+    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'bert' or 'bart'")
+
+
+# ----------------------------------------------------------------------------------------------
+# Load, save, compute
+
+
+@dataclass
+class HFModel:
+    """A Hugging Face model held in minillm's form."""
+
+    arch: str  # "gpt2", "bert" or "bart"
+    cfg: object  # GPTConfig, BertConfig or Seq2SeqConfig
+    params: dict  # minillm names and layouts
+    hf_config: dict  # the config.json it came from (or will be saved as)
+
+
+def load(folder):
+    """Read ``folder/config.json`` and ``folder/model.safetensors``."""
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+        hf_config = json.load(f)
+    arch, cfg = config_from_hf(hf_config)
+    tensors = safetensors.load_file(os.path.join(folder, "model.safetensors"))
+    # Older GPT-2 files (saved from GPT2Model) lack the "transformer." prefix.
+    if arch == "gpt2" and "wte.weight" in tensors:
+        tensors = {"transformer." + k: v for k, v in tensors.items()}
+    return HFModel(arch, cfg, to_minillm(arch, cfg, tensors), hf_config)
+
+
+def save(model, folder):
+    """Write ``config.json`` and ``model.safetensors`` (float32, Hugging Face names)."""
+    os.makedirs(folder, exist_ok=True)
+    tensors = {k: np.asarray(v, dtype=np.float32)
+               for k, v in to_hf(model.arch, model.cfg, model.params).items()}
+    safetensors.save_file(tensors, os.path.join(folder, "model.safetensors"),
+                          metadata={"format": "pt"})
+    tmp = os.path.join(folder, "config.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(model.hf_config, f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(folder, "config.json"))
+
+
+def from_minillm(arch, cfg, params, special=None):
+    """Wrap a model trained by minillm so that ``save`` writes it in Hugging Face's format."""
+    return HFModel(arch, cfg, params, config_to_hf(arch, cfg, special))
+
+
+def forward_backward(model, case, dtype=np.float64):
+    """Hugging Face's forward pass, loss and gradients, computed by minillm.
+
+    case: a mapping of arrays named as in the fixtures' case.npz. Returns a dict with
+    ``loss`` (float), the logits (``logits``; for BERT ``prediction_logits`` and
+    ``seq_relationship_logits``; also ``mlm_loss`` and ``nsp_loss``), and ``grads``, keyed by
+    the Hugging Face names stored in model.safetensors.
+    """
+    params = {k: v.astype(dtype) for k, v in model.params.items()}
+    arrays = {k: np.asarray(case[k]) for k in case.keys()}
+    out = {}
+    if model.arch == "gpt2":
+        logits, cache = gpt_forward(params, model.cfg, arrays["input_ids"], arrays.get("attention_mask"))
+        # Hugging Face shifts inside the loss: position t predicts labels[t + 1]; the last
+        # position predicts nothing.
+        targets = np.full_like(arrays["labels"], IGNORE_INDEX)
+        targets[:, :-1] = arrays["labels"][:, 1:]
+        loss, ce = cross_entropy_forward(logits, targets, reduction="mean")
+        grads = gpt_backward(cross_entropy_backward(1.0, ce), cache)
+        out["logits"] = logits
+    elif model.arch == "bert":
+        mlm_logits, nsp_logits, cache = bert_forward(
+            params, model.cfg, arrays["input_ids"], arrays.get("token_type_ids"),
+            arrays.get("attention_mask"))
+        mlm_loss, ce_mlm = cross_entropy_forward(mlm_logits, arrays["labels"], reduction="mean")
+        dmlm = cross_entropy_backward(1.0, ce_mlm)
+        dnsp, nsp_loss = None, 0.0
+        if "next_sentence_label" in arrays:
+            nsp_loss, ce_nsp = cross_entropy_forward(
+                nsp_logits, arrays["next_sentence_label"], reduction="mean")
+            dnsp = cross_entropy_backward(1.0, ce_nsp)
+        loss = mlm_loss + nsp_loss
+        grads = bert_backward(dmlm, dnsp, cache)
+        out.update(prediction_logits=mlm_logits, seq_relationship_logits=nsp_logits,
+                   mlm_loss=float(mlm_loss), nsp_loss=float(nsp_loss))
+    elif model.arch == "bart":
+        logits, cache = seq2seq_forward(
+            params, model.cfg, arrays["input_ids"], arrays["decoder_input_ids"],
+            arrays.get("attention_mask"), arrays.get("decoder_attention_mask"))
+        loss, ce = cross_entropy_forward(logits, arrays["labels"], reduction="mean")
+        grads = seq2seq_backward(cross_entropy_backward(1.0, ce), cache)
+        out["logits"] = logits
+    else:
+        raise ValueError(f"unknown architecture {model.arch!r}")
+    stored = to_hf(model.arch, model.cfg, model.params)
+    out["loss"] = float(loss)
+    out["grads"] = to_hf(model.arch, model.cfg, grads,
+                         keep=[k for k in stored if k not in NO_GRAD])
+    return out
