@@ -116,7 +116,6 @@ def build_parser():
 
 
 def cmd_train(args):
-    from .corpus import read_text_corpus
     from .grammar import default_grammar
     from .models import GPTConfig
     from .tokenizer import Tokenizer
@@ -133,6 +132,8 @@ def cmd_train(args):
                                 log_every=args.log_every)
         state = None
     if args.data:
+        from .corpus import read_text_corpus
+
         documents = read_text_corpus(args.data)
         if not args.resume:
             tokenizer = Tokenizer.from_text("\n".join(documents))

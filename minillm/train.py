@@ -1,0 +1,205 @@
+"""The training loop, its progress line, and checkpoints.
+
+One loop serves every objective (see DESIGN in walkthrough.md):
+
+    sequences ──objective.make_batch──▶ batch ──objective.loss_and_grads──▶ loss, grads
+    grads ──clip──▶ AdamW(lr from the schedule) ──▶ params
+
+All randomness comes from two generators made from the seed: one draws the initial
+parameters, the other draws the training data. Same seed, same settings: same bits.
+
+A checkpoint is one safetensors file holding the parameters, the AdamW moments, and in its
+JSON metadata the configs, the tokenizer's vocabulary, the step and the data generator's state.
+It is written to a temporary file and renamed into place, so it is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from . import safetensors
+from .models import GPTConfig, gpt_init
+from .objectives import clm
+from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
+from .tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. The defaults train the demo's tiny GPT on the built-in grammar."""
+
+    steps: int = 300  # optimizer steps
+    batch_size: int = 32  # sequences per step
+    lr: float = 3e-3  # peak learning rate, reached at the end of warm-up
+    min_lr: float = 3e-4  # learning rate at the last step (cosine decay ends here)
+    warmup: int = 30  # steps of linear warm-up from 0
+    weight_decay: float = 0.1  # AdamW's decoupled decay of matrices
+    clip: float = 1.0  # cap on the global gradient norm (of the mean loss's gradient)
+    seed: int = 0  # one seed for the initial parameters and for the data
+    log_every: int = 25  # steps between progress lines
+    dtype: str = "float32"  # parameter dtype: float32 for speed, float64 for exactness
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be a non-negative integer, got {self.warmup!r}")
+        for name in ("lr", "min_lr", "weight_decay", "clip"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+class GrammarData:
+    """Sentences drawn from the built-in grammar, whose true entropy is the loss floor."""
+
+    def __init__(self, grammar, tokenizer):
+        self.grammar, self.tokenizer = grammar, tokenizer
+        self.floor = grammar.entropy_per_token()  # nats per predicted token
+        self.name = "the built-in grammar"
+
+    def sample(self, rng, n):
+        """n sentences as token-id lists."""
+        return [self.tokenizer.encode(text) for text in self.grammar.sample_text(rng, n)]
+
+
+class TextData:
+    """A user's documents (one per line). A document longer than the model's context is cut
+    into consecutive pieces that fit; each piece is trained as its own sequence."""
+
+    def __init__(self, documents, tokenizer, max_tokens, name="text"):
+        self.tokenizer, self.name, self.floor = tokenizer, name, None
+        self.pieces = []
+        for doc in documents:
+            ids = tokenizer.encode(doc)
+            for start in range(0, len(ids), max_tokens):
+                self.pieces.append(ids[start : start + max_tokens])
+        if not self.pieces:
+            raise ValueError(f"{name}: no tokens to train on")
+
+    def sample(self, rng, n):
+        return [self.pieces[i] for i in rng.integers(0, len(self.pieces), size=n)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+def format_seconds(s):
+    return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoint=None,
+          checkpoint_every=None, until=None):
+    """Train a GPT with next-token prediction. Returns the final state dict:
+
+        params, opt (AdamW moments and step), step, data_rng, history (mean loss per step)
+
+    ``state`` continues an earlier run (from ``load_checkpoint``). ``checkpoint`` is a path
+    written every ``checkpoint_every`` steps and at the end. ``until`` stops early, after that
+    many steps in all (the schedule still runs to ``train_cfg.steps``, so a resumed run ends
+    exactly where an uninterrupted one would).
+    """
+    dtype = np.dtype(train_cfg.dtype)
+    if state is None:
+        init_rng = np.random.default_rng([train_cfg.seed, 0])
+        params = gpt_init(model_cfg, init_rng, dtype=dtype)
+        state = {"params": params, "opt": adamw_init(params), "step": 0,
+                 "data_rng": np.random.default_rng([train_cfg.seed, 1]), "history": []}
+    params, opt, rng = state["params"], state["opt"], state["data_rng"]
+    floor = "" if data.floor is None else f" | floor {data.floor:.3f}"
+    log(f"training a GPT of {sum(p.size for p in params.values()):,} parameters on {data.name} "
+        f"for {train_cfg.steps} steps of {train_cfg.batch_size} sequences")
+    start, tokens_seen = time.perf_counter(), 0
+    first = state["step"]
+    last = train_cfg.steps if until is None else min(until, train_cfg.steps)
+    while state["step"] < last:
+        step = state["step"]
+        batch = clm.make_batch(data.sample(rng, train_cfg.batch_size))
+        # The gradient of the mean loss: the step size then does not depend on batch size.
+        loss, n_tokens, grads = clm.loss_and_grads(params, model_cfg, batch, reduction="mean")
+        clip_by_global_norm(grads, train_cfg.clip)
+        lr = learning_rate(step, train_cfg.lr, train_cfg.warmup, train_cfg.steps, train_cfg.min_lr)
+        adamw_step(params, grads, opt, lr, weight_decay=train_cfg.weight_decay)
+        state["history"].append(loss)
+        state["step"] = step + 1
+        tokens_seen += n_tokens
+        done = state["step"] == last
+        if state["step"] % train_cfg.log_every == 0 or done:
+            elapsed = time.perf_counter() - start
+            per_step = elapsed / (state["step"] - first)
+            eta = per_step * (train_cfg.steps - state["step"])
+            recent = np.mean(state["history"][-train_cfg.log_every:])
+            log(f"step {state['step']:>5}/{train_cfg.steps} | loss {recent:.3f} nats/token"
+                f"{floor} | {tokens_seen / elapsed:,.0f} tok/s | {format_seconds(elapsed)} "
+                f"elapsed | ETA {format_seconds(eta)}")
+        if checkpoint and (done or (checkpoint_every and state["step"] % checkpoint_every == 0)):
+            save_checkpoint(checkpoint, model_cfg, train_cfg, tokenizer, state)
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state):
+    """Write everything needed to resume into one safetensors file (crash-safe)."""
+    tensors = {f"param/{k}": v for k, v in state["params"].items()}
+    tensors.update({f"adam.m/{k}": v for k, v in state["opt"]["m"].items()})
+    tensors.update({f"adam.v/{k}": v for k, v in state["opt"]["v"].items()})
+    meta = {
+        "format": "minillm-checkpoint-1",
+        "model": "gpt",
+        "model_config": model_cfg.to_dict(),
+        "train_config": asdict(train_cfg),
+        "tokenizer": tokenizer.to_dict(),
+        "step": state["step"],
+        "adam_step": state["opt"]["step"],
+        "data_rng": state["data_rng"].bit_generator.state,
+        "history": state["history"],
+    }
+    safetensors.save_file(tensors, path, metadata={"minillm": json.dumps(meta)})
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by save_checkpoint. Returns (model_cfg, train_cfg, tokenizer,
+    state), the state ready to pass back to ``train``."""
+    tensors, metadata = safetensors.load_file_with_metadata(path)
+    if "minillm" not in metadata:
+        raise ValueError(f"{path}: not a minillm checkpoint (no 'minillm' metadata)")
+    meta = json.loads(metadata["minillm"])
+    model_cfg = GPTConfig(**meta["model_config"])
+    known = {f.name for f in fields(TrainConfig)}
+    train_cfg = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
+    tokenizer = Tokenizer.from_dict(meta["tokenizer"])
+
+    def group(prefix):
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["data_rng"]
+    state = {
+        "params": group("param/"),
+        "opt": {"step": meta["adam_step"], "m": group("adam.m/"), "v": group("adam.v/")},
+        "step": meta["step"],
+        "data_rng": rng,
+        "history": meta["history"],
+    }
+    return model_cfg, train_cfg, tokenizer, state
+
+
+def stderr_log(line):
+    print(line, file=sys.stderr, flush=True)
