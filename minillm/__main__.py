@@ -3,6 +3,7 @@
     (no command)   the demo: train tiny models and answer the tutorial's examples
     train          train a GPT on the built-in grammar or on your own text file
     generate       continue a prompt with a trained GPT
+    score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback.
@@ -112,7 +113,63 @@ def build_parser():
                    help="sample only from the smallest set of tokens with this much mass, in (0, 1]")
     g.add_argument("--samples", type=_positive_int, default=1, help="how many continuations (default 1)")
     g.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
+
+    sc = sub.add_parser(
+        "score", help="the chain rule on one text: each log P(w_t | w_<t), their sum, the loss",
+        description="Score TEXT with the GPT in --checkpoint, term by term: P(文本) = P(w_1) "
+        "P(w_2|w_1) ... and L = -Σ log P(w_t | w_<t). [BOS] stands before w_1, so P(w_1) is a "
+        "real term; [EOS] after the last word is the probability that the text ends there. "
+        "When the model was trained on the built-in grammar, the true probabilities are shown "
+        "beside the model's.",
+    )
+    sc.add_argument("text", help="the text to score, e.g. 今天天气很好，我们去公园玩。")
+    sc.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="FILE",
+                    help=f"a checkpoint written by 'minillm train' (default: {DEFAULT_CHECKPOINT})")
     return parser
+
+
+def _load_gpt(path):
+    from .train import load_checkpoint
+
+    if not os.path.exists(path):
+        raise UserError(f"--checkpoint {path!r} does not exist; "
+                        "train one first with: python -m minillm train")
+    return load_checkpoint(path)
+
+
+def cmd_score(args):
+    import math
+
+    from .grammar import END, default_grammar
+    from .objectives import clm
+
+    model_cfg, _, tokenizer, state = _load_gpt(args.checkpoint)
+    if not args.text:
+        raise UserError("text must not be empty")
+    ids = tokenizer.encode(args.text)
+    if len(ids) + 1 > model_cfg.n_ctx:
+        raise UserError(f"text of {len(ids)} tokens (+[EOS]) is longer than the model's "
+                        f"n_ctx={model_cfg.n_ctx}")
+    total, per_step = clm.log_prob(state["params"], model_cfg, ids, add_eos=True)
+    grammar = default_grammar()
+    truth = tokenizer.vocab == grammar.tokenizer().vocab
+    words = [tokenizer.vocab[i] for i in ids] + ["[EOS]"]
+    print(f"{'t':>3}  {'w_t':<8}{'model P(w_t | w_<t)':>22}" + (f"{'true P':>10}" if truth else ""))
+    for t, (word, lp) in enumerate(zip(words, per_step), 1):
+        line = f"{t:>3}  {word:<{8 - sum(ord(c) > 0x2E7F for c in word)}}{math.exp(lp):>22.4f}"
+        if truth:
+            try:
+                p = grammar.next_word_distribution(words[: t - 1]).get(
+                    END if word == "[EOS]" else word, 0.0)
+            except ValueError:
+                p = 0.0
+            line += f"{p:>10.4f}"
+        print(line)
+    print(f"log P(文本) = Σ log P(w_t | w_<t) = {total:.4f}   P(文本) = {math.exp(total):.4g}")
+    print(f"L = -Σ log P(w_t | w_<t) = {-total:.4f} nats over {len(per_step)} tokens "
+          f"({-total / len(per_step):.4f} per token)")
+    if truth:
+        print(f"the grammar's true P(文本) = {grammar.sentence_probability(args.text):.4g}")
 
 
 def cmd_train(args):
@@ -159,14 +216,10 @@ def cmd_generate(args):
     import numpy as np
 
     from .generate import generate
-    from .train import load_checkpoint
 
-    if not os.path.exists(args.checkpoint):
-        raise UserError(f"--checkpoint {args.checkpoint!r} does not exist; "
-                        "train one first with: python -m minillm train")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
-    model_cfg, _, tokenizer, state = load_checkpoint(args.checkpoint)
+    model_cfg, _, tokenizer, state = _load_gpt(args.checkpoint)
     prompt_ids = tokenizer.encode(args.prompt)
     if len(prompt_ids) + 1 >= model_cfg.n_ctx:
         raise UserError(f"prompt of {len(prompt_ids)} tokens leaves no room in the model's "
@@ -191,6 +244,8 @@ def main(argv=None):
             cmd_train(args)
         elif args.command == "generate":
             cmd_generate(args)
+        elif args.command == "score":
+            cmd_score(args)
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2

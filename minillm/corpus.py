@@ -1,0 +1,28 @@
+"""A user's own text as a corpus: one document per line of a UTF-8 file."""
+
+from __future__ import annotations
+
+
+def read_text_corpus(path):
+    """The non-blank lines of a UTF-8 text file, trailing whitespace removed.
+
+    A file that is not UTF-8 is refused with the byte offset of the first bad byte, so the
+    user can find it (``head -c OFFSET FILE | tail -c 20``).
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ValueError(f"corpus file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"corpus path {str(path)!r} is a directory, not a text file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"corpus file {str(path)!r} is not UTF-8: byte offset {err.start} "
+                         f"(0x{raw[err.start]:02x}) cannot be decoded") from None
+    documents = [line.rstrip() for line in text.splitlines()]
+    documents = [d for d in documents if d]
+    if not documents:
+        raise ValueError(f"corpus file {str(path)!r} has no text (every line is blank)")
+    return documents

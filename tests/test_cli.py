@@ -1,0 +1,74 @@
+"""The command line: the demo's answer, train -> generate -> score, and clear errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from minillm.__main__ import main
+from minillm.demo import run_gpt_demo
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_demo_puts_gongyuan_first_beside_its_true_probability():
+    lines = []
+    result = run_gpt_demo(log=lines.append)
+    word, model_p, true_p = result["rows"][0]
+    assert word == "公园"
+    assert true_p == pytest.approx(0.5)  # the grammar: P(公园 | good weather) = 0.5
+    assert abs(model_p - true_p) < 0.15
+    assert result["final_loss"] < result["floor"] + 0.1
+    assert any("公园" in line and f"{true_p:.3f}" in line for line in lines)
+
+
+def test_train_generate_and_score_from_the_command_line(tmp_path, capsys):
+    ckpt = str(tmp_path / "m.safetensors")
+    assert main(["train", "--steps", "30", "--batch-size", "8", "--n-embd", "32",
+                 "--log-every", "10", "--out", ckpt]) == 0
+    out = capsys.readouterr().out
+    assert "step    30/30" in out and os.path.exists(ckpt)
+    assert main(["generate", "今天", "--checkpoint", ckpt, "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("今天")
+    assert main(["score", "今天天气很好。", "--checkpoint", ckpt]) == 0
+    out = capsys.readouterr().out
+    assert "[EOS]" in out and "L = -Σ log P" in out and "true P" in out
+
+
+def test_train_on_a_users_text_file(tmp_path, capsys):
+    text = tmp_path / "corpus.txt"
+    text.write_text("小猫喜欢吃鱼。\n小狗喜欢吃肉。\n\n小猫喜欢睡觉。\n", encoding="utf-8")
+    ckpt = str(tmp_path / "m.safetensors")
+    assert main(["train", "--data", str(text), "--steps", "10", "--batch-size", "4",
+                 "--out", ckpt]) == 0
+    assert "floor" not in capsys.readouterr().out  # no known truth for a user's text
+    assert main(["generate", "小猫", "--checkpoint", ckpt]) == 0
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["train", "--steps", "0"], "--steps"),
+    (["train", "--lr", "abc"], "--lr"),
+    (["train", "--n-embd", "30", "--n-head", "4", "--steps", "1"], "n_embd=30"),
+    (["generate", "--checkpoint", "/nonexistent/x.safetensors"], "/nonexistent/x.safetensors"),
+    (["generate", "--top-p", "1.5"], "--top-p"),
+    (["train", "--data", "/nonexistent/corpus.txt"], "/nonexistent/corpus.txt"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_arguments_give_one_line_and_exit_status_2(argv, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minillm: error:") and named in err[0]
+
+
+def test_help_explains_every_command():
+    out = subprocess.run([sys.executable, "-m", "minillm", "train", "--help"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    for option in ("--data", "--steps", "--lr", "--resume", "--n-ctx", "--dtype"):
+        assert option in out.stdout
+    top = subprocess.run([sys.executable, "-m", "minillm", "--help"], cwd=REPO,
+                         capture_output=True, text=True)
+    for command in ("train", "generate", "score"):
+        assert command in top.stdout
