@@ -466,3 +466,11 @@ def seq2seq_backward(dlogits, cache):
     dwte_enc = _embed_backward(dx, cache["enc"]["emb"], "enc.", grads)
     grads["wte"] = dwte_enc + dwte_dec + dwte_out  # shared: encoder input + decoder input + output
     return grads
+
+
+# The model families by name: (config class, init function). Checkpoints record the name.
+MODELS = {
+    "gpt": (GPTConfig, gpt_init),
+    "bert": (BertConfig, bert_init),
+    "seq2seq": (Seq2SeqConfig, seq2seq_init),
+}

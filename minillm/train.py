@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import safetensors
-from .models import GPTConfig, gpt_init
-from .objectives import clm
+from .models import MODELS
+from .objectives import get_objective
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 from .tokenizer import Tokenizer
 
@@ -43,6 +43,9 @@ class TrainConfig:
     seed: int = 0  # one seed for the initial parameters and for the data
     log_every: int = 25  # steps between progress lines
     dtype: str = "float32"  # parameter dtype: float32 for speed, float64 for exactness
+    objective: str = "clm"  # clm (GPT), mlm (BERT), span (BERT, SpanBERT's masking), ...
+    masking: str = "dynamic"  # mlm/span: a new mask each time (RoBERTa) or one per example (BERT)
+    pool: int = 0  # train on a fixed pool of this many sentences (0: a fresh draw every step)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
@@ -57,6 +60,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        get_objective(self.objective)  # names the objective if it is unknown
+        if self.masking not in ("dynamic", "static"):
+            raise ValueError(f"masking must be 'dynamic' or 'static', got {self.masking!r}")
+        if not isinstance(self.pool, int) or self.pool < 0:
+            raise ValueError(f"pool must be a non-negative integer, got {self.pool!r}")
+        if self.masking == "static" and self.pool == 0:
+            raise ValueError("masking='static' masks each example once, so it needs a fixed "
+                             "pool of examples: set pool > 0")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -64,16 +75,29 @@ class TrainConfig:
 
 
 class GrammarData:
-    """Sentences drawn from the built-in grammar, whose true entropy is the loss floor."""
+    """Sentences drawn from the built-in grammar, whose true entropy is the loss floor.
 
-    def __init__(self, grammar, tokenizer):
+    With ``pool`` > 0 the data is a fixed set of that many sentences, drawn once from
+    ``pool_rng`` (a corpus with epochs, as static masking needs); otherwise every step draws
+    fresh sentences.
+    """
+
+    def __init__(self, grammar, tokenizer, pool=0, pool_rng=None):
         self.grammar, self.tokenizer = grammar, tokenizer
         self.floor = grammar.entropy_per_token()  # nats per predicted token
         self.name = "the built-in grammar"
+        self.pieces = None
+        if pool:
+            texts = grammar.sample_text(pool_rng, pool)
+            self.pieces = [tokenizer.encode(t) for t in texts]
+            self.name += f" (a pool of {pool} sentences)"
 
     def sample(self, rng, n):
-        """n sentences as token-id lists."""
-        return [self.tokenizer.encode(text) for text in self.grammar.sample_text(rng, n)]
+        """n sentences as token-id lists, and their indices in the pool (None without one)."""
+        if self.pieces is not None:
+            idx = rng.integers(0, len(self.pieces), size=n)
+            return idx, [self.pieces[i] for i in idx]
+        return None, [self.tokenizer.encode(text) for text in self.grammar.sample_text(rng, n)]
 
 
 class TextData:
@@ -91,7 +115,8 @@ class TextData:
             raise ValueError(f"{name}: no tokens to train on")
 
     def sample(self, rng, n):
-        return [self.pieces[i] for i in rng.integers(0, len(self.pieces), size=n)]
+        idx = rng.integers(0, len(self.pieces), size=n)
+        return idx, [self.pieces[i] for i in idx]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,7 +129,7 @@ def format_seconds(s):
 
 def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoint=None,
           checkpoint_every=None, until=None):
-    """Train a GPT with next-token prediction. Returns the final state dict:
+    """Train the model of ``train_cfg.objective`` on ``data``. Returns the final state dict:
 
         params, opt (AdamW moments and step), step, data_rng, history (mean loss per step)
 
@@ -114,29 +139,33 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     exactly where an uninterrupted one would).
     """
     dtype = np.dtype(train_cfg.dtype)
+    objective = get_objective(train_cfg.objective)
     if state is None:
         init_rng = np.random.default_rng([train_cfg.seed, 0])
-        params = gpt_init(model_cfg, init_rng, dtype=dtype)
+        params = MODELS[objective.MODEL][1](model_cfg, init_rng, dtype=dtype)
         state = {"params": params, "opt": adamw_init(params), "step": 0,
                  "data_rng": np.random.default_rng([train_cfg.seed, 1]), "history": []}
     params, opt, rng = state["params"], state["opt"], state["data_rng"]
-    floor = "" if data.floor is None else f" | floor {data.floor:.3f}"
-    log(f"training a GPT of {sum(p.size for p in params.values()):,} parameters on {data.name} "
-        f"for {train_cfg.steps} steps of {train_cfg.batch_size} sequences")
+    # The entropy floor bounds next-token prediction; other objectives predict other things.
+    floor = "" if data.floor is None or objective.NAME != "clm" else f" | floor {data.floor:.3f}"
+    log(f"training a {objective.MODEL_TITLE} of {sum(p.size for p in params.values()):,} "
+        f"parameters ({objective.TITLE}) on {data.name} for {train_cfg.steps} steps of "
+        f"{train_cfg.batch_size} sequences")
     start, tokens_seen = time.perf_counter(), 0
     first = state["step"]
     last = train_cfg.steps if until is None else min(until, train_cfg.steps)
     while state["step"] < last:
         step = state["step"]
-        batch = clm.make_batch(data.sample(rng, train_cfg.batch_size))
+        indices, examples = data.sample(rng, train_cfg.batch_size)
+        batch = objective.training_batch(examples, indices, rng, tokenizer, train_cfg)
         # The gradient of the mean loss: the step size then does not depend on batch size.
-        loss, n_tokens, grads = clm.loss_and_grads(params, model_cfg, batch, reduction="mean")
+        loss, n_tokens, grads = objective.loss_and_grads(params, model_cfg, batch, "mean")
         clip_by_global_norm(grads, train_cfg.clip)
         lr = learning_rate(step, train_cfg.lr, train_cfg.warmup, train_cfg.steps, train_cfg.min_lr)
         adamw_step(params, grads, opt, lr, weight_decay=train_cfg.weight_decay)
         state["history"].append(loss)
         state["step"] = step + 1
-        tokens_seen += n_tokens
+        tokens_seen += int(batch["attention_mask"].sum())  # tokens read, predicted or not
         done = state["step"] == last
         if state["step"] % train_cfg.log_every == 0 or done:
             elapsed = time.perf_counter() - start
@@ -162,7 +191,7 @@ def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state):
     tensors.update({f"adam.v/{k}": v for k, v in state["opt"]["v"].items()})
     meta = {
         "format": "minillm-checkpoint-1",
-        "model": "gpt",
+        "model": get_objective(train_cfg.objective).MODEL,
         "model_config": model_cfg.to_dict(),
         "train_config": asdict(train_cfg),
         "tokenizer": tokenizer.to_dict(),
@@ -181,7 +210,7 @@ def load_checkpoint(path):
     if "minillm" not in metadata:
         raise ValueError(f"{path}: not a minillm checkpoint (no 'minillm' metadata)")
     meta = json.loads(metadata["minillm"])
-    model_cfg = GPTConfig(**meta["model_config"])
+    model_cfg = MODELS[meta["model"]][0](**meta["model_config"])
     known = {f.name for f in fields(TrainConfig)}
     train_cfg = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
     tokenizer = Tokenizer.from_dict(meta["tokenizer"])

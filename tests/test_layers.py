@@ -35,6 +35,14 @@ def _padding_allowed(rng, B, S):
     return (np.arange(S)[None, :] < lengths[:, None])[:, None, None, :]
 
 
+def _random_allowed(rng, shape):
+    """A random mask with about 60% allowed; the first row allows two keys at least, so its
+    softmax gradient is not trivially 0 (one allowed key has weight exactly 1)."""
+    allowed = rng.random(shape) < 0.6
+    allowed[(0,) * (len(shape) - 1)][:2] = True
+    return allowed
+
+
 def _targets(rng, B, T, V):
     """Random targets (B, T) with about 30% ignored, but never all of them."""
     y = np.where(rng.random((B, T)) < 0.3, L.IGNORE_INDEX, rng.integers(0, V, (B, T)))
@@ -122,7 +130,7 @@ LAYERS = {
     },
     "softmax_masked": {
         "make": lambda rng, B, T, C: {"s": rng.normal(size=(B, T, C)),
-                                      "allowed": rng.random((B, T, C)) < 0.6},
+                                      "allowed": _random_allowed(rng, (B, T, C))},
         "forward": lambda a: L.softmax_forward(a["s"], a["allowed"]),
         "backward": lambda d, c: {"s": L.softmax_backward(d, c)},
     },

@@ -1,7 +1,25 @@
 """One small module per pre-training objective of the tutorial.
 
-Each builds training examples from token ids (``make_batch``) and defines its loss
-(``loss_and_grads``); the training loop in train.py is the same for all of them.
+Each builds training examples from token ids and defines its loss; the training loop in
+train.py is the same for all of them. An objective module provides:
+
+    NAME, TITLE, MODEL, MODEL_TITLE    its name, a one-line description, the model family it trains
+    training_batch(examples, indices, rng, tokenizer, train_cfg) -> batch
+    loss_and_grads(params, cfg, batch, reduction) -> (L, n_predicted, grads)
 
     clm       next-token prediction (GPT), the tutorial's section 1 and its math section
+    mlm       masked language modeling (BERT; 15%, 80/10/10; static or dynamic masking)
+    span      masked language modeling with SpanBERT's span masking (the tutorial's "PLM" row)
 """
+
+import importlib
+
+# objective name -> the module that implements it (span masking is a setting of mlm.py)
+_REGISTRY = {"clm": "clm", "mlm": "mlm", "span": "mlm"}
+
+
+def get_objective(name):
+    """The objective module for a name, or a ValueError listing the names there are."""
+    if name not in _REGISTRY:
+        raise ValueError(f"objective must be one of {sorted(_REGISTRY)}, got {name!r}")
+    return importlib.import_module(f".{_REGISTRY[name]}", __name__)

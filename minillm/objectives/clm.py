@@ -24,6 +24,8 @@ from ..models import gpt_backward, gpt_forward
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 NAME = "clm"
+TITLE = "next-token prediction"
+MODEL, MODEL_TITLE = "gpt", "GPT"
 
 
 def make_batch(sequences, add_eos=True):
@@ -86,3 +88,8 @@ def loss_and_grads(params, cfg, batch, reduction="sum"):
     dlogits = cross_entropy_backward(1.0, cache["ce"])  # dL/dlogits (B, T, V)
     grads = gpt_backward(dlogits, cache["model"])
     return L, n, grads
+
+
+def training_batch(examples, indices, rng, tokenizer, train_cfg):
+    """The training loop's entry: next-token prediction needs no randomness of its own."""
+    return make_batch(examples)

@@ -563,3 +563,85 @@ def make_nsp_pairs(documents, rng, a_sentences=1, random_next_prob=0.5):
         "a_source": np.array(a_source, dtype=np.int64).reshape(N, 2),
         "b_source": np.array(b_source, dtype=np.int64).reshape(N, 2),
     }
+
+
+# ==============================================================================================
+# The model's side: batches for BERT and the masked-LM loss
+
+NAME = "mlm"
+TITLE = "masked language modeling"
+MODEL, MODEL_TITLE = "bert", "BERT"
+
+
+def encoder_rows(sequences):
+    """Token-id sequences -> ``[CLS] w_1 ... w_n [SEP]`` rows, right-padded with [PAD].
+
+    Returns ids (B, T) and attention_mask (B, T) (1 for tokens, 0 for padding).
+    """
+    if len(sequences) == 0:
+        raise ValueError("sequences must hold at least one sequence, got an empty batch")
+    rows = [[CLS_ID, *seq, SEP_ID] for seq in sequences]
+    T = max(len(r) for r in rows)
+    ids = np.full((len(rows), T), PAD_ID, dtype=np.int64)
+    mask = np.zeros((len(rows), T), dtype=np.int64)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = r
+        mask[b, : len(r)] = 1
+    return ids, mask
+
+
+def training_batch(examples, indices, rng, tokenizer, train_cfg):
+    """One BERT batch: ``[CLS] sentence [SEP]`` rows, corrupted by the objective's masking.
+
+    train_cfg.objective "mlm" uses mask_tokens (15%, 80/10/10), "span" uses span_mask.
+    train_cfg.masking "dynamic" draws a new mask from the training rng every time a sentence
+    is seen (RoBERTa); "static" gives each example of the pool one mask for the whole run,
+    drawn from a generator seeded by (seed, index) (BERT's precomputed copies).
+    """
+    ids, mask = encoder_rows(examples)
+    special = np.arange(tokenizer.first_ordinary_id)
+    corrupt = span_mask if train_cfg.objective == "span" else mask_tokens
+    if train_cfg.masking == "static":
+        masker = StaticMasker(train_cfg.seed, tokenizer.ordinary_ids, special, corrupt=corrupt)
+        inputs, labels = ids.copy(), np.full_like(ids, IGNORE_INDEX)
+        for b, index in enumerate(indices):
+            n = int(mask[b].sum())
+            inputs[b, :n], labels[b, :n], _ = masker(int(index), ids[b, :n])
+    else:
+        inputs, labels, _ = corrupt(ids, rng, tokenizer.ordinary_ids, special_ids=special,
+                                    attention_mask=mask)
+    return {"inputs": inputs, "labels": labels, "attention_mask": mask,
+            "token_type_ids": np.zeros_like(ids)}
+
+
+def loss(params, cfg, batch, reduction="sum"):
+    """``L = -Σ_{i ∈ selected} log P(w_i | corrupted text; θ)``, plus the next-sentence loss
+    ``-log P(label | [CLS])`` per pair when the batch has ``next_sentence_label``.
+
+    Only selected positions are terms: every other label is IGNORE_INDEX. Returns
+    (L, n_predicted, cache).
+    """
+    from ..layers import cross_entropy_forward
+    from ..models import bert_forward
+
+    mlm_logits, nsp_logits, model_cache = bert_forward(
+        params, cfg, batch["inputs"], batch.get("token_type_ids"), batch.get("attention_mask"))
+    L, ce = cross_entropy_forward(mlm_logits, batch["labels"], reduction=reduction)
+    cache = {"model": model_cache, "ce": ce, "nsp": None}
+    total = float(L)
+    if "next_sentence_label" in batch:
+        L_nsp, cache["nsp"] = cross_entropy_forward(nsp_logits, batch["next_sentence_label"],
+                                                    reduction=reduction)
+        total += float(L_nsp)
+    return total, ce["n"], cache
+
+
+def loss_and_grads(params, cfg, batch, reduction="sum"):
+    """The loss and dL/dθ for every BERT parameter. Returns (L, n_predicted, grads)."""
+    from ..layers import cross_entropy_backward
+    from ..models import bert_backward
+
+    L, n, cache = loss(params, cfg, batch, reduction)
+    dmlm = cross_entropy_backward(1.0, cache["ce"])  # (B, T, V)
+    dnsp = None if cache["nsp"] is None else cross_entropy_backward(1.0, cache["nsp"])  # (B, 2)
+    return L, n, bert_backward(dmlm, dnsp, cache["model"])
