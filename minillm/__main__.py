@@ -4,6 +4,7 @@
     train          train a GPT on the built-in grammar or on your own text file
     generate       continue a prompt with a trained GPT
     score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
+    fill           fill the [MASK] of a text with a trained BERT
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback.
@@ -16,6 +17,11 @@ import os
 import sys
 
 DEFAULT_CHECKPOINT = os.path.join("runs", "gpt.safetensors")
+DEFAULT_BERT = os.path.join("runs", "bert.safetensors")
+# Where ``train`` writes, by model family, unless --out says otherwise.
+DEFAULT_OUT = {"gpt": DEFAULT_CHECKPOINT, "bert": DEFAULT_BERT,
+               "seq2seq": os.path.join("runs", "seq2seq.safetensors")}
+OBJECTIVES = ("clm", "mlm", "span")
 
 
 class UserError(Exception):
@@ -62,17 +68,28 @@ def build_parser():
                    "tutorial's example with the model's and the true probabilities.")
 
     t = sub.add_parser(
-        "train", help="train a GPT with next-token prediction",
-        description="Train a GPT with next-token prediction, L = -Σ log P(w_i | w_<i). The "
+        "train", help="train a model with one of the tutorial's objectives",
+        description="Train a model with one of the tutorial's objectives: clm, next-token "
+        "prediction for a GPT, L = -Σ log P(w_i | w_<i); mlm, BERT's masked language modeling "
+        "(15%% of the words, 80/10/10); span, masked LM with SpanBERT's span masking. The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
-        "per line). Progress lines show the loss in nats per token (and, on the grammar, the "
-        "entropy floor). The checkpoint (a safetensors file) is written to --out.",
+        "per line). Progress lines show the loss in nats per token (and, for clm on the "
+        "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
     )
+    t.add_argument("--objective", choices=OBJECTIVES, default="clm",
+                   help="clm (GPT), mlm or span (BERT) (default clm)")
+    t.add_argument("--masking", choices=("dynamic", "static"), default="dynamic",
+                   help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
+                   "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
+    t.add_argument("--pool", type=int, default=0, metavar="N",
+                   help="grammar data: train on a fixed pool of N sentences instead of fresh "
+                   "ones every step (default 0: fresh)")
     t.add_argument("--data", metavar="FILE",
                    help="a UTF-8 text file, one document per line (default: the built-in "
                    "grammar); the vocabulary is built from its characters")
-    t.add_argument("--out", default=DEFAULT_CHECKPOINT, metavar="FILE",
-                   help=f"checkpoint to write (default: {DEFAULT_CHECKPOINT})")
+    t.add_argument("--out", default=None, metavar="FILE",
+                   help=f"checkpoint to write (default: {DEFAULT_CHECKPOINT} for clm, "
+                   f"{DEFAULT_BERT} for mlm and span)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint at --out instead of starting afresh")
     t.add_argument("--steps", type=_positive_int, default=300, help="optimizer steps (default 300)")
@@ -125,16 +142,62 @@ def build_parser():
     sc.add_argument("text", help="the text to score, e.g. 今天天气很好，我们去公园玩。")
     sc.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="FILE",
                     help=f"a checkpoint written by 'minillm train' (default: {DEFAULT_CHECKPOINT})")
+
+    f = sub.add_parser(
+        "fill", help="fill the [MASK] of a text with a trained BERT",
+        description="Predict the word at each [MASK] of TEXT with the BERT in --checkpoint "
+        "(made by the demo or by 'minillm train --objective mlm'). The encoder reads the whole "
+        "text, both sides of the [MASK]. When the model was trained on the built-in grammar, the "
+        "true probabilities are shown beside the model's.",
+    )
+    f.add_argument("text", help="text with one or more [MASK], e.g. 今天[MASK]很好")
+    f.add_argument("--checkpoint", default=DEFAULT_BERT, metavar="FILE",
+                   help=f"a BERT checkpoint (default: {DEFAULT_BERT})")
+    f.add_argument("--top", type=_positive_int, default=5, help="how many words to show (default 5)")
     return parser
 
 
-def _load_gpt(path):
+def _load(path, model="gpt"):
+    """A checkpoint of the given model family, or a clear error saying how to make one."""
     from .train import load_checkpoint
 
+    how = {"gpt": "python -m minillm train",
+           "bert": "python -m minillm (the demo) or python -m minillm train --objective mlm"}
     if not os.path.exists(path):
-        raise UserError(f"--checkpoint {path!r} does not exist; "
-                        "train one first with: python -m minillm train")
-    return load_checkpoint(path)
+        raise UserError(f"--checkpoint {path!r} does not exist; train one first with: {how[model]}")
+    loaded = load_checkpoint(path)
+    kind = type(loaded[0]).__name__
+    expected = {"gpt": "GPTConfig", "bert": "BertConfig"}[model]
+    if kind != expected:
+        raise UserError(f"--checkpoint {path!r} holds a {kind[:-6]} model, not a {model.upper()}")
+    return loaded
+
+
+def cmd_fill(args):
+    from .generate import fill_mask_distributions
+    from .grammar import default_grammar
+    from .tokenizer import CLS_ID, MASK_ID, SEP_ID
+
+    model_cfg, _, tokenizer, state = _load(args.checkpoint, "bert")
+    ids = [CLS_ID, *tokenizer.encode(args.text), SEP_ID]
+    if MASK_ID not in ids:
+        raise UserError(f"text {args.text!r} has no [MASK] to fill")
+    if len(ids) > model_cfg.n_ctx:
+        raise UserError(f"text of {len(ids) - 2} tokens is longer than the model's context")
+    grammar = default_grammar()
+    truth = tokenizer.vocab == grammar.tokenizer().vocab
+    words = tokenizer.tokenize(args.text)
+    for position, probs in fill_mask_distributions(state["params"], model_cfg, ids):
+        true = {}
+        if truth and words.count("[MASK]") == 1:
+            try:
+                true = grammar.masked_word_distribution(words)
+            except ValueError:
+                true = {}
+        print(f"[MASK] as word {position} of {''.join(words)}:")
+        from .demo import print_table, top_words_table
+
+        print_table(top_words_table(tokenizer, probs, true, k=args.top), label="word")
 
 
 def cmd_score(args):
@@ -143,7 +206,7 @@ def cmd_score(args):
     from .grammar import END, default_grammar
     from .objectives import clm
 
-    model_cfg, _, tokenizer, state = _load_gpt(args.checkpoint)
+    model_cfg, _, tokenizer, state = _load(args.checkpoint)
     if not args.text:
         raise UserError("text must not be empty")
     ids = tokenizer.encode(args.text)
@@ -173,43 +236,49 @@ def cmd_score(args):
 
 
 def cmd_train(args):
-    from .grammar import default_grammar
-    from .models import GPTConfig
+    from .models import MODELS
+    from .objectives import get_objective
     from .tokenizer import Tokenizer
-    from .train import GrammarData, TextData, TrainConfig, load_checkpoint, train
+    from .train import TrainConfig, load_checkpoint, make_data, train
 
-    if args.resume:
-        if not os.path.exists(args.out):
-            raise UserError(f"--resume: no checkpoint at --out {args.out!r}")
-        model_cfg, train_cfg, tokenizer, state = load_checkpoint(args.out)
-        print(f"resuming from {args.out} at step {state['step']}", flush=True)
-    else:
-        train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
-                                log_every=args.log_every)
-        state = None
+    objective = get_objective(args.objective)
+    out = args.out or DEFAULT_OUT[objective.MODEL]
+    documents = None
     if args.data:
         from .corpus import read_text_corpus
 
         documents = read_text_corpus(args.data)
-        if not args.resume:
-            tokenizer = Tokenizer.from_text("\n".join(documents))
-    elif not args.resume:
-        tokenizer = default_grammar().tokenizer()
-    if not args.resume:
-        model_cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=args.n_ctx, n_embd=args.n_embd,
-                              n_head=args.n_head, n_layer=args.n_layer)
-    if args.data:
-        data = TextData(documents, tokenizer, max_tokens=model_cfg.n_ctx - 1, name=args.data)
+    if args.resume:
+        if not os.path.exists(out):
+            raise UserError(f"--resume: no checkpoint at --out {out!r}")
+        model_cfg, train_cfg, tokenizer, state = load_checkpoint(out)
+        print(f"resuming from {out} at step {state['step']}", flush=True)
     else:
-        data = GrammarData(default_grammar(), tokenizer)
-    folder = os.path.dirname(args.out)
+        train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
+                                log_every=args.log_every, objective=args.objective,
+                                masking=args.masking, pool=args.pool)
+        if documents is not None:
+            tokenizer = Tokenizer.from_text("\n".join(documents))
+        else:
+            from .grammar import default_grammar
+
+            tokenizer = default_grammar().tokenizer()
+        model_cfg = MODELS[objective.MODEL][0](
+            vocab_size=len(tokenizer), n_ctx=args.n_ctx, n_embd=args.n_embd,
+            n_head=args.n_head, n_layer=args.n_layer)
+        state = None
+    data = make_data(train_cfg, model_cfg, tokenizer, documents, name=args.data)
+    folder = os.path.dirname(out)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    train(model_cfg, train_cfg, data, tokenizer, state=state, checkpoint=args.out,
+    train(model_cfg, train_cfg, data, tokenizer, state=state, checkpoint=out,
           checkpoint_every=args.checkpoint_every, log=lambda s: print(s, flush=True))
-    print(f"checkpoint written to {args.out}")
-    print(f"try: python -m minillm generate --checkpoint {args.out} \"今天\"")
+    print(f"checkpoint written to {out}")
+    if objective.MODEL == "gpt":
+        print(f"try: python -m minillm generate --checkpoint {out} \"今天\"")
+    elif objective.MODEL == "bert":
+        print(f"try: python -m minillm fill --checkpoint {out} \"今天[MASK]很好\"")
 
 
 def cmd_generate(args):
@@ -219,7 +288,7 @@ def cmd_generate(args):
 
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
-    model_cfg, _, tokenizer, state = _load_gpt(args.checkpoint)
+    model_cfg, _, tokenizer, state = _load(args.checkpoint)
     prompt_ids = tokenizer.encode(args.prompt)
     if len(prompt_ids) + 1 >= model_cfg.n_ctx:
         raise UserError(f"prompt of {len(prompt_ids)} tokens leaves no room in the model's "
@@ -246,6 +315,8 @@ def main(argv=None):
             cmd_generate(args)
         elif args.command == "score":
             cmd_score(args)
+        elif args.command == "fill":
+            cmd_fill(args)
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2

@@ -1,29 +1,57 @@
 """The demo: the tutorial's examples, answered by models trained here, beside the true answer.
 
-``python -m minillm`` runs it. Part 1 (next-token prediction, the tutorial's section 1):
+``python -m minillm`` runs it, and leaves the trained models in runs/ for the other commands.
+
+Part 1, next-token prediction (the tutorial's section 1):
 
     输入: "今天天气很好，我们去"   输出: "公园"
 
 A tiny GPT is trained on the built-in grammar for a few seconds; then its top-5 next words
 after 今天天气很好，我们去 are printed beside the grammar's exact probabilities, and its final
 loss beside the entropy floor that no model can go below.
+
+Part 2, masked language modeling (section 2):
+
+    原句: "今天天气很好"   掩码: "今天[MASK]很好"   预测: "天气"
+
+A tiny BERT is trained with 15% masking (80/10/10) on the same grammar; its top-5 words for
+the [MASK] are printed beside the true distribution of the hidden word.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from .generate import next_word_distribution
+from .generate import fill_mask_distributions, next_word_distribution
 from .grammar import default_grammar
-from .models import GPTConfig
-from .train import GrammarData, TrainConfig, train
+from .models import BertConfig, GPTConfig
+from .tokenizer import CLS_ID, SEP_ID
+from .train import GrammarData, TrainConfig, save_checkpoint, train
 
 GPT_PROMPT = "今天天气很好，我们去"
+BERT_TEXT = "今天[MASK]很好"
+RUNS = "runs"  # where the demo leaves its models for `generate`, `score` and `fill`
 
 
 def demo_gpt_config(vocab_size):
     """The demo's tiny GPT: 2 blocks of width 64, 4 heads."""
     return GPTConfig(vocab_size=vocab_size, n_ctx=32, n_embd=64, n_head=4, n_layer=2)
+
+
+def demo_bert_config(vocab_size):
+    """The demo's tiny BERT: the GPT's shape, post-LN and bidirectional."""
+    return BertConfig(vocab_size=vocab_size, n_ctx=32, n_embd=64, n_head=4, n_layer=2)
+
+
+def _save(name, model_cfg, train_cfg, tokenizer, state, save):
+    if not save:
+        return None
+    os.makedirs(RUNS, exist_ok=True)
+    path = os.path.join(RUNS, f"{name}.safetensors")
+    save_checkpoint(path, model_cfg, train_cfg, tokenizer, state)
+    return path
 
 
 def top_words_table(tokenizer, model_probs, true_probs, k=5):
@@ -36,8 +64,8 @@ def top_words_table(tokenizer, model_probs, true_probs, k=5):
     return rows
 
 
-def print_table(rows, log=print):
-    log(f"    {'rank':<5}{'next word':<10}{'model P':>9}{'true P':>9}")
+def print_table(rows, log=print, label="next word"):
+    log(f"    {'rank':<5}{label:<10}{'model P':>9}{'true P':>9}")
     for rank, (word, model_p, true_p) in enumerate(rows, 1):
         log(f"    {rank:<5}{word:<{10 - _wide_chars(word)}}{model_p:>9.3f}{true_p:>9.3f}")
 
@@ -47,7 +75,7 @@ def _wide_chars(s):
     return sum(1 for ch in s if ord(ch) > 0x2E7F)
 
 
-def run_gpt_demo(train_cfg=None, log=print):
+def run_gpt_demo(train_cfg=None, log=print, save=False):
     """Train the demo GPT and print the tutorial's example. Returns a dict of what it printed."""
     grammar = default_grammar()
     tokenizer = grammar.tokenizer()
@@ -66,9 +94,35 @@ def run_gpt_demo(train_cfg=None, log=print):
     final = float(np.mean(state["history"][-train_cfg.log_every:]))
     log(f"  final loss {final:.3f} nats/token; the source's entropy floor is "
         f"{data.floor:.3f} (no model can go below it)")
+    path = _save("gpt", model_cfg, train_cfg, tokenizer, state, save)
+    if path:
+        log(f"  saved to {path}; try: python -m minillm score \"今天天气很好，我们去公园玩。\"")
     log("")
     return {"rows": rows, "final_loss": final, "floor": data.floor}
 
 
-def run_demo(log=print):
-    run_gpt_demo(log=log)
+def run_bert_demo(train_cfg=None, log=print, save=False):
+    """Train the demo BERT with masked language modeling and fill 今天[MASK]很好."""
+    grammar = default_grammar()
+    tokenizer = grammar.tokenizer()
+    model_cfg = demo_bert_config(len(tokenizer))
+    train_cfg = train_cfg or TrainConfig(objective="mlm")
+    log("== 2. 掩码语言建模: masked language modeling (BERT) ==")
+    state = train(model_cfg, train_cfg, GrammarData(grammar, tokenizer), tokenizer, log=log)
+    ids = [CLS_ID, *tokenizer.encode(BERT_TEXT), SEP_ID]
+    ((_, probs),) = fill_mask_distributions(state["params"], model_cfg, ids)
+    true_probs = grammar.masked_word_distribution(tokenizer.tokenize(BERT_TEXT))
+    rows = top_words_table(tokenizer, probs, true_probs)
+    log("")
+    log(f'  掩码: "{BERT_TEXT}"  ->  the model\'s top-5 words for [MASK], and the truth:')
+    print_table(rows, log, label="word")
+    path = _save("bert", model_cfg, train_cfg, tokenizer, state, save)
+    if path:
+        log(f"  saved to {path}; try: python -m minillm fill \"明天[MASK]不错\"")
+    log("")
+    return {"rows": rows}
+
+
+def run_demo(log=print, save=True):
+    run_gpt_demo(log=log, save=save)
+    run_bert_demo(log=log, save=save)

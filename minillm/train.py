@@ -119,6 +119,19 @@ class TextData:
         return idx, [self.pieces[i] for i in idx]
 
 
+def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
+    """The data a run trains on: the grammar (optionally a fixed pool of it, drawn from the
+    seed), or the user's documents cut to fit the model's context."""
+    objective = get_objective(train_cfg.objective)
+    if documents is not None:
+        return TextData(documents, tokenizer, model_cfg.n_ctx - objective.RESERVED,
+                        name=name or "text")
+    from .grammar import default_grammar
+
+    pool_rng = np.random.default_rng([train_cfg.seed, 2])
+    return GrammarData(default_grammar(), tokenizer, train_cfg.pool, pool_rng)
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 

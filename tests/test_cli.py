@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from minillm.__main__ import main
-from minillm.demo import run_gpt_demo
+from minillm.demo import run_bert_demo, run_gpt_demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,6 +21,18 @@ def test_the_demo_puts_gongyuan_first_beside_its_true_probability():
     assert abs(model_p - true_p) < 0.15
     assert result["final_loss"] < result["floor"] + 0.1
     assert any("公园" in line and f"{true_p:.3f}" in line for line in lines)
+
+
+def test_the_demo_bert_fills_tianqi_and_fill_reads_its_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    result = run_bert_demo(log=lambda line: None, save=True)
+    word, model_p, true_p = result["rows"][0]
+    assert word == "天气"
+    assert true_p == pytest.approx(0.4 / 0.52)  # grammar.py: 0.8·0.5 / (0.8·0.5 + 0.2·0.6)
+    assert abs(model_p - true_p) < 0.15
+    assert main(["fill", "今天[MASK]很好"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[1] == "天气"  # the first row of the table
 
 
 def test_train_generate_and_score_from_the_command_line(tmp_path, capsys):
@@ -54,6 +66,9 @@ def test_train_on_a_users_text_file(tmp_path, capsys):
     (["generate", "--top-p", "1.5"], "--top-p"),
     (["train", "--data", "/nonexistent/corpus.txt"], "/nonexistent/corpus.txt"),
     (["frobnicate"], "frobnicate"),
+    (["fill", "今天[MASK]很好", "--checkpoint", "/nonexistent/b.safetensors"], "/nonexistent/b"),
+    (["train", "--objective", "xlnet"], "xlnet"),
+    (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "pool"),
 ])
 def test_bad_arguments_give_one_line_and_exit_status_2(argv, named, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -94,3 +94,33 @@ def test_text_data_cuts_long_documents_into_pieces_that_fit():
 def test_bad_training_settings_are_named(field, value):
     with pytest.raises(ValueError, match=f"{field} must be.*{value}"):
         TrainConfig(**{field: value})
+
+
+def _bert_batch(indices, cfg, seed):
+    from minillm.objectives import mlm
+
+    pool = [TOKENIZER.encode(t) for t in GRAMMAR.sample_text(np.random.default_rng(0), 5)]
+    examples = [pool[i] for i in indices]
+    return mlm.training_batch(examples, np.array(indices), np.random.default_rng(seed), TOKENIZER, cfg)
+
+
+def test_static_masking_repeats_an_examples_mask_and_dynamic_masking_draws_anew():
+    static = TrainConfig(objective="mlm", masking="static", pool=5)
+    a, b = _bert_batch([3, 1], static, seed=1), _bert_batch([1, 3], static, seed=2)
+    np.testing.assert_array_equal(a["inputs"][0], b["inputs"][1])  # example 3, two epochs
+    np.testing.assert_array_equal(a["labels"][1], b["labels"][0])  # example 1
+    dynamic = TrainConfig(objective="mlm")
+    draws = [_bert_batch([0, 1, 2, 3, 4] * 4, dynamic, seed=s)["labels"] for s in range(2)]
+    assert not np.array_equal(draws[0], draws[1])
+
+
+@pytest.mark.parametrize("objective, masking, pool", [("mlm", "static", 50), ("span", "dynamic", 0)])
+def test_bert_objectives_train_and_lower_their_loss(objective, masking, pool):
+    from minillm.models import BertConfig
+    from minillm.train import make_data
+
+    cfg = BertConfig(vocab_size=len(TOKENIZER), n_ctx=16, n_embd=32, n_head=2, n_layer=1)
+    train_cfg = TrainConfig(steps=60, batch_size=16, objective=objective, masking=masking, pool=pool)
+    state = train(cfg, train_cfg, make_data(train_cfg, cfg, TOKENIZER), TOKENIZER, log=quiet)
+    # From about log V (untrained) to well below it; 60 steps is enough for either objective.
+    assert state["history"][0] > 4.0 and np.mean(state["history"][-10:]) < 3.0

@@ -26,6 +26,7 @@ from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
 NAME = "clm"
 TITLE = "next-token prediction"
 MODEL, MODEL_TITLE = "gpt", "GPT"
+RESERVED = 1  # positions a sequence gives up to special tokens: [BOS] (the targets add [EOS])
 
 
 def make_batch(sequences, add_eos=True):

@@ -571,6 +571,7 @@ def make_nsp_pairs(documents, rng, a_sentences=1, random_next_prob=0.5):
 NAME = "mlm"
 TITLE = "masked language modeling"
 MODEL, MODEL_TITLE = "bert", "BERT"
+RESERVED = 2  # positions a sequence gives up to special tokens: [CLS] and [SEP]
 
 
 def encoder_rows(sequences):
