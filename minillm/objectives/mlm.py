@@ -646,3 +646,18 @@ def loss_and_grads(params, cfg, batch, reduction="sum"):
     dmlm = cross_entropy_backward(1.0, cache["ce"])  # (B, T, V)
     dnsp = None if cache["nsp"] is None else cross_entropy_backward(1.0, cache["nsp"])  # (B, 2)
     return L, n, bert_backward(dmlm, dnsp, cache["model"])
+
+
+def corruption_table(tokenizer, ids, inputs, labels, action):
+    """One corrupted row as a table a reader can check by eye: position, original word,
+    selected?, action, the input the model sees, and the label it must predict."""
+    lines = [f"{'pos':>3}  {'original':<9}{'selected':<10}{'action':<8}{'input':<9}label"]
+    for t, (i, x, y, a) in enumerate(zip(ids, inputs, labels, action)):
+        def cell(token_id, width):
+            word = tokenizer.vocab[token_id]
+            return f"{word:<{width - sum(ord(c) > 0x2E7F for c in word)}}"
+
+        label = "-" if y == IGNORE_INDEX else tokenizer.vocab[y]
+        lines.append(f"{t:>3}  {cell(i, 9)}{'yes' if a else 'no':<10}{ACTION_NAMES[a]:<8}"
+                     f"{cell(x, 9)}{label}")
+    return "\n".join(lines)
