@@ -5,6 +5,7 @@
     generate       continue a prompt with a trained GPT
     score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
     fill           fill the [MASK] of a text with a trained BERT
+    seq2seq        turn one text into another with a trained encoder-decoder
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback.
@@ -21,7 +22,8 @@ DEFAULT_BERT = os.path.join("runs", "bert.safetensors")
 # Where ``train`` writes, by model family, unless --out says otherwise.
 DEFAULT_OUT = {"gpt": DEFAULT_CHECKPOINT, "bert": DEFAULT_BERT,
                "seq2seq": os.path.join("runs", "seq2seq.safetensors")}
-OBJECTIVES = ("clm", "mlm", "span")
+OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix")
+DEFAULT_SEQ2SEQ = DEFAULT_OUT["seq2seq"]
 
 
 class UserError(Exception):
@@ -71,13 +73,17 @@ def build_parser():
         "train", help="train a model with one of the tutorial's objectives",
         description="Train a model with one of the tutorial's objectives: clm, next-token "
         "prediction for a GPT, L = -Σ log P(w_i | w_<i); mlm, BERT's masked language modeling "
-        "(15%% of the words, 80/10/10); span, masked LM with SpanBERT's span masking. The "
+        "(15%% of the words, 80/10/10); span, masked LM with SpanBERT's span masking; t5, "
+        "bart, tasks and mix train an encoder-decoder with T5's span corruption, BART's text "
+        "infilling, the grammar's text-to-text tasks (总结/翻译/问), or tasks and span "
+        "corruption together (T5's unified framework). The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
         "per line). Progress lines show the loss in nats per token (and, for clm on the "
         "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
     )
     t.add_argument("--objective", choices=OBJECTIVES, default="clm",
-                   help="clm (GPT), mlm or span (BERT) (default clm)")
+                   help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder) "
+                   "(default clm)")
     t.add_argument("--masking", choices=("dynamic", "static"), default="dynamic",
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
@@ -89,7 +95,7 @@ def build_parser():
                    "grammar); the vocabulary is built from its characters")
     t.add_argument("--out", default=None, metavar="FILE",
                    help=f"checkpoint to write (default: {DEFAULT_CHECKPOINT} for clm, "
-                   f"{DEFAULT_BERT} for mlm and span)")
+                   f"{DEFAULT_BERT} for mlm and span, {DEFAULT_SEQ2SEQ} for the others)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint at --out instead of starting afresh")
     t.add_argument("--steps", type=_positive_int, default=300, help="optimizer steps (default 300)")
@@ -154,6 +160,20 @@ def build_parser():
     f.add_argument("--checkpoint", default=DEFAULT_BERT, metavar="FILE",
                    help=f"a BERT checkpoint (default: {DEFAULT_BERT})")
     f.add_argument("--top", type=_positive_int, default=5, help="how many words to show (default 5)")
+
+    q = sub.add_parser(
+        "seq2seq", help="turn one text into another with a trained encoder-decoder",
+        description="Run the encoder-decoder in --checkpoint (made by the demo or by 'minillm "
+        "train --objective tasks') on TEXT: the encoder reads it once, the decoder writes the "
+        "output token by token with a key/value cache, greedily or by beam search.",
+    )
+    q.add_argument("text", help="e.g. 总结：今天天气很好，我们去公园玩。 or 翻译：... or 问：...")
+    q.add_argument("--checkpoint", default=DEFAULT_SEQ2SEQ, metavar="FILE",
+                   help=f"an encoder-decoder checkpoint (default: {DEFAULT_SEQ2SEQ})")
+    q.add_argument("--beam", type=_positive_int, default=1,
+                   help="beam width; 1 is greedy decoding (default 1)")
+    q.add_argument("--length-penalty", type=_non_negative_float, default=1.0,
+                   help="rank finished beams by log P / length^this (default 1.0)")
     return parser
 
 
@@ -162,14 +182,16 @@ def _load(path, model="gpt"):
     from .train import load_checkpoint
 
     how = {"gpt": "python -m minillm train",
-           "bert": "python -m minillm (the demo) or python -m minillm train --objective mlm"}
+           "bert": "python -m minillm (the demo) or python -m minillm train --objective mlm",
+           "seq2seq": "python -m minillm (the demo) or python -m minillm train --objective tasks"}
     if not os.path.exists(path):
         raise UserError(f"--checkpoint {path!r} does not exist; train one first with: {how[model]}")
     loaded = load_checkpoint(path)
     kind = type(loaded[0]).__name__
-    expected = {"gpt": "GPTConfig", "bert": "BertConfig"}[model]
+    expected = {"gpt": "GPTConfig", "bert": "BertConfig", "seq2seq": "Seq2SeqConfig"}[model]
     if kind != expected:
-        raise UserError(f"--checkpoint {path!r} holds a {kind[:-6]} model, not a {model.upper()}")
+        raise UserError(f"--checkpoint {path!r} holds a {kind[:-6]} model, not a "
+                        f"{expected[:-6]} model")
     return loaded
 
 
@@ -235,6 +257,22 @@ def cmd_score(args):
         print(f"the grammar's true P(文本) = {grammar.sentence_probability(args.text):.4g}")
 
 
+def cmd_seq2seq(args):
+    from .generate import seq2seq_beam_search
+    from .tokenizer import EOS_ID
+
+    model_cfg, _, tokenizer, state = _load(args.checkpoint, "seq2seq")
+    if not args.text:
+        raise UserError("text must not be empty")
+    ids = [*tokenizer.encode(args.text), EOS_ID]
+    if len(ids) > model_cfg.n_ctx:
+        raise UserError(f"text of {len(ids)} tokens (with [EOS]) is longer than the model's "
+                        f"n_ctx={model_cfg.n_ctx}")
+    out, score = seq2seq_beam_search(state["params"], model_cfg, ids, beam_width=args.beam,
+                                     length_penalty=args.length_penalty)
+    print(tokenizer.decode(out, skip_special=True))
+
+
 def cmd_train(args):
     from .models import MODELS
     from .objectives import get_objective
@@ -264,9 +302,11 @@ def cmd_train(args):
             from .grammar import default_grammar
 
             tokenizer = default_grammar().tokenizer()
-        model_cfg = MODELS[objective.MODEL][0](
-            vocab_size=len(tokenizer), n_ctx=args.n_ctx, n_embd=args.n_embd,
-            n_head=args.n_head, n_layer=args.n_layer)
+        shape = dict(vocab_size=len(tokenizer), n_ctx=args.n_ctx, n_embd=args.n_embd,
+                     n_head=args.n_head, n_layer=args.n_layer)
+        if objective.MODEL == "seq2seq":
+            shape["n_dec_layer"] = args.n_layer  # as many decoder blocks as encoder blocks
+        model_cfg = MODELS[objective.MODEL][0](**shape)
         state = None
     data = make_data(train_cfg, model_cfg, tokenizer, documents, name=args.data)
     folder = os.path.dirname(out)
@@ -279,6 +319,8 @@ def cmd_train(args):
         print(f"try: python -m minillm generate --checkpoint {out} \"今天\"")
     elif objective.MODEL == "bert":
         print(f"try: python -m minillm fill --checkpoint {out} \"今天[MASK]很好\"")
+    else:
+        print(f"try: python -m minillm seq2seq --checkpoint {out} \"总结：今天天气很好，我们去公园玩。\"")
 
 
 def cmd_generate(args):
@@ -317,6 +359,8 @@ def main(argv=None):
             cmd_score(args)
         elif args.command == "fill":
             cmd_fill(args)
+        elif args.command == "seq2seq":
+            cmd_seq2seq(args)
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,14 @@ Part 2, masked language modeling (section 2):
 
 A tiny BERT is trained with 15% masking (80/10/10) on the same grammar; its top-5 words for
 the [MASK] are printed beside the true distribution of the hidden word.
+
+Part 3, sequence to sequence (section 3):
+
+    输入: "总结：今天天气很好，我们去公园玩。"   输出: "今天我们去公园玩了。"
+
+A tiny encoder-decoder (BART's architecture) is trained on the grammar's text-to-text tasks
+(总结 summary, 翻译 translation, 问 questions); its greedy outputs for the tutorial's input and
+one input of each other task are printed beside the exact answers.
 """
 
 from __future__ import annotations
@@ -26,12 +34,14 @@ import numpy as np
 
 from .generate import fill_mask_distributions, next_word_distribution
 from .grammar import default_grammar
-from .models import BertConfig, GPTConfig
+from .models import BertConfig, GPTConfig, Seq2SeqConfig
 from .tokenizer import CLS_ID, SEP_ID
 from .train import GrammarData, TrainConfig, save_checkpoint, train
 
 GPT_PROMPT = "今天天气很好，我们去"
 BERT_TEXT = "今天[MASK]很好"
+SEQ2SEQ_INPUTS = ("总结：今天天气很好，我们去公园玩。", "翻译：今天我们去公园玩了。",
+                  "问：今天我们去公园玩了。谁去公园？")
 RUNS = "runs"  # where the demo leaves its models for `generate`, `score` and `fill`
 
 
@@ -43,6 +53,12 @@ def demo_gpt_config(vocab_size):
 def demo_bert_config(vocab_size):
     """The demo's tiny BERT: the GPT's shape, post-LN and bidirectional."""
     return BertConfig(vocab_size=vocab_size, n_ctx=32, n_embd=64, n_head=4, n_layer=2)
+
+
+def demo_seq2seq_config(vocab_size):
+    """The demo's tiny encoder-decoder: one encoder and one decoder block of width 64."""
+    return Seq2SeqConfig(vocab_size=vocab_size, n_ctx=48, n_embd=64, n_head=4, n_layer=1,
+                         n_dec_layer=1)
 
 
 def _save(name, model_cfg, train_cfg, tokenizer, state, save):
@@ -123,6 +139,36 @@ def run_bert_demo(train_cfg=None, log=print, save=False):
     return {"rows": rows}
 
 
+def run_seq2seq_demo(train_cfg=None, log=print, save=False):
+    """Train the demo encoder-decoder on the text-to-text tasks and answer the tutorial's 总结."""
+    from .generate import seq2seq_greedy
+    from .tokenizer import EOS_ID
+    from .train import make_data
+
+    grammar = default_grammar()
+    tokenizer = grammar.tokenizer()
+    model_cfg = demo_seq2seq_config(len(tokenizer))
+    train_cfg = train_cfg or TrainConfig(objective="tasks", log_every=50)
+    log("== 3. 序列到序列: sequence to sequence (an encoder-decoder, BART's architecture) ==")
+    state = train(model_cfg, train_cfg, make_data(train_cfg, model_cfg, tokenizer), tokenizer,
+                  log=log)
+    log("")
+    outputs = []
+    for text in SEQ2SEQ_INPUTS:
+        ids, _ = seq2seq_greedy(state["params"], model_cfg, [*tokenizer.encode(text), EOS_ID])
+        output = tokenizer.decode(ids, skip_special=True)
+        truth = grammar.task_answer(text)
+        outputs.append((text, output, truth))
+        log(f'  输入: "{text}"')
+        log(f'  输出: "{output}"   (the exact answer: "{truth}")')
+    path = _save("seq2seq", model_cfg, train_cfg, tokenizer, state, save)
+    if path:
+        log(f"  saved to {path}; try: python -m minillm seq2seq \"总结：明天天气不好，我们去商店买东西。\"")
+    log("")
+    return {"outputs": outputs}
+
+
 def run_demo(log=print, save=True):
     run_gpt_demo(log=log, save=save)
     run_bert_demo(log=log, save=save)
+    run_seq2seq_demo(log=log, save=save)

@@ -30,6 +30,14 @@ The whole grammar (each choice is independent of the others unless it says "give
 
 So after 今天天气很好，我们去 the true next word is 公园 with probability 0.5, and in
 今天[MASK]很好 the hidden word is 天气 with probability 0.4 / (0.4 + 0.12) ≈ 0.77.
+
+Text-to-text tasks (T5's framing: the task is named by a prefix of the input), built from the
+slots of a sentence, so every answer is exactly right:
+
+    总结：今天天气很好，我们去公园玩。       ->  今天我们去公园玩了。       (summary: kind A -> B)
+    翻译：今天我们去公园玩了。               ->  today we went to the park to play.
+    问：今天我们去公园玩了。谁去公园？       ->  我们
+    问：今天我们去公园玩了。我们去哪里？     ->  公园
 """
 
 from __future__ import annotations
@@ -66,6 +74,22 @@ ACTIVITIES = {
     "图书馆": {"看书": 0.7, "学习": 0.3},
 }
 COMMA, PERIOD, GO, DONE = "，", "。", "去", "了"
+
+# The toy English of the translation task: one phrase per Chinese word, past tense throughout
+# (the task translates kind-B sentences, which end in 了).
+ENGLISH = {
+    "今天": "today", "明天": "tomorrow", "昨天": "yesterday", "周末": "at the weekend",
+    "早上": "in the morning",
+    "我们": "we", "我": "I", "他们": "they", "小明": "Xiaoming",
+    "公园": "the park", "海边": "the beach", "学校": "school", "商店": "the shop",
+    "图书馆": "the library",
+    "玩": "play", "散步": "take a walk", "游泳": "swim", "上课": "have class",
+    "学习": "study", "买东西": "buy things", "看书": "read",
+}
+# Task prefixes and the words of questions, added to the tokenizer's lexicon.
+SUMMARY, TRANSLATE, ASK = "总结：", "翻译：", "问："
+WHO, WHERE, QUESTION_MARK = "谁", "哪里", "？"
+TASK_WORDS = ("总结", "翻译", "问", "：", WHO, WHERE, QUESTION_MARK)
 
 # The end of a sentence, as a "next word": the model predicts it as the token [EOS].
 END = "[EOS]"
@@ -145,10 +169,73 @@ class Grammar:
         return dict(self._support)
 
     def tokenizer(self):
-        """The project's default tokenizer: the grammar's words as the lexicon."""
+        """The project's default tokenizer: the grammar's words, the task words and the
+        English words of the translation task as the lexicon."""
         from .tokenizer import Tokenizer
 
-        return Tokenizer(self.words)
+        english = sorted({w for phrase in ENGLISH.values() for w in phrase.split()} | {"went", "to"})
+        return Tokenizer(self.words + TASK_WORDS + tuple(english), extra_chars=" .")
+
+    # ------------------------------------------------------------------------------------------
+    # Text-to-text tasks
+
+    def task_pair(self, sentence, task, rng):
+        """(input text, target text) of one task for one sentence; see the module docstring.
+
+        summary needs a kind-A sentence; translation a kind-B one; a question any sentence
+        with a person (kind A or B): who went there, or where the person went (drawn by rng).
+        """
+        s = sentence
+        if task == "summary":
+            if s.kind != "A":
+                raise ValueError(f"the summary task needs a kind-A sentence, got {s.text!r}")
+            short = Sentence("B", s.time, person=s.person, place=s.place, activity=s.activity)
+            return SUMMARY + s.text, short.text
+        if task == "translate":
+            if s.kind != "B":
+                raise ValueError(f"the translation task needs a kind-B sentence, got {s.text!r}")
+            words = [ENGLISH[s.time], ENGLISH[s.person], "went to", ENGLISH[s.place], "to",
+                     ENGLISH[s.activity]]
+            return TRANSLATE + s.text, " ".join(words) + "."
+        if task == "question":
+            if s.kind == "C":
+                raise ValueError(f"a question needs a sentence with a person, got {s.text!r}")
+            if rng.random() < 0.5:
+                return ASK + s.text + WHO + GO + s.place + QUESTION_MARK, s.person
+            return ASK + s.text + s.person + GO + WHERE + QUESTION_MARK, s.place
+        raise ValueError(f"task must be 'summary', 'translate' or 'question', got {task!r}")
+
+    def task_answer(self, text):
+        """The exact target of a task input (summary, translation or question), found by
+        building every task pair of the sentence inside it."""
+        for task, prefix in (("summary", SUMMARY), ("translate", TRANSLATE), ("question", ASK)):
+            if text.startswith(prefix):
+                break
+        else:
+            raise ValueError(f"text must start with {SUMMARY}, {TRANSLATE} or {ASK}, got {text!r}")
+        for s in self.sentences:
+            if task != "question" and text == prefix + s.text:
+                return self.task_pair(s, task, None)[1]
+            if task == "question" and s.kind != "C" and text.startswith(prefix + s.text):
+                asked = text[len(prefix + s.text):]
+                if asked == WHO + GO + s.place + QUESTION_MARK:
+                    return s.person
+                if asked == s.person + GO + WHERE + QUESTION_MARK:
+                    return s.place
+        raise ValueError(f"{text!r} is not a task input the grammar can make")
+
+    def sample_task_pairs(self, rng, n, tasks=("summary", "translate", "question")):
+        """n (input, target) pairs, each of a task drawn uniformly from ``tasks``, its sentence
+        drawn from the grammar among the sentences the task accepts."""
+        kinds = {"summary": "A", "translate": "B", "question": "AB"}
+        pairs = []
+        for task in rng.choice(list(tasks), size=n):
+            while True:
+                (s,) = self.sample(rng, 1)
+                if s.kind in kinds[task]:
+                    break
+            pairs.append(self.task_pair(s, task, rng))
+        return pairs
 
     # ------------------------------------------------------------------------------------------
     # Sampling

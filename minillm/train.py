@@ -43,7 +43,7 @@ class TrainConfig:
     seed: int = 0  # one seed for the initial parameters and for the data
     log_every: int = 25  # steps between progress lines
     dtype: str = "float32"  # parameter dtype: float32 for speed, float64 for exactness
-    objective: str = "clm"  # clm (GPT), mlm (BERT), span (BERT, SpanBERT's masking), ...
+    objective: str = "clm"  # clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder)
     masking: str = "dynamic"  # mlm/span: a new mask each time (RoBERTa) or one per example (BERT)
     pool: int = 0  # train on a fixed pool of this many sentences (0: a fresh draw every step)
 
@@ -119,6 +119,25 @@ class TextData:
         return idx, [self.pieces[i] for i in idx]
 
 
+class TaskData:
+    """Text-to-text pairs from the built-in grammar (总结 / 翻译 / 问), encoded. With
+    ``with_sentence`` each example also carries a fresh grammar sentence, for the objective
+    that mixes tasks with span corruption."""
+
+    def __init__(self, grammar, tokenizer, with_sentence=False):
+        self.grammar, self.tokenizer, self.with_sentence = grammar, tokenizer, with_sentence
+        self.floor = None
+        self.name = "the grammar's text-to-text tasks" + (" and its sentences" if with_sentence else "")
+
+    def sample(self, rng, n):
+        enc = self.tokenizer.encode
+        pairs = [(enc(s), enc(t)) for s, t in self.grammar.sample_task_pairs(rng, n)]
+        if self.with_sentence:
+            sentences = self.grammar.sample_text(rng, n)
+            return None, [(s, t, enc(x)) for (s, t), x in zip(pairs, sentences)]
+        return None, pairs
+
+
 def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
     """The data a run trains on: the grammar (optionally a fixed pool of it, drawn from the
     seed), or the user's documents cut to fit the model's context."""
@@ -128,6 +147,8 @@ def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
                         name=name or "text")
     from .grammar import default_grammar
 
+    if train_cfg.objective in ("tasks", "mix"):
+        return TaskData(default_grammar(), tokenizer, with_sentence=train_cfg.objective == "mix")
     pool_rng = np.random.default_rng([train_cfg.seed, 2])
     return GrammarData(default_grammar(), tokenizer, train_cfg.pool, pool_rng)
 

@@ -48,6 +48,17 @@ def test_train_generate_and_score_from_the_command_line(tmp_path, capsys):
     assert "[EOS]" in out and "L = -Σ log P" in out and "true P" in out
 
 
+def test_train_an_encoder_decoder_and_run_it(tmp_path, capsys):
+    ckpt = str(tmp_path / "s.safetensors")
+    assert main(["train", "--objective", "tasks", "--steps", "5", "--batch-size", "4",
+                 "--n-embd", "16", "--n-layer", "1", "--n-ctx", "48", "--out", ckpt]) == 0
+    assert "encoder-decoder" in capsys.readouterr().out
+    assert main(["seq2seq", "总结：今天天气很好，我们去公园玩。", "--checkpoint", ckpt, "--beam", "2"]) == 0
+    assert capsys.readouterr().out.strip() != ""
+    assert main(["fill", "今天[MASK]很好", "--checkpoint", ckpt]) == 2  # not a BERT
+    assert "not a Bert model" in capsys.readouterr().err
+
+
 def test_train_on_a_users_text_file(tmp_path, capsys):
     text = tmp_path / "corpus.txt"
     text.write_text("小猫喜欢吃鱼。\n小狗喜欢吃肉。\n\n小猫喜欢睡觉。\n", encoding="utf-8")
@@ -68,6 +79,8 @@ def test_train_on_a_users_text_file(tmp_path, capsys):
     (["frobnicate"], "frobnicate"),
     (["fill", "今天[MASK]很好", "--checkpoint", "/nonexistent/b.safetensors"], "/nonexistent/b"),
     (["train", "--objective", "xlnet"], "xlnet"),
+    (["seq2seq", "总结：", "--checkpoint", "/nonexistent/s.safetensors"], "/nonexistent/s"),
+    (["seq2seq", "x", "--beam", "0"], "--beam"),
     (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "pool"),
 ])
 def test_bad_arguments_give_one_line_and_exit_status_2(argv, named, capsys, tmp_path, monkeypatch):

@@ -17,8 +17,11 @@ def test_every_breakpoint_is_on_the_line_the_text_quotes():
         quoted = re.search(r"The breakpoint is (?:the line )?`([^`]+)`", after)
         assert quoted, f"no 'The breakpoint is `...`' after the recipe for {path}:{line}"
         with open(os.path.join(REPO, path), encoding="utf-8") as f:
-            source_line = f.read().splitlines()[line - 1]
-        assert quoted.group(1) in source_line, f"{path}:{line} is now {source_line.strip()!r}"
+            lines = f.read().splitlines()
+        now = [n for n, text in enumerate(lines, 1) if quoted.group(1) in text]
+        assert quoted.group(1) in lines[line - 1], (
+            f"walkthrough.md: {path}:{line} is now {lines[line - 1].strip()!r}; "
+            f"the quoted line is at {now}: update the recipe")
 
 
 def test_every_module_is_named():

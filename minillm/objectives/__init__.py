@@ -10,12 +10,17 @@ train.py is the same for all of them. An objective module provides:
     clm       next-token prediction (GPT), the tutorial's section 1 and its math section
     mlm       masked language modeling (BERT; 15%, 80/10/10; static or dynamic masking)
     span      masked language modeling with SpanBERT's span masking (the tutorial's "PLM" row)
+    t5        T5's span corruption (encoder-decoder)
+    bart      BART's text infilling (encoder-decoder)
+    tasks     text-to-text tasks: 总结 / 翻译 / 问 (encoder-decoder)
+    mix       tasks and span corruption together: T5's unified framework
 """
 
 import importlib
 
 # objective name -> the module that implements it (span masking is a setting of mlm.py)
-_REGISTRY = {"clm": "clm", "mlm": "mlm", "span": "mlm"}
+_REGISTRY = {"clm": "clm", "mlm": "mlm", "span": "mlm",
+             "t5": "seq2seq", "bart": "seq2seq", "tasks": "seq2seq", "mix": "seq2seq"}
 
 
 def get_objective(name):

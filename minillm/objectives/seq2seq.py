@@ -17,9 +17,9 @@ Two corruptions are implemented, the two of the tutorial's representative models
         sentinel <extra_id_k> in the input; the output lists each sentinel and the tokens it
         stands for. The output is short: only the missing pieces.
 
-            x:  今天 天气 很 好 ， 我们 去 公园 玩 。
-            x̃:  今天 <extra_id_0> 好 ， 我们 去 <extra_id_1> 玩 。 [EOS]
-            y:  <extra_id_0> 天气 很 <extra_id_1> 公园 [EOS]
+            x:  今天 天气 很好 ， 我们 去 公园 玩 。
+            x̃:  今天 <extra_id_0> ， 我们 去 <extra_id_1> 玩 。 [EOS]
+            y:  <extra_id_0> 天气 很好 <extra_id_1> 公园 [EOS]
 
     BART text infilling (Lewis et al. 2020, "BART: Denoising Sequence-to-Sequence Pre-training")
         30% of the words, in spans whose lengths are drawn from Poisson(λ = 3), are each
@@ -27,8 +27,8 @@ Two corruptions are implemented, the two of the tutorial's representative models
         a span of length 0 inserts a [MASK] where nothing is missing. Optionally the sentences
         are shuffled first. The output is the whole original text.
 
-            x̃:  [BOS] 今天 [MASK] 好 ， 我们 去 [MASK] 。 [EOS]
-            y:  [BOS] 今天 天气 很 好 ， 我们 去 公园 玩 。 [EOS]
+            x̃:  今天 [MASK] ， 我们 去 [MASK] 。 [EOS]
+            y:  今天 天气 很好 ， 我们 去 公园 玩 。 [EOS]
 
 The section "Corruption" holds pure functions of (token ids, rng, settings). No model is
 involved, so their exact invariants and their statistics are tested without a network
@@ -411,3 +411,114 @@ def permute_sentences(ids, rng, full_stop_ids):
     order = rng.permutation(len(sentences))
     shuffled = [sentences[i] for i in order]
     return np.concatenate([ids[:lo], *shuffled, ids[hi:]]).astype(np.int64)
+
+
+
+# ==============================================================================================
+# The model's side: teacher forcing, the loss, and the three training objectives
+#
+#   t5      span corruption of grammar sentences (pre-training, T5)
+#   bart    text infilling of grammar sentences (pre-training, BART)
+#   tasks   the text-to-text tasks of the grammar: 总结 / 翻译 / 问 (T5's framing by prefix)
+#   mix     tasks and span corruption in one stream, half and half: T5's unified framework
+
+NAME = "seq2seq"
+TITLE = "sequence to sequence"
+MODEL, MODEL_TITLE = "seq2seq", "encoder-decoder"
+RESERVED = 1  # a source gives up one position to [EOS]
+
+
+def make_batch(pairs, start_id=BOS_ID):
+    """(source ids, target ids) pairs -> a right-padded batch for teacher forcing.
+
+    The decoder reads the target shifted right behind a start token and predicts it:
+
+        decoder_inputs = [start] y_1 ... y_{m-1}        targets = y_1 ... y_m
+
+    so position t predicts y_{t+1} from y_≤t and the whole source. Padding is [PAD] in every
+    input and IGNORE_INDEX in the targets. The targets are built from the token ids, never from
+    a label array that holds IGNORE_INDEX, so the ignore index cannot reach a decoder input
+    (Hugging Face users hit that: transformers#15867).
+
+    Returns src (B, S), src_mask (B, S), dec_in (B, T), dec_mask (B, T), targets (B, T).
+    """
+    from ..layers import IGNORE_INDEX
+    from ..tokenizer import PAD_ID
+
+    if len(pairs) == 0:
+        raise ValueError("pairs must hold at least one (source, target) pair, got an empty batch")
+    B = len(pairs)
+    S = max(len(src) for src, _ in pairs)
+    T = max(len(tgt) for _, tgt in pairs)
+    if S == 0 or T == 0:
+        raise ValueError("every source and every target must hold at least one token")
+    batch = {
+        "src": np.full((B, S), PAD_ID, dtype=np.int64),
+        "src_mask": np.zeros((B, S), dtype=np.int64),
+        "dec_in": np.full((B, T), PAD_ID, dtype=np.int64),
+        "dec_mask": np.zeros((B, T), dtype=np.int64),
+        "targets": np.full((B, T), IGNORE_INDEX, dtype=np.int64),
+    }
+    for b, (src, tgt) in enumerate(pairs):
+        batch["src"][b, : len(src)] = src
+        batch["src_mask"][b, : len(src)] = 1
+        batch["dec_in"][b, : len(tgt)] = [start_id, *tgt[:-1]]
+        batch["dec_mask"][b, : len(tgt)] = 1
+        batch["targets"][b, : len(tgt)] = tgt
+    batch["attention_mask"] = batch["src_mask"]  # what the training loop counts as tokens read
+    return batch
+
+
+def corrupt(ids, rng, tokenizer, objective):
+    """One grammar sentence -> (source, target) for the pre-training objectives."""
+    if objective == "t5":
+        sentinels = [tokenizer.sentinel_id(k) for k in range(tokenizer.n_sentinels)]
+        src, tgt = span_corruption(ids, rng, sentinels)
+        return list(src), list(tgt)
+    if objective == "bart":
+        src, tgt, _ = text_infilling(ids, rng)
+        return [*src, EOS_ID], [*tgt, EOS_ID]
+    raise ValueError(f"objective must be 't5' or 'bart' here, got {objective!r}")
+
+
+def training_batch(examples, indices, rng, tokenizer, train_cfg):
+    """One batch for train_cfg.objective: t5 and bart corrupt grammar sentences; tasks takes
+    (source, target) pairs from TaskData; mix takes (source, target, sentence) triples and uses
+    the task pair or, half of the time, the span corruption of the sentence. [EOS] ends every
+    source and every target."""
+    objective = train_cfg.objective
+    if objective in ("t5", "bart"):
+        pairs = [corrupt(ids, rng, tokenizer, objective) for ids in examples]
+    elif objective == "tasks":
+        pairs = [([*src, EOS_ID], [*tgt, EOS_ID]) for src, tgt in examples]
+    elif objective == "mix":
+        pairs = []
+        for src, tgt, sentence in examples:
+            if rng.random() < 0.5:
+                pairs.append(([*src, EOS_ID], [*tgt, EOS_ID]))
+            else:
+                pairs.append(corrupt(sentence, rng, tokenizer, "t5"))
+    else:
+        raise ValueError(f"objective must be t5, bart, tasks or mix, got {objective!r}")
+    return make_batch(pairs)
+
+
+def loss(params, cfg, batch, reduction="sum"):
+    """``L = -Σ_t log P(y_t | y_<t, x; θ)`` over every real target token. Returns
+    (L, n_predicted, cache)."""
+    from ..layers import cross_entropy_forward
+    from ..models import seq2seq_forward
+
+    logits, model_cache = seq2seq_forward(params, cfg, batch["src"], batch["dec_in"],
+                                          batch["src_mask"], batch["dec_mask"])
+    L, ce = cross_entropy_forward(logits, batch["targets"], reduction=reduction)
+    return float(L), ce["n"], {"model": model_cache, "ce": ce}
+
+
+def loss_and_grads(params, cfg, batch, reduction="sum"):
+    """The loss and dL/dθ for every encoder-decoder parameter."""
+    from ..layers import cross_entropy_backward
+    from ..models import seq2seq_backward
+
+    L, n, cache = loss(params, cfg, batch, reduction)
+    return L, n, seq2seq_backward(cross_entropy_backward(1.0, cache["ce"]), cache["model"])
