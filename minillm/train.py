@@ -182,7 +182,8 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     params, opt, rng = state["params"], state["opt"], state["data_rng"]
     # The entropy floor bounds next-token prediction; other objectives predict other things.
     floor = "" if data.floor is None or objective.NAME != "clm" else f" | floor {data.floor:.3f}"
-    log(f"training a {objective.MODEL_TITLE} of {sum(p.size for p in params.values()):,} "
+    article = "an" if objective.MODEL_TITLE[0] in "AEIOUaeiou" else "a"
+    log(f"training {article} {objective.MODEL_TITLE} of {sum(p.size for p in params.values()):,} "
         f"parameters ({objective.TITLE}) on {data.name} for {train_cfg.steps} steps of "
         f"{train_cfg.batch_size} sequences")
     start, tokens_seen = time.perf_counter(), 0
