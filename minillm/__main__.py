@@ -6,6 +6,8 @@
     score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
     fill           fill the [MASK] of a text with a trained BERT
     seq2seq        turn one text into another with a trained encoder-decoder
+    export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
+    import         read such a folder back into a minillm checkpoint
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback.
@@ -174,6 +176,25 @@ def build_parser():
                    help="beam width; 1 is greedy decoding (default 1)")
     q.add_argument("--length-penalty", type=_non_negative_float, default=1.0,
                    help="rank finished beams by log P / length^this (default 1.0)")
+
+    e = sub.add_parser(
+        "export", help="write a trained model as a Hugging Face folder",
+        description="Write the model in CHECKPOINT as a Hugging Face folder: config.json and "
+        "model.safetensors in the layout of GPT-2 (from a GPT), BERT (from a BERT) or BART (from "
+        "an encoder-decoder), which transformers' from_pretrained loads; plus minillm_vocab.json, "
+        "the vocabulary, so that 'minillm import' can read the folder back.",
+    )
+    e.add_argument("checkpoint", help="a checkpoint written by 'minillm train' or the demo")
+    e.add_argument("folder", help="the folder to write (created if needed)")
+    e.add_argument("--to", choices=("hf",), default="hf", help="the format (only hf)")
+
+    i = sub.add_parser(
+        "import", help="read a folder written by 'minillm export' into a checkpoint",
+        description="Read FOLDER (config.json, model.safetensors and minillm_vocab.json, as "
+        "written by 'minillm export') into a minillm checkpoint with fresh optimizer state.",
+    )
+    i.add_argument("folder", help="a folder written by 'minillm export'")
+    i.add_argument("checkpoint", help="the checkpoint to write")
     return parser
 
 
@@ -273,6 +294,62 @@ def cmd_seq2seq(args):
     print(tokenizer.decode(out, skip_special=True))
 
 
+# minillm's model families and Hugging Face's architectures, one to one.
+HF_ARCH = {"gpt": "gpt2", "bert": "bert", "seq2seq": "bart"}
+VOCAB_FILE = "minillm_vocab.json"
+
+
+def cmd_export(args):
+    import json
+
+    from . import hf
+    from .train import load_checkpoint
+    from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+    if not os.path.exists(args.checkpoint):
+        raise UserError(f"checkpoint {args.checkpoint!r} does not exist")
+    model_cfg, train_cfg, tokenizer, state = load_checkpoint(args.checkpoint)
+    from .objectives import get_objective
+
+    arch = HF_ARCH[get_objective(train_cfg.objective).MODEL]
+    model = hf.from_minillm(arch, model_cfg, state["params"],
+                            special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
+    hf.save(model, args.folder)
+    with open(os.path.join(args.folder, VOCAB_FILE), "w", encoding="utf-8") as f:
+        json.dump(tokenizer.to_dict(), f, ensure_ascii=False, indent=1)
+    print(f"wrote {arch} to {args.folder}/ (config.json, model.safetensors, {VOCAB_FILE})")
+
+
+def cmd_import(args):
+    import json
+
+    import numpy as np
+
+    from . import hf
+    from .optim import adamw_init
+    from .tokenizer import Tokenizer
+    from .train import TrainConfig, save_checkpoint
+
+    vocab = os.path.join(args.folder, VOCAB_FILE)
+    if not os.path.exists(os.path.join(args.folder, "config.json")):
+        raise UserError(f"folder {args.folder!r} has no config.json")
+    if not os.path.exists(vocab):
+        raise UserError(f"folder {args.folder!r} has no {VOCAB_FILE}: import reads folders "
+                        "written by 'minillm export'")
+    model = hf.load(args.folder)
+    with open(vocab, encoding="utf-8") as f:
+        tokenizer = Tokenizer.from_dict(json.load(f))
+    if len(tokenizer) != model.cfg.vocab_size:
+        raise UserError(f"{VOCAB_FILE} has {len(tokenizer)} tokens but the model has "
+                        f"vocab_size={model.cfg.vocab_size}")
+    objective = {"gpt2": "clm", "bert": "mlm", "bart": "tasks"}[model.arch]
+    params = {k: v.astype(np.float32) for k, v in model.params.items()}
+    state = {"params": params, "opt": adamw_init(params), "step": 0, "history": [],
+             "data_rng": np.random.default_rng([0, 1])}
+    save_checkpoint(args.checkpoint, model.cfg, TrainConfig(objective=objective), tokenizer, state)
+    print(f"wrote {args.checkpoint} ({model.arch} as a minillm {objective} model)")
+
+
 def cmd_train(args):
     from .models import MODELS
     from .objectives import get_objective
@@ -361,6 +438,10 @@ def main(argv=None):
             cmd_fill(args)
         elif args.command == "seq2seq":
             cmd_seq2seq(args)
+        elif args.command == "export":
+            cmd_export(args)
+        elif args.command == "import":
+            cmd_import(args)
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2

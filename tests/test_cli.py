@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from minillm.__main__ import main
@@ -100,3 +101,23 @@ def test_help_explains_every_command():
                          capture_output=True, text=True)
     for command in ("train", "generate", "score"):
         assert command in top.stdout
+
+
+@pytest.mark.parametrize("objective", ["clm", "mlm", "tasks"])
+def test_export_to_hugging_face_and_import_back_keeps_every_parameter(objective, tmp_path, capsys):
+    from minillm import hf
+    from minillm.train import load_checkpoint
+
+    ckpt, folder, back = (str(tmp_path / n) for n in ("m.safetensors", "hf", "back.safetensors"))
+    assert main(["train", "--objective", objective, "--steps", "3", "--batch-size", "4",
+                 "--n-embd", "16", "--n-layer", "1", "--n-ctx", "48", "--out", ckpt]) == 0
+    assert main(["export", ckpt, folder, "--to", "hf"]) == 0
+    expected_type = {"clm": "gpt2", "mlm": "bert", "tasks": "bart"}[objective]
+    assert hf.load(folder).arch == expected_type
+    assert main(["import", folder, back]) == 0
+    _, _, tok_a, a = load_checkpoint(ckpt)
+    _, _, tok_b, b = load_checkpoint(back)
+    assert tok_a.vocab == tok_b.vocab
+    assert set(a["params"]) == set(b["params"])
+    for name, value in a["params"].items():
+        np.testing.assert_array_equal(b["params"][name], value, err_msg=name)
