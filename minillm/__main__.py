@@ -216,6 +216,12 @@ def _load(path, model="gpt"):
     return loaded
 
 
+def _refuse_mask(text, name):
+    if "[MASK]" in text:
+        raise UserError(f"{name} {text!r} holds [MASK], which a GPT never learned (it predicts "
+                        "the next word); fill a [MASK] with: python -m minillm fill")
+
+
 def cmd_fill(args):
     from .generate import fill_mask_distributions
     from .grammar import default_grammar
@@ -250,6 +256,7 @@ def cmd_score(args):
     from .objectives import clm
 
     model_cfg, _, tokenizer, state = _load(args.checkpoint)
+    _refuse_mask(args.text, "text")
     if not args.text:
         raise UserError("text must not be empty")
     ids = tokenizer.encode(args.text)
@@ -408,6 +415,7 @@ def cmd_generate(args):
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
     model_cfg, _, tokenizer, state = _load(args.checkpoint)
+    _refuse_mask(args.prompt, "prompt")
     prompt_ids = tokenizer.encode(args.prompt)
     if len(prompt_ids) + 1 >= model_cfg.n_ctx:
         raise UserError(f"prompt of {len(prompt_ids)} tokens leaves no room in the model's "
@@ -420,6 +428,8 @@ def cmd_generate(args):
 
 
 def main(argv=None):
+    from .train import NonFiniteError, TrainingInterrupted
+
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     try:
@@ -442,6 +452,15 @@ def main(argv=None):
             cmd_export(args)
         elif args.command == "import":
             cmd_import(args)
+    except TrainingInterrupted as err:
+        print(f"minillm: {err}", file=sys.stderr)
+        if err.checkpoint:
+            print(f"minillm: resume with: python -m minillm train --resume --out {err.checkpoint}",
+                  file=sys.stderr)
+        return 130
+    except NonFiniteError as err:
+        print(f"minillm: error: {err}", file=sys.stderr)
+        return 1
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2

@@ -74,6 +74,52 @@ class GPTConfig:
 
 
 # ----------------------------------------------------------------------------------------------
+# Checks at the door: a bad input is refused here, with its name and value, not three layers down
+
+
+def check_ids(ids, vocab_size, name="ids"):
+    """ids must be a (B, T) integer array with every value in [0, vocab_size)."""
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"{name} must be a (B, T) array of token ids, got shape {ids.shape}")
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers, got dtype {ids.dtype}")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one token, got shape {ids.shape}")
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        b, t = np.argwhere(bad)[0]
+        raise ValueError(f"{name}[{b}, {t}] = {ids[b, t]} is outside the vocabulary "
+                         f"[0, {vocab_size})")
+    return ids
+
+
+def check_mask(mask, shape, name):
+    """An attention mask must have the shape of its ids and hold only 0 and 1."""
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {mask.shape}")
+    if not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"{name} must hold only 0 and 1, got values {np.unique(mask)[:5]}")
+    return mask
+
+
+def check_params(params, shapes, what="parameters"):
+    """Every mismatch between a parameter dict and the model's table of shapes, listed at once:
+    missing names, unknown names, wrong shapes, and dtypes that are not one float dtype."""
+    problems = [f"missing {n} {s}" for n, s in shapes.items() if n not in params]
+    problems += [f"unexpected {n}" for n in params if n not in shapes]
+    problems += [f"{n} has shape {tuple(params[n].shape)}, the model needs {tuple(s)}"
+                 for n, s in shapes.items() if n in params and tuple(params[n].shape) != tuple(s)]
+    dtypes = {str(np.asarray(v).dtype) for v in params.values()}
+    if len(dtypes) > 1 or not dtypes <= {"float32", "float64"}:
+        problems.append(f"dtypes {sorted(dtypes)}: all must be float32 or all float64")
+    if problems:
+        raise ValueError(f"{what} do not match the model ({len(problems)} problem"
+                         f"{'s' if len(problems) > 1 else ''}): " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------------------------
 # Parameters
 
 
@@ -159,9 +205,12 @@ def gpt_forward(params, cfg, ids, attention_mask=None, past=None):
     tokens then sit at positions S0 .. S0+T-1 after the S0 already processed, and
     ``attention_mask`` must cover all S = S0 + T positions.
     """
+    ids = check_ids(ids, cfg.vocab_size)
     B, T = ids.shape
     S0 = 0 if past is None else past["S"]
     S = S0 + T
+    if attention_mask is not None:
+        check_mask(attention_mask, (B, S), "attention_mask")
     if S > cfg.n_ctx:
         raise ValueError(f"sequence of {S} tokens is longer than the model's n_ctx={cfg.n_ctx}")
     if attention_mask is None:
@@ -264,9 +313,14 @@ def bert_forward(params, cfg, ids, token_type_ids=None, attention_mask=None):
 
     ids, token_type_ids, attention_mask (B, T) -> mlm_logits, nsp_logits, cache.
     """
+    ids = check_ids(ids, cfg.vocab_size)
     B, T = ids.shape
     if T > cfg.n_ctx:
         raise ValueError(f"sequence of {T} tokens is longer than the model's n_ctx={cfg.n_ctx}")
+    if token_type_ids is not None:
+        check_ids(token_type_ids, cfg.n_types, "token_type_ids")
+    if attention_mask is not None:
+        check_mask(attention_mask, (B, T), "attention_mask")
     if token_type_ids is None:
         token_type_ids = np.zeros_like(ids)
     if attention_mask is None:
@@ -407,7 +461,10 @@ def _embed_backward(dx, cache, prefix, grads):
 
 def encoder_forward(params, cfg, src_ids, src_mask=None):
     """src_ids (B, S) -> enc (B, S, C): every source token sees every real source token."""
+    src_ids = check_ids(src_ids, cfg.vocab_size, "src_ids")
     B, S = src_ids.shape
+    if src_mask is not None:
+        check_mask(src_mask, (B, S), "src_mask")
     if S > cfg.n_ctx:
         raise ValueError(f"source of {S} tokens is longer than the model's n_ctx={cfg.n_ctx}")
     if src_mask is None:
@@ -427,6 +484,7 @@ def decoder_forward(params, cfg, tgt_in_ids, enc, src_mask=None, tgt_mask=None, 
 
     ``past`` (generation only): the cache of the previous call; the new tokens continue it.
     """
+    tgt_in_ids = check_ids(tgt_in_ids, cfg.vocab_size, "tgt_in_ids")
     B, T = tgt_in_ids.shape
     S0 = 0 if past is None else past["S"]
     if S0 + T > cfg.n_ctx:
@@ -468,9 +526,9 @@ def seq2seq_backward(dlogits, cache):
     return grads
 
 
-# The model families by name: (config class, init function). Checkpoints record the name.
+# The model families by name: (config class, init, parameter table). Checkpoints record the name.
 MODELS = {
-    "gpt": (GPTConfig, gpt_init),
-    "bert": (BertConfig, bert_init),
-    "seq2seq": (Seq2SeqConfig, seq2seq_init),
+    "gpt": (GPTConfig, gpt_init, gpt_param_shapes),
+    "bert": (BertConfig, bert_init, bert_param_shapes),
+    "seq2seq": (Seq2SeqConfig, seq2seq_init, seq2seq_param_shapes),
 }

@@ -16,14 +16,16 @@ It is written to a temporary file and renamed into place, so it is never half-wr
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from . import safetensors
-from .models import MODELS
+from .models import MODELS, check_params
 from .objectives import get_objective
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 from .tokenizer import Tokenizer
@@ -161,6 +163,54 @@ def format_seconds(s):
     return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: raised after the checkpoint of the last finished step is
+    written (when there is a checkpoint path). ``step`` is that step."""
+
+    def __init__(self, step, checkpoint):
+        self.step, self.checkpoint = step, checkpoint
+        where = f"; checkpoint saved to {checkpoint}" if checkpoint else ""
+        super().__init__(f"interrupted after step {step}{where}")
+
+
+class NonFiniteError(Exception):
+    """A loss or gradient became NaN or infinite. Raised before the parameters are touched, so
+    the last checkpoint on disk is the last good one."""
+
+
+def first_non_finite(loss, grads):
+    """None if the loss and every gradient are finite; otherwise what went wrong first, with
+    the gradients in backward order (the order the backward pass produced them)."""
+    if not np.isfinite(loss):
+        return f"the loss is {loss}"
+    for name, g in grads.items():
+        if not np.all(np.isfinite(g)):
+            return f"the gradient of {name} (the first in backward order) is not finite"
+    return None
+
+
+class _StopOnSigint:
+    """While active, Ctrl-C (SIGINT) only raises a flag; the loop stops at the end of the step,
+    so the parameters, optimizer and data generator are never caught half-updated."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoint=None,
           checkpoint_every=None, until=None):
     """Train the model of ``train_cfg.objective`` on ``data``. Returns the final state dict:
@@ -171,6 +221,10 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     written every ``checkpoint_every`` steps and at the end. ``until`` stops early, after that
     many steps in all (the schedule still runs to ``train_cfg.steps``, so a resumed run ends
     exactly where an uninterrupted one would).
+
+    Ctrl-C finishes the current step, writes the checkpoint and raises TrainingInterrupted. A
+    NaN or infinite loss or gradient raises NonFiniteError naming the step and the first
+    gradient (in backward order) that went bad, before any parameter changes.
     """
     dtype = np.dtype(train_cfg.dtype)
     objective = get_objective(train_cfg.objective)
@@ -189,29 +243,39 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     start, tokens_seen = time.perf_counter(), 0
     first = state["step"]
     last = train_cfg.steps if until is None else min(until, train_cfg.steps)
-    while state["step"] < last:
-        step = state["step"]
-        indices, examples = data.sample(rng, train_cfg.batch_size)
-        batch = objective.training_batch(examples, indices, rng, tokenizer, train_cfg)
-        # The gradient of the mean loss: the step size then does not depend on batch size.
-        loss, n_tokens, grads = objective.loss_and_grads(params, model_cfg, batch, "mean")
-        clip_by_global_norm(grads, train_cfg.clip)
-        lr = learning_rate(step, train_cfg.lr, train_cfg.warmup, train_cfg.steps, train_cfg.min_lr)
-        adamw_step(params, grads, opt, lr, weight_decay=train_cfg.weight_decay)
-        state["history"].append(loss)
-        state["step"] = step + 1
-        tokens_seen += int(batch["attention_mask"].sum())  # tokens read, predicted or not
-        done = state["step"] == last
-        if state["step"] % train_cfg.log_every == 0 or done:
-            elapsed = time.perf_counter() - start
-            per_step = elapsed / (state["step"] - first)
-            eta = per_step * (train_cfg.steps - state["step"])
-            recent = np.mean(state["history"][-train_cfg.log_every:])
-            log(f"step {state['step']:>5}/{train_cfg.steps} | loss {recent:.3f} nats/token"
-                f"{floor} | {tokens_seen / elapsed:,.0f} tok/s | {format_seconds(elapsed)} "
-                f"elapsed | ETA {format_seconds(eta)}")
-        if checkpoint and (done or (checkpoint_every and state["step"] % checkpoint_every == 0)):
-            save_checkpoint(checkpoint, model_cfg, train_cfg, tokenizer, state)
+    with _StopOnSigint() as sigint:
+        while state["step"] < last:
+            step = state["step"]
+            indices, examples = data.sample(rng, train_cfg.batch_size)
+            batch = objective.training_batch(examples, indices, rng, tokenizer, train_cfg)
+            # The gradient of the mean loss: the step size then does not depend on batch size.
+            loss, n_tokens, grads = objective.loss_and_grads(params, model_cfg, batch, "mean")
+            norm = clip_by_global_norm(grads, train_cfg.clip)
+            if not (np.isfinite(loss) and np.isfinite(norm)):
+                what = first_non_finite(loss, grads) or f"the gradient norm is {norm}"
+                raise NonFiniteError(f"step {step + 1}: {what}; training stopped"
+                                     + (f", the last good checkpoint is {checkpoint}"
+                                        if checkpoint else ""))
+            lr = learning_rate(step, train_cfg.lr, train_cfg.warmup, train_cfg.steps,
+                               train_cfg.min_lr)
+            adamw_step(params, grads, opt, lr, weight_decay=train_cfg.weight_decay)
+            state["history"].append(loss)
+            state["step"] = step + 1
+            tokens_seen += int(batch["attention_mask"].sum())  # tokens read, predicted or not
+            done = state["step"] == last
+            if state["step"] % train_cfg.log_every == 0 or done:
+                elapsed = time.perf_counter() - start
+                per_step = elapsed / (state["step"] - first)
+                eta = per_step * (train_cfg.steps - state["step"])
+                recent = np.mean(state["history"][-train_cfg.log_every:])
+                log(f"step {state['step']:>5}/{train_cfg.steps} | loss {recent:.3f} nats/token"
+                    f"{floor} | {tokens_seen / elapsed:,.0f} tok/s | {format_seconds(elapsed)} "
+                    f"elapsed | ETA {format_seconds(eta)}")
+            every = checkpoint_every and state["step"] % checkpoint_every == 0
+            if checkpoint and (done or every or sigint.requested):
+                save_checkpoint(checkpoint, model_cfg, train_cfg, tokenizer, state)
+            if sigint.requested and not done:
+                raise TrainingInterrupted(state["step"], checkpoint)
     return state
 
 
@@ -245,7 +309,11 @@ def load_checkpoint(path):
     if "minillm" not in metadata:
         raise ValueError(f"{path}: not a minillm checkpoint (no 'minillm' metadata)")
     meta = json.loads(metadata["minillm"])
-    model_cfg = MODELS[meta["model"]][0](**meta["model_config"])
+    if meta.get("model") not in MODELS:
+        raise ValueError(f"{path}: unknown model {meta.get('model')!r} (expected one of "
+                         f"{sorted(MODELS)})")
+    config_class, _, param_shapes = MODELS[meta["model"]]
+    model_cfg = config_class(**meta["model_config"])
     known = {f.name for f in fields(TrainConfig)}
     train_cfg = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
     tokenizer = Tokenizer.from_dict(meta["tokenizer"])
@@ -253,10 +321,14 @@ def load_checkpoint(path):
     def group(prefix):
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
+    params = group("param/")
+    check_params(params, param_shapes(model_cfg), what=f"{path}: the checkpoint's parameters")
+    for moment in ("adam.m/", "adam.v/"):
+        check_params(group(moment), param_shapes(model_cfg), what=f"{path}: AdamW's {moment[:-1]}")
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["data_rng"]
     state = {
-        "params": group("param/"),
+        "params": params,
         "opt": {"step": meta["adam_step"], "m": group("adam.m/"), "v": group("adam.v/")},
         "step": meta["step"],
         "data_rng": rng,
