@@ -60,14 +60,28 @@ def test_the_same_seed_gives_the_same_bits_and_another_seed_does_not():
     assert runs[0]["history"] != runs[2]["history"]
 
 
-def test_n_steps_then_n_more_from_a_checkpoint_equals_2n_steps(tmp_path):
-    cfg_t = TrainConfig(steps=12, batch_size=4, seed=1, warmup=3)
-    straight = train(SMALL, cfg_t, DATA, TOKENIZER, log=quiet)
+@pytest.mark.parametrize("objective, masking, pool", [
+    ("clm", "dynamic", 0), ("mlm", "dynamic", 0), ("span", "static", 40), ("tasks", "dynamic", 0),
+    ("t5", "dynamic", 0), ("bart", "dynamic", 0)])
+def test_n_steps_then_n_more_from_a_checkpoint_equals_2n_steps(objective, masking, pool, tmp_path):
+    """On every path: the data generator, the masks and the optimizer all resume exactly."""
+    from minillm.models import MODELS
+    from minillm.objectives import get_objective
+    from minillm.train import make_data
+
+    family = get_objective(objective).MODEL
+    cfg = MODELS[family][0](vocab_size=len(TOKENIZER), n_ctx=48, n_embd=16, n_head=2, n_layer=1)
+    cfg_t = TrainConfig(steps=12, batch_size=4, seed=1, warmup=3, objective=objective,
+                        masking=masking, pool=pool)
+    data = make_data(cfg_t, cfg, TOKENIZER)
+    straight = train(cfg, cfg_t, data, TOKENIZER, log=quiet)
     path = tmp_path / "half.safetensors"
-    train(SMALL, cfg_t, DATA, TOKENIZER, log=quiet, checkpoint=path, until=6)
-    _, cfg_back, _, state = load_checkpoint(path)
-    assert state["step"] == 6
-    resumed = train(SMALL, cfg_back, DATA, TOKENIZER, state=state, log=quiet)
+    train(cfg, cfg_t, make_data(cfg_t, cfg, TOKENIZER), TOKENIZER, log=quiet, checkpoint=path,
+          until=6)
+    cfg_back, train_back, _, state = load_checkpoint(path)
+    assert state["step"] == 6 and cfg_back == cfg and train_back == cfg_t
+    resumed = train(cfg, train_back, make_data(train_back, cfg, TOKENIZER), TOKENIZER,
+                    state=state, log=quiet)
     assert resumed["history"] == straight["history"]
     for name, value in straight["params"].items():
         np.testing.assert_array_equal(resumed["params"][name], value, err_msg=name)
@@ -124,3 +138,35 @@ def test_bert_objectives_train_and_lower_their_loss(objective, masking, pool):
     state = train(cfg, train_cfg, make_data(train_cfg, cfg, TOKENIZER), TOKENIZER, log=quiet)
     # From about log V (untrained) to well below it; 60 steps is enough for either objective.
     assert state["history"][0] > 4.0 and np.mean(state["history"][-10:]) < 3.0
+
+
+def test_the_mlm_loss_counts_only_selected_positions():
+    """Labels are IGNORE_INDEX wherever nothing was selected; the logits there may be anything:
+    the loss and every gradient stay the same."""
+    from minillm.layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+    from minillm.models import BertConfig, bert_backward, bert_forward, bert_init
+    from minillm.objectives import mlm
+
+    cfg = BertConfig(vocab_size=len(TOKENIZER), n_ctx=24, n_embd=16, n_head=2, n_layer=1)
+    params = bert_init(cfg, np.random.default_rng(0), dtype=np.float64)
+    rng = np.random.default_rng(1)
+    examples = [TOKENIZER.encode(t) for t in GRAMMAR.sample_text(rng, 6)]
+    batch = mlm.training_batch(examples, None, rng, TOKENIZER, TrainConfig(objective="mlm"))
+    ids, _ = mlm.encoder_rows(examples)
+    selected = batch["labels"] != IGNORE_INDEX
+    np.testing.assert_array_equal(batch["labels"][selected], ids[selected])
+    assert 0 < selected.sum() < (ids != 0).sum()
+    logits, _, cache = bert_forward(params, cfg, batch["inputs"], None, batch["attention_mask"])
+    L1, ce1 = cross_entropy_forward(logits, batch["labels"])
+    noisy = logits + np.where(selected[..., None], 0.0, rng.normal(size=logits.shape) * 50)
+    L2, ce2 = cross_entropy_forward(noisy, batch["labels"])
+    assert L1 == L2
+    g1 = bert_backward(cross_entropy_backward(1.0, ce1), None, cache)
+    g2 = bert_backward(cross_entropy_backward(1.0, ce2), None, cache)
+    for name in g1:
+        np.testing.assert_array_equal(g1[name], g2[name], err_msg=name)
+    # And the loss is exactly the sum over selected positions of -log P(original word).
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    expected = -sum(logp[b, t, ids[b, t]] for b, t in zip(*np.nonzero(selected)))
+    np.testing.assert_allclose(mlm.loss(params, cfg, batch)[0], expected, rtol=1e-12)
