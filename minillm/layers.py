@@ -87,9 +87,11 @@ def linear_forward(x, w, b):
 
     x (..., I), w (I, O), b (O,) -> y (..., O).
     """
-    y = x @ w + b  # (..., O)
+    # One 2-D product over all N = B*T rows: a (B, T, I) @ (I, O) product would be B small ones.
+    y = x.reshape(-1, x.shape[-1]) @ w  # (N, O)
+    y += b
     cache = {"x": x, "w": w}
-    return y, cache
+    return y.reshape(*x.shape[:-1], w.shape[1]), cache
 
 
 def linear_backward(dy, cache):
@@ -99,9 +101,9 @@ def linear_backward(dy, cache):
     leading position, and db = dy summed over every leading position.
     """
     x, w = cache["x"], cache["w"]
-    dx = dy @ w.T  # (..., I)
     x2 = x.reshape(-1, x.shape[-1])  # (N, I)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, O)
+    dx = (dy2 @ w.T).reshape(x.shape)  # (..., I)
     dw = x2.T @ dy2  # (I, O)
     db = dy2.sum(axis=0)  # (O,)
     return dx, dw, db
@@ -163,9 +165,17 @@ def gelu_tanh_forward(x):
 
     x (...) -> y (...). BERT and BART use the exact erf form instead.
     """
-    u = _SQRT_2_OVER_PI * (x + _GELU_CUBIC * (x * x * x))  # (...); x*x*x, as x**3 is ~100x slower
-    th = np.tanh(u)  # (...)
-    y = 0.5 * x * (1.0 + th)
+    # In place on one buffer: u = sqrt(2/pi) (x + 0.044715 x^3), then th = tanh(u). (x*x*x,
+    # because x**3 is about 100 times slower in float32.)
+    th = x * x  # (...)
+    th *= x
+    th *= _GELU_CUBIC
+    th += x
+    th *= _SQRT_2_OVER_PI
+    np.tanh(th, out=th)
+    y = th + 1.0
+    y *= x
+    y *= 0.5
     cache = {"x": x, "th": th}
     return y, cache
 
@@ -177,9 +187,18 @@ def gelu_tanh_backward(dy, cache):
     dy/dx = 0.5 (1 + th) + 0.5 x (1 - th^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2).
     """
     x, th = cache["x"], cache["th"]
-    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * x * x)
-    dx = dy * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du_dx)
-    return dx
+    # The same expression, built in one buffer to spare the temporaries of a one-liner:
+    d = x * x  # (...)
+    d *= 3.0 * _GELU_CUBIC
+    d += 1.0
+    d *= _SQRT_2_OVER_PI  # du/dx
+    d *= 1.0 - th * th  # d tanh(u)/dx
+    d *= x
+    d += th
+    d += 1.0
+    d *= 0.5  # 0.5 (1 + th) + 0.5 x (1 - th^2) du/dx
+    d *= dy
+    return d
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,15 +296,16 @@ def softmax_forward(s, allowed=None):
     it is False get probability exactly 0 and take no part in the sum. A row with nothing
     allowed (a query whose keys are all padding) becomes all zeros instead of 0/0 = NaN.
     """
-    if allowed is None:
-        e = np.exp(s - s.max(axis=-1, keepdims=True))
-    else:
-        # Subtract the row's largest *allowed* score; masked scores never reach exp.
-        m = np.where(allowed, s, -np.inf).max(axis=-1, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0.0)  # a row with nothing allowed
-        e = np.where(allowed, np.exp(np.where(allowed, s - m, 0.0)), 0.0)
-    z = e.sum(axis=-1, keepdims=True)
-    p = e / np.where(z == 0.0, 1.0, z)
+    if allowed is not None:
+        s = np.where(allowed, s, -np.inf)  # a masked score never reaches exp: exp(-inf) = 0
+    m = s.max(axis=-1, keepdims=True)
+    if allowed is not None:
+        m[~np.isfinite(m)] = 0.0  # a row with nothing allowed: all -inf, leave it at 0
+    p = np.subtract(s, m)  # a new array: the caller's scores stay as they were
+    np.exp(p, out=p)
+    z = p.sum(axis=-1, keepdims=True)
+    z[z == 0.0] = 1.0  # ... and then its probabilities are 0/1 = 0, not 0/0
+    p /= z
     return p, {"p": p}
 
 
@@ -296,7 +316,9 @@ def softmax_backward(dp, cache):
     A masked position has p = 0 and so gets ds = 0.
     """
     p = cache["p"]
-    return p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    ds = dp * p
+    ds -= p * ds.sum(axis=-1, keepdims=True)  # p * dp - p * Σ dp p: one buffer, no temporaries
+    return ds
 
 
 def log_softmax(z):
@@ -330,7 +352,7 @@ def attention_forward(q, k, v, allowed=None):
     """
     D = q.shape[-1]
     scale = 1.0 / math.sqrt(D)
-    scores = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, T, S)
+    scores = (q * scale) @ k.swapaxes(-1, -2)  # (B, H, T, S); scaling q costs T*D, not T*S
     a, sm_cache = softmax_forward(scores, allowed)  # (B, H, T, S)
     out = a @ v  # (B, H, T, D)
     cache = {"q": q, "k": k, "v": v, "a": a, "sm": sm_cache, "scale": scale}
@@ -347,9 +369,9 @@ def attention_backward(dout, cache):
     q, k, v, a, scale = cache["q"], cache["k"], cache["v"], cache["a"], cache["scale"]
     da = dout @ v.swapaxes(-1, -2)  # (B, H, T, S)
     dv = a.swapaxes(-1, -2) @ dout  # (B, H, S, D)
-    dscores = softmax_backward(da, cache["sm"]) * scale  # (B, H, T, S)
-    dq = dscores @ k  # (B, H, T, D)
-    dk = dscores.swapaxes(-1, -2) @ q  # (B, H, S, D)
+    dscores = softmax_backward(da, cache["sm"])  # (B, H, T, S), before the scale
+    dq = (dscores @ k) * scale  # (B, H, T, D)
+    dk = (dscores.swapaxes(-1, -2) @ q) * scale  # (B, H, S, D)
     return dq, dk, dv
 
 
@@ -386,14 +408,21 @@ def cross_entropy_forward(logits, targets, reduction="sum", ignore_index=IGNORE_
     z = logits.reshape(-1, V)  # (N, V)
     y = targets.reshape(-1)  # (N,)
     keep = y != ignore_index  # (N,)
-    logp = log_softmax(z)  # (N, V)
     safe_y = np.where(keep, y, 0)
-    logp_target = np.where(keep, logp[np.arange(len(y)), safe_y], 0.0)  # (N,)
+    rows = np.arange(len(y))
+    # log P(y) = z_y - m - log Σ exp(z - m), with m the row max. The softmax itself, exp(z - m)
+    # normalised, is kept: the backward pass needs exactly it, so it is computed once.
+    m = z.max(axis=-1, keepdims=True)  # (N, 1)
+    p = np.exp(z - m)  # (N, V), unnormalised
+    sum_e = p.sum(axis=-1, keepdims=True)  # (N, 1)
+    p /= sum_e  # (N, V) = softmax(z)
+    log_z = (m + np.log(sum_e))[:, 0]  # (N,) = log Σ exp(z)
+    logp_target = np.where(keep, z[rows, safe_y] - log_z, 0.0)  # (N,)
     n = int(keep.sum())
     total = -logp_target.sum()
     loss = total / max(n, 1) if reduction == "mean" else total
     cache = {
-        "logp": logp, "y": safe_y, "keep": keep, "n": n, "reduction": reduction,
+        "p": p, "y": safe_y, "keep": keep, "n": n, "reduction": reduction,
         "shape": logits.shape, "logp_target": logp_target.reshape(targets.shape),
     }
     return np.asarray(loss, dtype=logits.dtype), cache
@@ -405,9 +434,9 @@ def cross_entropy_backward(dloss, cache):
     For one position, -log softmax(z)[y] has gradient softmax(z) - onehot(y). Ignored
     positions get 0; with ``mean`` every row is divided by N.
     """
-    logp, y, keep = cache["logp"], cache["y"], cache["keep"]
-    dz = np.exp(logp)  # (N, V) = softmax(z)
+    p, y, keep = cache["p"], cache["y"], cache["keep"]
+    dz = p.copy()  # (N, V) = softmax(z); a copy, so a second backward gives the same answer
     dz[np.arange(len(y)), y] -= 1.0
-    dz *= keep[:, None]
     scale = dloss / max(cache["n"], 1) if cache["reduction"] == "mean" else dloss
-    return (dz * scale).reshape(cache["shape"])
+    dz *= np.where(keep, scale, 0.0).astype(dz.dtype)[:, None]  # ignored rows get 0
+    return dz.reshape(cache["shape"])
