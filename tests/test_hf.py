@@ -143,17 +143,26 @@ def test_an_unknown_model_type_is_named():
         hf.config_from_hf({"model_type": "llama"})
 
 
-def test_transformers_loads_a_saved_minillm_gpt(tmp_path):
-    """Optional: with transformers and torch installed, the saved folder loads there too."""
+@pytest.mark.parametrize("arch", ARCHS)
+def test_transformers_loads_a_saved_minillm_model(arch, tmp_path):
+    """Optional: with transformers and torch installed, a folder hf.save writes from a minillm
+    model loads with from_pretrained and gives the same logits."""
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")
-    cfg, init = MINILLM_MODELS["gpt2"]
-    params = init(cfg, np.random.default_rng(1))
-    hf.save(hf.from_minillm("gpt2", cfg, params), tmp_path)
-    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
-    ids = np.array([[7, 8, 9, 10]])
+    cfg, init = MINILLM_MODELS[arch]
+    rng = np.random.default_rng(1)
+    params = {k: (v + 0.1 * rng.normal(size=v.shape)).astype(np.float32)
+              for k, v in init(cfg, rng).items()}
+    hf.save(hf.from_minillm(arch, cfg, params), tmp_path)
+    model_class = {"gpt2": transformers.GPT2LMHeadModel, "bert": transformers.BertForPreTraining,
+                   "bart": transformers.BartForConditionalGeneration}[arch]
+    theirs = model_class.from_pretrained(tmp_path).eval()
+    case = _case_for(arch, rng)
+    inputs = {k: torch.tensor(case[k]) for k in
+              ("input_ids", "attention_mask", "token_type_ids", "decoder_input_ids",
+               "decoder_attention_mask") if k in case}
     with torch.no_grad():
-        expected = theirs(torch.tensor(ids)).logits.numpy()
-    ours = hf.forward_backward(hf.load(tmp_path), {"input_ids": ids, "labels": ids},
-                               dtype=np.float32)["logits"]
-    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+        out = theirs(**inputs)
+    ours = hf.forward_backward(hf.load(tmp_path), case, dtype=np.float32)
+    key = "prediction_logits" if arch == "bert" else "logits"
+    np.testing.assert_allclose(ours[key], getattr(out, key).numpy(), rtol=1e-4, atol=1e-4)
