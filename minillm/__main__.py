@@ -111,7 +111,7 @@ def build_parser():
     t.add_argument("--n-head", type=_positive_int, default=4,
                    help="attention heads; must divide --n-embd (default 4)")
     t.add_argument("--n-ctx", type=_positive_int, default=32,
-                   help="longest sequence in tokens, [BOS] included (default 32)")
+                   help="longest sequence in tokens, special tokens included (default 32)")
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="parameter dtype (default float32)")
     t.add_argument("--log-every", type=_positive_int, default=25,

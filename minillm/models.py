@@ -162,21 +162,26 @@ def gpt_param_shapes(cfg):
 INIT_STD = 0.02
 
 
-def gpt_init(cfg, rng, dtype=np.float32):
-    """Fresh parameters for ``cfg``, drawn from ``rng`` in the order of gpt_param_shapes."""
+def init_params(shapes, rng, dtype=np.float32, proj_std=INIT_STD):
+    """Parameters for a table of shapes, drawn from ``rng`` in the table's order: layer-norm
+    gains (``.g``) 1, biases (``.b``, ``mlm.bias``, ``out_bias``) 0, every other tensor
+    N(0, INIT_STD), except the residual projections (``c_proj.w``) N(0, proj_std)."""
     params = {}
-    for name, shape in gpt_param_shapes(cfg).items():
+    for name, shape in shapes.items():
         if name.endswith(".g"):
             value = np.ones(shape)
-        elif name.endswith(".b"):
+        elif name.endswith(".b") or name.endswith("bias"):
             value = np.zeros(shape)
         else:
-            std = INIT_STD
-            if name.endswith("c_proj.w"):
-                std = INIT_STD / math.sqrt(2 * cfg.n_layer)
+            std = proj_std if name.endswith("c_proj.w") else INIT_STD
             value = rng.normal(0.0, std, size=shape)
         params[name] = value.astype(dtype)
     return params
+
+
+def gpt_init(cfg, rng, dtype=np.float32):
+    """Fresh GPT-2 parameters for ``cfg``, with its residual projections scaled by 1/sqrt(2L)."""
+    return init_params(gpt_param_shapes(cfg), rng, dtype, INIT_STD / math.sqrt(2 * cfg.n_layer))
 
 
 def describe(params):
@@ -291,16 +296,7 @@ def bert_param_shapes(cfg):
 
 def bert_init(cfg, rng, dtype=np.float32):
     """BERT's initialisation: every matrix and embedding N(0, 0.02), biases 0, gains 1."""
-    params = {}
-    for name, shape in bert_param_shapes(cfg).items():
-        if name.endswith(".g"):
-            value = np.ones(shape)
-        elif name.endswith(".b") or name == "mlm.bias":
-            value = np.zeros(shape)
-        else:
-            value = rng.normal(0.0, INIT_STD, size=shape)
-        params[name] = value.astype(dtype)
-    return params
+    return init_params(bert_param_shapes(cfg), rng, dtype)
 
 
 def bert_forward(params, cfg, ids, token_type_ids=None, attention_mask=None):
@@ -429,16 +425,7 @@ def seq2seq_param_shapes(cfg):
 
 def seq2seq_init(cfg, rng, dtype=np.float32):
     """BART's initialisation: matrices and embeddings N(0, 0.02), biases 0, gains 1."""
-    params = {}
-    for name, shape in seq2seq_param_shapes(cfg).items():
-        if name.endswith(".g"):
-            value = np.ones(shape)
-        elif name.endswith(".b") or name == "out_bias":
-            value = np.zeros(shape)
-        else:
-            value = rng.normal(0.0, INIT_STD, size=shape)
-        params[name] = value.astype(dtype)
-    return params
+    return init_params(seq2seq_param_shapes(cfg), rng, dtype)
 
 
 def _embed(params, prefix, ids, cfg, start=0):
