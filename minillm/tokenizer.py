@@ -26,6 +26,10 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKE
 # Enough sentinels for T5 span corruption of the longest sequence minillm trains on
 # (S = round(0.15·L / 3) spans: 20 covers L up to 400 tokens).
 N_SENTINELS = 20
+# from_text's defaults: a character pair seen 3 times is more likely a word than a coincidence,
+# and 200 pairs are enough words for a small corpus without crowding out its characters.
+MIN_COUNT = 3
+MAX_WORDS = 200
 
 
 def sentinel(k):
@@ -34,35 +38,49 @@ def sentinel(k):
 
 
 class Tokenizer:
-    """Longest-match word tokenizer over a lexicon, with a single-character fallback."""
+    """Longest-match word tokenizer over a lexicon, with a single-character fallback.
+
+    Attributes: ``vocab`` (id -> string), ``id_of`` (string -> id), ``n_sentinels``,
+    ``first_ordinary_id`` (the ids below it are specials and sentinels) and ``ordinary_ids``
+    (an int array of the other ids: the words BERT's random replacement draws from).
+    """
 
     def __init__(self, words, n_sentinels=N_SENTINELS, extra_chars=""):
         if isinstance(words, str):
             raise TypeError("words must be an iterable of strings, not one string; "
                             f"got {words[:20]!r}")
-        words = [w for w in words]
+        words = list(words)
         for w in words:
             if not isinstance(w, str) or not w:
                 raise ValueError(f"every lexicon word must be a non-empty string, got {w!r}")
-        if not isinstance(n_sentinels, int) or n_sentinels < 0:
+        if isinstance(n_sentinels, bool) or not isinstance(n_sentinels, int) or n_sentinels < 0:
             raise ValueError(f"n_sentinels must be a non-negative integer, got {n_sentinels!r}")
+        if not isinstance(extra_chars, str):
+            raise TypeError(f"extra_chars must be a str, got {type(extra_chars).__name__}: "
+                            f"{extra_chars!r}")
         self.n_sentinels = n_sentinels
         reserved = list(SPECIAL_TOKENS) + [sentinel(k) for k in range(n_sentinels)]
         chars = {ch for w in words for ch in w} | set(extra_chars)
         ordinary = sorted((set(words) | chars) - set(reserved))
         self.vocab = reserved + ordinary  # id -> string
         self.id_of = {s: i for i, s in enumerate(self.vocab)}  # string -> id
-        self.max_len = max(len(s) for s in self.vocab)
-        self.ordinary_ids = np.arange(len(reserved), len(self.vocab))
         self.first_ordinary_id = len(reserved)
+        self.ordinary_ids = np.arange(self.first_ordinary_id, len(self.vocab))
+        # Longest match tries only the lengths some token has, longest first (13, 12, 6, ..., 1
+        # for the default vocabulary): a handful of dict look-ups per position.
+        self._lengths = sorted({len(s) for s in self.vocab}, reverse=True)
+        self.max_len = self._lengths[0]
 
     def __len__(self):
         return len(self.vocab)
 
     def sentinel_id(self, k):
-        if not 0 <= k < self.n_sentinels:
-            raise ValueError(f"sentinel index k must be in [0, {self.n_sentinels}), got {k!r}")
-        return len(SPECIAL_TOKENS) + k
+        """The id of ``<extra_id_k>``: len(SPECIAL_TOKENS) + k."""
+        is_int = isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+        if not (is_int and 0 <= k < self.n_sentinels):
+            raise ValueError(f"sentinel index k must be an integer in [0, {self.n_sentinels}), "
+                             f"got {k!r}")
+        return len(SPECIAL_TOKENS) + int(k)
 
     def is_special(self, token_id):
         """True for the special tokens and the sentinels."""
@@ -76,9 +94,9 @@ class Tokenizer:
             raise TypeError(f"text must be a str, got {type(text).__name__}: {text!r}")
         tokens, i, n = [], 0, len(text)
         while i < n:
-            for length in range(min(self.max_len, n - i), 0, -1):
+            for length in self._lengths:
                 piece = text[i : i + length]
-                if piece in self.id_of:
+                if len(piece) == length and piece in self.id_of:
                     tokens.append(piece)
                     i += length
                     break
@@ -95,12 +113,16 @@ class Tokenizer:
     def decode(self, ids, skip_special=False):
         """Token ids -> text: the token strings joined. ``skip_special`` drops special tokens
         and sentinels."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"ids must be a sequence of token ids, got a {type(ids).__name__}: "
+                            f"{ids!r}")
         out = []
-        for i in ids:
+        for k, i in enumerate(ids):
             if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
-                raise TypeError(f"ids must hold integers, got {i!r}")
+                raise TypeError(f"ids must hold integers, got ids[{k}] = {i!r}")
             if not 0 <= i < len(self.vocab):
-                raise ValueError(f"token id {int(i)} is outside the vocabulary of {len(self.vocab)}")
+                raise ValueError(f"ids[{k}] = {int(i)} is outside the vocabulary "
+                                 f"[0, {len(self.vocab)})")
             if skip_special and self.is_special(i):
                 continue
             out.append(self.vocab[i])
@@ -109,24 +131,42 @@ class Tokenizer:
     # ------------------------------------------------------------------------------------------
 
     def to_dict(self):
-        """A JSON-serialisable description, from which from_dict rebuilds the same tokenizer."""
+        """A JSON-serialisable description, from which from_dict rebuilds the same tokenizer:
+        ``{"ordinary": [the ordinary tokens in id order], "n_sentinels": int}``."""
         return {"ordinary": self.vocab[self.first_ordinary_id:], "n_sentinels": self.n_sentinels}
 
     @classmethod
     def from_dict(cls, d):
+        """The tokenizer that ``to_dict`` described (a checkpoint carries its vocabulary)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"d must be a dict from Tokenizer.to_dict, got {type(d).__name__}")
+        missing = [key for key in ("ordinary", "n_sentinels") if key not in d]
+        if missing:
+            raise ValueError(f"tokenizer description d lacks the keys {missing}; "
+                             f"it has {sorted(d)}")
         tok = cls(d["ordinary"], n_sentinels=d["n_sentinels"])
         if tok.vocab[tok.first_ordinary_id:] != list(d["ordinary"]):
-            raise ValueError("tokenizer description does not rebuild the same vocabulary")
+            raise ValueError("tokenizer description d['ordinary'] does not rebuild the same "
+                             "vocabulary (it must be sorted, without duplicates, and hold every "
+                             "character of its words)")
         return tok
 
     @classmethod
-    def from_text(cls, text, max_words=200, min_count=3, n_sentinels=N_SENTINELS):
+    def from_text(cls, text, max_words=MAX_WORDS, min_count=MIN_COUNT, n_sentinels=N_SENTINELS):
         """A vocabulary for a user's text: every distinct character, plus up to ``max_words``
         of the most frequent character pairs seen at least ``min_count`` times (a crude stand-in
         for words, so that frequent two-character words like 天气 become one token).
-        Line breaks and other whitespace-only pairs are never words."""
+
+        Deterministic: pairs are ranked by count, ties broken by the pair's string. Pairs are
+        counted within a line, and a pair holding whitespace is never a word. Only pairs:
+        longer strings would learn straddles such as 天天气 from 今天天气, which longest match
+        would then prefer to the word 天气. Line breaks are not tokens (one document per line).
+        """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        for name, value, low in (("max_words", max_words, 0), ("min_count", min_count, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         counts = {}
         for line in text.splitlines():
             for a, b in zip(line, line[1:]):
@@ -139,6 +179,7 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path, **kwargs):
+        """``from_text`` on the documents of a UTF-8 file (see corpus.read_text_corpus)."""
         from .corpus import read_text_corpus
 
         return cls.from_text("\n".join(read_text_corpus(path)), **kwargs)
