@@ -8,6 +8,7 @@
     seq2seq        turn one text into another with a trained encoder-decoder
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
     import         read such a folder back into a minillm checkpoint
+    bench          training-step speed against the machine's own matmul floor (bench.py)
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback.
@@ -195,6 +196,12 @@ def build_parser():
     )
     i.add_argument("folder", help="a folder written by 'minillm export'")
     i.add_argument("checkpoint", help="the checkpoint to write")
+
+    # `bench` has its own parser (minillm/bench.py); main() hands its arguments over before
+    # this parser sees them. It is listed here so that --help shows it.
+    sub.add_parser("bench", add_help=False,
+                   help="measure training steps against the machine's matmul floor "
+                   "(python -m minillm bench --help)")
     return parser
 
 
@@ -431,6 +438,10 @@ def main(argv=None):
     from .train import NonFiniteError, TrainingInterrupted
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

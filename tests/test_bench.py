@@ -1,0 +1,236 @@
+"""The benchmark's bookkeeping: which products it times, what it counts as cache, how it splits
+a step by kind, what it writes. Nothing here asserts a time: the shapes are tiny and every
+check is an exact invariant (a count, a sum, an identity), never a speed."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minillm import bench, layers, models, transformer
+from minillm.bench import (
+    KINDS,
+    BenchShape,
+    KindTimer,
+    cache_bytes,
+    matmul_products,
+    measure,
+    model_config,
+    product_flops,
+    profiled,
+)
+
+# A shape small enough that a whole measurement takes milliseconds: V L H C T B.
+TINY = BenchShape(V=37, L=1, H=2, C=8, T=6, B=2)
+
+
+@st.composite
+def shapes(draw):
+    H = draw(st.integers(1, 4))
+    return BenchShape(V=draw(st.integers(2, 50)), L=draw(st.integers(1, 3)), H=H,
+                      C=H * draw(st.integers(1, 8)), T=draw(st.integers(1, 16)),
+                      B=draw(st.integers(1, 4)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The matmul floor's products
+
+
+def expected_count(model, L):
+    """18 per block (4 linears x 3 + 6 attention); a decoder block 33 (7 x 3 + 2 x 6); the
+    tied output layer 3; BERT's MLM dense, pooler and NSP 3 each."""
+    return {"gpt": 18 * L + 3, "bert": 18 * L + 12, "bart": 51 * L + 3}[model]
+
+
+def expected_flops(model, s):
+    """Written from the architecture, not from the table: 6 FLOPs per matrix parameter per row
+    it sees (2 forward, 4 backward), and 12 T S C per attention and sequence (6 products of
+    2 T S D per head)."""
+    V, L, C, T, B = s.V, s.L, s.C, s.T, s.B
+    F, S, N = 4 * C, T, B * T
+    block = 4 * C * C + 2 * C * F  # c_attn 3C², attn c_proj C², c_fc CF, mlp c_proj FC
+    attention = 12 * B * T * S * C  # one attention over S keys
+    if model == "gpt":
+        return 6 * N * (L * block + V * C) + L * attention
+    if model == "bert":
+        # + the MLM head's dense (C x C) over N rows, the pooler (C x C) and NSP (C x 2) over B
+        return 6 * N * (L * block + C * C + V * C) + 6 * B * (C * C + 2 * C) + L * attention
+    # BART: L encoder blocks; L decoder blocks, whose c_q, c_kv and xattn.c_proj add 4C², c_kv
+    # (2C²) reading the S source rows; self- and cross-attention in each decoder block.
+    decoder = block + 2 * C * C
+    return (6 * N * (L * block + L * decoder + V * C) + 6 * B * S * L * 2 * C * C
+            + 3 * L * attention)
+
+
+@pytest.mark.parametrize("model", bench.MODEL_NAMES)
+@given(shape=shapes())
+def test_the_floor_has_every_product_of_the_step_and_their_flops_match_the_formula(model, shape):
+    cfg = model_config(model, shape)
+    products = matmul_products(model, cfg, shape.B, shape.T)
+    assert len(products) == expected_count(model, shape.L)
+    assert sum(product_flops(p) for p in products) == expected_flops(model, shape)
+    for p in products:  # every product is a valid matmul: (..., M, K) @ (..., K, N)
+        assert p.a[:-2] == p.b[:-2] and p.a[-1] == p.b[-2], p
+    assert sum(p.inline for p in products) == 3  # the tied output layer, inline in models.py
+
+
+def test_gpt_flops_are_the_palm_formula_6N_plus_12LTC_per_token():
+    """The reference's FLOPs per token: 6 N + 12 L T C, N the matrix parameters (wte once)."""
+    s = bench.CONFIGS["small"]
+    cfg = model_config("gpt", s)
+    N = s.L * 12 * s.C**2 + s.V * s.C
+    total = sum(product_flops(p) for p in matmul_products("gpt", cfg, s.B, s.T))
+    assert total == s.B * s.T * (6 * N + 12 * s.L * s.T * s.C)
+
+
+# ----------------------------------------------------------------------------------------------
+# The activation cache
+
+
+def test_cache_bytes_counts_each_memory_once_and_no_parameter():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 6)).astype(np.float32)
+    qkv = rng.normal(size=(5, 9)).astype(np.float32)
+    a = rng.normal(size=(3, 3))  # float64, 72 bytes
+    q, k, v = np.split(qkv, 3, axis=-1)
+    cache = {"w": w, "wT": w.T, "x": [q, (k, v)], "qkv": qkv, "inner": {"a": a, "again": a},
+             "shape": (5, 9), "n": 3}
+    assert cache_bytes(cache, {"w": w}) == qkv.nbytes + a.nbytes
+    assert cache_bytes(cache, {}) == qkv.nbytes + a.nbytes + w.nbytes
+
+
+@pytest.mark.parametrize("model", bench.MODEL_NAMES)
+def test_the_cache_of_a_real_forward_is_positive_and_holds_no_parameter(model):
+    step = bench.build_step(model, TINY)
+    _, cache, loss_cache = step.forward()
+    counted = cache_bytes(cache, step.params)
+    assert counted > 0
+    # The cache does hold the tied embedding (and every linear's w): counting parameters too
+    # adds at least wte's bytes, so they were left out above.
+    assert cache_bytes(cache, {}) >= counted + step.params["wte"].nbytes
+    assert cache_bytes(loss_cache, step.params) >= TINY.B * TINY.T * TINY.V * 4  # softmax
+    assert bench.analytic_cache_bytes_per_token(model, step.cfg, TINY.T) > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The split by kind
+
+
+def test_the_kind_timer_keeps_exclusive_time_with_a_fake_clock():
+    """outer runs 1 s alone, then calls inner which runs 2 s: outer's own time is 1 s."""
+    now = [0.0]
+    timer = KindTimer(clock=lambda: now[0])
+
+    def inner():
+        now[0] += 2.0
+
+    def outer(f):
+        now[0] += 1.0
+        f()
+
+    timed_inner = timer.wrap(inner, "gelu")
+    timer.wrap(outer, "matmul")(timed_inner)
+    assert timer.by_kind["matmul"] == 1.0 and timer.by_kind["gelu"] == 2.0
+    assert timer.by_function == {"outer": 1.0, "inner": 2.0} and timer.calls == 2
+
+
+def test_split_by_kind_moves_inline_products_to_matmul_and_never_goes_negative():
+    timer = KindTimer()
+    timer.by_kind.update(matmul=3.0, gelu=1.0)
+    split, pct = bench.split_by_kind(10.0, timer, inline_seconds=2.0)
+    assert split["matmul"] == 5.0 and split["other"] == 4.0
+    split, pct = bench.split_by_kind(4.5, timer, inline_seconds=2.0)  # only 0.5 s of other
+    assert split["matmul"] == 3.5 and split["other"] == 0.0
+    assert sum(pct.values()) == pytest.approx(100.0)
+
+
+def wrapped_names():
+    return {(m.__name__, n): getattr(m, n) for m in bench.STEP_MODULES for n in bench.KIND_OF
+            if hasattr(m, n)}
+
+
+def test_profiling_wraps_every_binding_and_puts_the_originals_back():
+    before = wrapped_names()
+    # The names are bound where the step looks them up: layers and the modules importing them.
+    assert ("minillm.transformer", "linear_forward") in before
+    assert ("minillm.models", "layernorm_forward") in before
+    assert ("minillm.optim", "adamw_step") in before
+    with profiled(KindTimer()):
+        during = wrapped_names()
+        assert all(during[key] is not fn for key, fn in before.items())
+    assert wrapped_names() == before
+    assert all(wrapped_names()[key] is fn for key, fn in before.items())
+    with pytest.raises(RuntimeError):  # also when the profiled code fails
+        with profiled(KindTimer()):
+            raise RuntimeError("boom")
+    assert all(wrapped_names()[key] is fn for key, fn in before.items())
+    # ... and the modules share one function again, as their imports made them.
+    assert layers.linear_forward is transformer.linear_forward is models.linear_forward
+
+
+@pytest.mark.parametrize("model", bench.MODEL_NAMES)
+def test_a_measurement_splits_the_whole_step_into_the_kinds(model):
+    before = wrapped_names()
+    r = measure(model, "t", TINY, steps=2, warmup=1, profile_steps=2)
+    assert wrapped_names() == before and all(wrapped_names()[k] is f for k, f in before.items())
+    assert set(r["split_pct"]) == set(KINDS)
+    assert all(v >= 0.0 for v in r["split_pct"].values())
+    assert sum(r["split_pct"].values()) == pytest.approx(100.0, abs=1e-6)
+    assert sum(r["split_s"].values()) == pytest.approx(r["profile"]["step_s"], rel=1e-9)
+    # Every kind that has a function in this model was seen running.
+    for kind in ("matmul", "softmax", "layernorm", "gelu", "cross_entropy", "optimizer"):
+        assert r["split_s"][kind] > 0.0, kind
+    assert r["n_products"] == expected_count(model, TINY.L) == len(r["products"])
+    assert len(r["step_s"]) == len(r["floor_s"]) == 2
+    assert r["floor_fraction"] == pytest.approx(np.median(r["floor_s"]) / np.median(r["step_s"]))
+    assert np.isfinite(r["loss"]["first"]) and np.isfinite(r["loss"]["last"])
+    assert r["cache_bytes_per_token"]["measured"] > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+
+META_KEYS = {"threads", "steps", "warmup", "numpy", "python", "platform", "cpu_count",
+             "started", "command", "configs"}
+RESULT_KEYS = {"model", "config", "shape", "tokens_per_step", "steps", "warmup",
+               "tokens_per_s", "step_s", "floor_tokens_per_s", "floor_s", "floor_fraction",
+               "n_products", "floor_gflop", "step_gflops", "products", "split_pct", "split_s",
+               "by_function_s", "profile", "peak_rss_mb", "step_alloc_peak_mb",
+               "cache_bytes_per_token", "loss", "blas", "blas_env"}
+
+
+def test_json_has_the_documented_keys_and_the_table_a_row_per_cell(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--config", "t", "--model", "gpt", "--steps", "1", "--warmup", "0",
+            "--threads", "1", "--json", str(out)]
+    assert bench.main(argv, configs={"t": TINY}) == 0
+    table = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert set(data) == {"meta", "results"}
+    assert set(data["meta"]) == META_KEYS
+    [result] = data["results"]
+    assert set(result) == RESULT_KEYS
+    assert set(result["split_pct"]) == set(KINDS)
+    assert set(result["cache_bytes_per_token"]) == {"measured", "model", "loss", "analytic"}
+    assert result["shape"] == {"V": 37, "L": 1, "H": 2, "C": 8, "T": 6, "B": 2}
+    assert result["blas_env"]["OPENBLAS_NUM_THREADS"] == "1"  # set in the measuring process
+    rows = [line for line in table.splitlines() if line.startswith("| gpt | t |")]
+    assert len(rows) == 1 and rows[0].count("|") == 17  # 16 columns
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--threads", "0"], "--threads"),
+    (["--threads", "two"], "--threads"),
+    (["--config", "huge"], "huge"),
+    (["--model", "t5"], "t5"),
+    (["--steps", "0"], "--steps"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--json", "/nonexistent/folder/out.json"], "/nonexistent/folder/out.json"),
+])
+def test_bad_arguments_give_one_clear_line_and_status_2(argv, named, capsys):
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minillm bench: error:") and named in err
+    assert "Traceback" not in err
