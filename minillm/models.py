@@ -104,6 +104,21 @@ def check_mask(mask, shape, name):
     return mask
 
 
+def check_inputs(cfg, ids, mask, ids_name="ids", mask_name="attention_mask", start=0):
+    """The checks every forward pass makes: ``ids`` (B, T) against the vocabulary; the
+    sequence, after ``start`` positions already processed, against the context n_ctx; ``mask``
+    against the shape (B, start + T). A missing mask means every position is a real token.
+    Returns ids and the mask as booleans."""
+    ids = check_ids(ids, cfg.vocab_size, ids_name)
+    B, T = ids.shape
+    if start + T > cfg.n_ctx:
+        raise ValueError(f"{ids_name}: a sequence of {start + T} tokens is longer than the "
+                         f"model's n_ctx={cfg.n_ctx}")
+    if mask is None:
+        return ids, np.ones((B, start + T), dtype=bool)
+    return ids, check_mask(mask, (B, start + T), mask_name).astype(bool)
+
+
 def check_params(params, shapes, what="parameters"):
     """Every mismatch between a parameter dict and the model's table of shapes, listed at once:
     missing names, unknown names, wrong shapes, and dtypes that are not one float dtype."""
@@ -210,21 +225,15 @@ def gpt_forward(params, cfg, ids, attention_mask=None, past=None):
     tokens then sit at positions S0 .. S0+T-1 after the S0 already processed, and
     ``attention_mask`` must cover all S = S0 + T positions.
     """
-    ids = check_ids(ids, cfg.vocab_size)
-    B, T = ids.shape
     S0 = 0 if past is None else past["S"]
+    ids, attention_mask = check_inputs(cfg, ids, attention_mask, start=S0)
+    B, T = ids.shape
     S = S0 + T
-    if attention_mask is not None:
-        check_mask(attention_mask, (B, S), "attention_mask")
-    if S > cfg.n_ctx:
-        raise ValueError(f"sequence of {S} tokens is longer than the model's n_ctx={cfg.n_ctx}")
-    if attention_mask is None:
-        attention_mask = np.ones((B, S), dtype=bool)
     tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
     pos, c_pos = position_embedding_forward(T, params["wpe"], offset=S0)  # (T, C)
     x = tok + pos  # (B, T, C)
     # A query at position i sees key j when j <= i and key j is a real token.
-    allowed = causal_mask(T, S)[None, None] & attention_mask.astype(bool)[:, None, None, :]
+    allowed = causal_mask(T, S)[None, None] & attention_mask[:, None, None, :]
     blocks_past = None if past is None else past["blocks"]
     x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed,
                               past=blocks_past)
@@ -309,24 +318,20 @@ def bert_forward(params, cfg, ids, token_type_ids=None, attention_mask=None):
 
     ids, token_type_ids, attention_mask (B, T) -> mlm_logits, nsp_logits, cache.
     """
-    ids = check_ids(ids, cfg.vocab_size)
+    ids, attention_mask = check_inputs(cfg, ids, attention_mask)
     B, T = ids.shape
-    if T > cfg.n_ctx:
-        raise ValueError(f"sequence of {T} tokens is longer than the model's n_ctx={cfg.n_ctx}")
-    if token_type_ids is not None:
-        check_ids(token_type_ids, cfg.n_types, "token_type_ids")
-    if attention_mask is not None:
-        check_mask(attention_mask, (B, T), "attention_mask")
     if token_type_ids is None:
         token_type_ids = np.zeros_like(ids)
-    if attention_mask is None:
-        attention_mask = np.ones((B, T), dtype=bool)
+    elif np.shape(token_type_ids) != ids.shape:
+        raise ValueError(f"token_type_ids must have the shape of ids {ids.shape}, "
+                         f"got {np.shape(token_type_ids)}")
+    token_type_ids = check_ids(token_type_ids, cfg.n_types, "token_type_ids")
     tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
     pos, c_pos = position_embedding_forward(T, params["wpe"])  # (T, C)
     seg, c_seg = embedding_forward(token_type_ids, params["wtt"])  # (B, T, C)
     x, c_lne = layernorm_forward(tok + pos + seg, params["ln_e.g"], params["ln_e.b"], cfg.ln_eps)
     # Bidirectional: query i sees every real key j, before or after it. Only padding is hidden.
-    allowed = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, T)
+    allowed = attention_mask[:, None, None, :]  # (B, 1, 1, T)
     x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed)
     # The masked-LM head.
     t, c_dense = linear_forward(x, params["mlm.dense.w"], params["mlm.dense.b"])  # (B, T, C)
@@ -448,16 +453,9 @@ def _embed_backward(dx, cache, prefix, grads):
 
 def encoder_forward(params, cfg, src_ids, src_mask=None):
     """src_ids (B, S) -> enc (B, S, C): every source token sees every real source token."""
-    src_ids = check_ids(src_ids, cfg.vocab_size, "src_ids")
-    B, S = src_ids.shape
-    if src_mask is not None:
-        check_mask(src_mask, (B, S), "src_mask")
-    if S > cfg.n_ctx:
-        raise ValueError(f"source of {S} tokens is longer than the model's n_ctx={cfg.n_ctx}")
-    if src_mask is None:
-        src_mask = np.ones((B, S), dtype=bool)
+    src_ids, src_mask = check_inputs(cfg, src_ids, src_mask, "src_ids", "src_mask")
     x, c_emb = _embed(params, "enc.", src_ids, cfg)
-    allowed = src_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S)
+    allowed = src_mask[:, None, None, :]  # (B, 1, 1, S)
     x, blocks = stack_forward(x, params, "enc.h.", cfg.n_layer, cfg.block_spec(), allowed)
     return x, {"emb": c_emb, "blocks": blocks}
 
@@ -471,18 +469,15 @@ def decoder_forward(params, cfg, tgt_in_ids, enc, src_mask=None, tgt_mask=None, 
 
     ``past`` (generation only): the cache of the previous call; the new tokens continue it.
     """
-    tgt_in_ids = check_ids(tgt_in_ids, cfg.vocab_size, "tgt_in_ids")
-    B, T = tgt_in_ids.shape
     S0 = 0 if past is None else past["S"]
-    if S0 + T > cfg.n_ctx:
-        raise ValueError(f"target of {S0 + T} tokens is longer than the model's n_ctx={cfg.n_ctx}")
-    if src_mask is None:
-        src_mask = np.ones(enc.shape[:2], dtype=bool)
-    if tgt_mask is None:
-        tgt_mask = np.ones((B, S0 + T), dtype=bool)
+    tgt_in_ids, tgt_mask = check_inputs(cfg, tgt_in_ids, tgt_mask, "tgt_in_ids", "tgt_mask",
+                                        start=S0)
+    B, T = tgt_in_ids.shape
+    src_mask = (np.ones(enc.shape[:2], dtype=bool) if src_mask is None
+                else check_mask(src_mask, enc.shape[:2], "src_mask").astype(bool))
     y, c_emb = _embed(params, "dec.", tgt_in_ids, cfg, start=S0)
-    self_allowed = causal_mask(T, S0 + T)[None, None] & tgt_mask.astype(bool)[:, None, None, :]
-    cross_allowed = src_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S)
+    self_allowed = causal_mask(T, S0 + T)[None, None] & tgt_mask[:, None, None, :]
+    cross_allowed = src_mask[:, None, None, :]  # (B, 1, 1, S)
     y, blocks = stack_forward(y, params, "dec.h.", cfg.n_dec_layer, cfg.block_spec(cross=True),
                               self_allowed, enc, cross_allowed,
                               past=None if past is None else past["blocks"])
