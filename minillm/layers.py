@@ -120,11 +120,12 @@ def layernorm_forward(x, g, b, eps):
     BART 1e-5, BERT 1e-12); it is an argument because the three models differ.
     """
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mean  # (..., C)
-    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)
+    xhat = x - mean  # (..., C), centred; normalised in place below
+    var = np.square(xhat).mean(axis=-1, keepdims=True)  # (..., 1)
     rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
-    xhat = xc * rstd  # (..., C)
-    y = xhat * g + b  # (..., C)
+    xhat *= rstd  # (..., C)
+    y = xhat * g  # (..., C)
+    y += b
     cache = {"xhat": xhat, "rstd": rstd, "g": g}
     return y, cache
 
@@ -300,12 +301,14 @@ def softmax_forward(s, allowed=None):
     it is False get probability exactly 0 and take no part in the sum. A row with nothing
     allowed (a query whose keys are all padding) becomes all zeros instead of 0/0 = NaN.
     """
-    if allowed is not None:
-        s = np.where(allowed, s, -np.inf)  # a masked score never reaches exp: exp(-inf) = 0
-    m = s.max(axis=-1, keepdims=True)
+    if allowed is None:
+        p = s.copy()  # the caller's scores stay as they were; p is worked on in place
+    else:
+        p = np.where(allowed, s, -np.inf)  # a masked score never reaches exp: exp(-inf) = 0
+    m = p.max(axis=-1, keepdims=True)
     if allowed is not None:
         m[~np.isfinite(m)] = 0.0  # a row with nothing allowed: all -inf, leave it at 0
-    p = np.subtract(s, m)  # a new array: the caller's scores stay as they were
+    p -= m
     np.exp(p, out=p)
     z = p.sum(axis=-1, keepdims=True)
     z[z == 0.0] = 1.0  # ... and then its probabilities are 0/1 = 0, not 0/0
