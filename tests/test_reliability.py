@@ -59,14 +59,21 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_is_exact(
     seen_steps = []
     for attempt in range(3):
         args = [*steps, "--out", path] + (["--resume"] if os.path.exists(path) else [])
+        before = os.stat(path).st_mtime_ns if os.path.exists(path) else None
         proc = subprocess.Popen([sys.executable, "-m", "minillm", "train", *args], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.6 + 0.6 * rng.random())  # a random moment, after start-up
+        # Wait until this run has written a checkpoint of its own (so the kill lands while it
+        # trains, on any machine speed), then let it run a random moment more.
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if os.path.exists(path) and os.stat(path).st_mtime_ns != before:
+                break
+            time.sleep(0.01)
+        time.sleep(0.3 * rng.random())
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if os.path.exists(path):
-            _, _, _, state = load_checkpoint(path)  # never torn: it loads
-            seen_steps.append(state["step"])
+        _, _, _, state = load_checkpoint(path)  # never torn: it loads
+        seen_steps.append(state["step"])
     assert seen_steps and min(seen_steps) < 1000, f"no kill landed mid-run: {seen_steps}"
     assert seen_steps == sorted(seen_steps)  # each attempt resumed from the last
     if seen_steps[-1] < 1000:
