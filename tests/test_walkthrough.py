@@ -31,3 +31,29 @@ def test_every_module_is_named():
             if name.endswith(".py") and name not in ("__init__.py",):
                 rel = os.path.relpath(os.path.join(folder, name), REPO)
                 assert rel in TEXT, f"walkthrough.md never names {rel}"
+
+
+def test_every_test_it_names_exists():
+    named = set(re.findall(r"(tests/test_\w+\.py)::(test_\w+)", TEXT))
+    named |= {(None, t) for t in re.findall(r"`(test_\w+)`", TEXT)}
+    assert len(named) >= 10
+    sources = {}
+    for folder, _, files in os.walk(os.path.join(REPO, "tests")):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    sources[os.path.relpath(os.path.join(folder, name), REPO)] = f.read()
+    for path, test in named:
+        where = [sources[path]] if path else list(sources.values())
+        assert any(f"def {test}(" in text for text in where), f"walkthrough.md names {test}"
+
+
+def test_every_function_it_names_exists():
+    import importlib
+
+    names = set(re.findall(r"`(?:minillm/)?([\w/]+)\.py::(\w+)", TEXT))
+    names = {(m, a) for m, a in names if not m.startswith("tests/")}
+    assert len(names) >= 20
+    for module, attr in names:
+        mod = importlib.import_module("minillm." + module.replace("/", "."))
+        assert hasattr(mod, attr.split(".")[0]), f"walkthrough.md names {module}.py::{attr}"
