@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers import log_softmax
 from .models import gpt_forward
 from .tokenizer import BOS_ID, EOS_ID
 
@@ -158,8 +159,7 @@ def seq2seq_beam_search(params, cfg, src_ids, beam_width=4, max_len=None, length
         rows = np.zeros(len(beams), dtype=np.int64)
         logits, cache = _decode_logits(params, cfg, enc[rows], None,
                                        [b[0] for b in beams], past, use_cache)
-        logp = logits - logits.max(axis=-1, keepdims=True)
-        logp = logp - np.log(np.exp(logp).sum(axis=-1, keepdims=True))  # (n, V)
+        logp = log_softmax(logits)  # (n, V): log P(next token | prefix, source)
         scores = np.array([b[1] for b in beams])[:, None] + logp  # (n, V)
         flat = np.argsort(-scores, axis=None, kind="stable")[: 2 * beam_width]
         candidates = []
