@@ -90,6 +90,9 @@ def build_parser():
     t.add_argument("--masking", choices=("dynamic", "static"), default="dynamic",
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
+    t.add_argument("--nsp", action="store_true",
+                   help="mlm: also train next-sentence prediction, on two-sentence documents "
+                   "of the grammar ([CLS] A [SEP] B [SEP], B random half of the time)")
     t.add_argument("--pool", type=int, default=0, metavar="N",
                    help="grammar data: train on a fixed pool of N sentences instead of fresh "
                    "ones every step (default 0: fresh)")
@@ -386,7 +389,7 @@ def cmd_train(args):
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
                                 log_every=args.log_every, objective=args.objective,
-                                masking=args.masking, pool=args.pool)
+                                masking=args.masking, pool=args.pool, nsp=args.nsp)
         if documents is not None:
             tokenizer = Tokenizer.from_text("\n".join(documents))
         else:

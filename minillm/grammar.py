@@ -267,6 +267,31 @@ class Grammar:
         """n sentences as text (their words joined), drawn as in ``sample``."""
         return [s.text for s in self.sample(rng, n)]
 
+    def sample_documents(self, rng, n):
+        """n two-sentence documents for next-sentence prediction: a weather sentence (kind C),
+        then an outing of the same day (kind B) whose place follows that weather, as in kind A:
+
+            今天天气不好。 | 今天我们去图书馆看书了。
+
+        So the true second sentence is recognisable (the same time; a place that fits the
+        weather), and a second sentence taken from another document usually is not.
+        Returns a list of [first text, second text].
+        """
+        documents = []
+        for _ in range(n):
+            while True:
+                (first,) = self.sample(rng, 1)
+                if first.kind == "C":
+                    break
+            places = PLACES[WEATHER_OF[first.predicate]]
+            place = list(places)[rng.choice(len(places), p=list(places.values()))]
+            acts = ACTIVITIES[place]
+            activity = list(acts)[rng.choice(len(acts), p=list(acts.values()))]
+            person = list(PEOPLE)[rng.choice(len(PEOPLE), p=list(PEOPLE.values()))]
+            second = Sentence("B", first.time, person=person, place=place, activity=activity)
+            documents.append([first.text, second.text])
+        return documents
+
     # ------------------------------------------------------------------------------------------
     # Exact probabilities
 

@@ -48,6 +48,7 @@ class TrainConfig:
     objective: str = "clm"  # clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder)
     masking: str = "dynamic"  # mlm/span: a new mask each time (RoBERTa) or one per example (BERT)
     pool: int = 0  # train on a fixed pool of this many sentences (0: a fresh draw every step)
+    nsp: bool = False  # mlm: train next-sentence prediction too, on two-sentence documents
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
@@ -67,6 +68,10 @@ class TrainConfig:
             raise ValueError(f"masking must be 'dynamic' or 'static', got {self.masking!r}")
         if not isinstance(self.pool, int) or self.pool < 0:
             raise ValueError(f"pool must be a non-negative integer, got {self.pool!r}")
+        if self.nsp and (self.objective != "mlm" or self.masking != "dynamic" or self.pool):
+            raise ValueError("nsp=True goes with objective='mlm', dynamic masking and no pool; "
+                             f"got objective={self.objective!r}, masking={self.masking!r}, "
+                             f"pool={self.pool!r}")
         if self.masking == "static" and self.pool == 0:
             raise ValueError("masking='static' masks each example once, so it needs a fixed "
                              "pool of examples: set pool > 0")
@@ -121,6 +126,20 @@ class TextData:
         return idx, [self.pieces[i] for i in idx]
 
 
+class DocumentData:
+    """Two-sentence documents from the grammar (``Grammar.sample_documents``), encoded: the
+    data of next-sentence prediction."""
+
+    def __init__(self, grammar, tokenizer):
+        self.grammar, self.tokenizer = grammar, tokenizer
+        self.floor = None
+        self.name = "the grammar's two-sentence documents"
+
+    def sample(self, rng, n):
+        docs = self.grammar.sample_documents(rng, n)
+        return None, [[self.tokenizer.encode(s) for s in doc] for doc in docs]
+
+
 class TaskData:
     """Text-to-text pairs from the built-in grammar (总结 / 翻译 / 问), encoded. With
     ``with_sentence`` each example also carries a fresh grammar sentence, for the objective
@@ -149,6 +168,8 @@ def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
                         name=name or "text")
     from .grammar import default_grammar
 
+    if train_cfg.nsp:
+        return DocumentData(default_grammar(), tokenizer)
     if train_cfg.objective in ("tasks", "mix"):
         return TaskData(default_grammar(), tokenizer, with_sentence=train_cfg.objective == "mix")
     pool_rng = np.random.default_rng([train_cfg.seed, 2])
@@ -238,7 +259,8 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     floor = "" if data.floor is None or objective.NAME != "clm" else f" | floor {data.floor:.3f}"
     article = "an" if objective.MODEL_TITLE[0] in "AEIOUaeiou" else "a"
     log(f"training {article} {objective.MODEL_TITLE} of {sum(p.size for p in params.values()):,} "
-        f"parameters ({objective.TITLE}) on {data.name} for {train_cfg.steps} steps of "
+        f"parameters ({objective.TITLE}{' + next-sentence prediction' if train_cfg.nsp else ''})"
+        f" on {data.name} for {train_cfg.steps} steps of "
         f"{train_cfg.batch_size} sequences")
     start, tokens_seen = time.perf_counter(), 0
     first = state["step"]

@@ -80,6 +80,7 @@ def test_train_on_a_users_text_file(tmp_path, capsys):
     (["frobnicate"], "frobnicate"),
     (["fill", "今天[MASK]很好", "--checkpoint", "/nonexistent/b.safetensors"], "/nonexistent/b"),
     (["train", "--objective", "xlnet"], "xlnet"),
+    (["train", "--objective", "clm", "--nsp", "--steps", "1"], "nsp=True"),
     (["seq2seq", "总结：", "--checkpoint", "/nonexistent/s.safetensors"], "/nonexistent/s"),
     (["seq2seq", "x", "--beam", "0"], "--beam"),
     (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "pool"),

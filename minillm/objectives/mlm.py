@@ -592,15 +592,26 @@ def encoder_rows(sequences):
 
 
 def training_batch(examples, indices, rng, tokenizer, train_cfg):
-    """One BERT batch: ``[CLS] sentence [SEP]`` rows, corrupted by the objective's masking.
+    """One BERT batch: ``[CLS] sentence [SEP]`` rows, corrupted by the objective's masking
+    (with train_cfg.nsp: ``[CLS] A [SEP] B [SEP]`` pairs from two-sentence documents).
 
     train_cfg.objective "mlm" uses mask_tokens (15%, 80/10/10), "span" uses span_mask.
     train_cfg.masking "dynamic" draws a new mask from the training rng every time a sentence
     is seen (RoBERTa); "static" gives each example of the pool one mask for the whole run,
     drawn from a generator seeded by (seed, index) (BERT's precomputed copies).
     """
-    ids, mask = encoder_rows(examples)
     special = np.arange(tokenizer.first_ordinary_id)
+    if getattr(train_cfg, "nsp", False):
+        # examples are documents: [CLS] A [SEP] B [SEP] pairs, half with a random B, then the
+        # usual masking over the words of both sentences (BERT: MLM + NSP).
+        pairs = make_nsp_pairs(examples, rng)
+        ids, mask = pairs["input_ids"], pairs["attention_mask"]
+        inputs, labels, _ = mask_tokens(ids, rng, tokenizer.ordinary_ids, special_ids=special,
+                                        attention_mask=mask)
+        return {"inputs": inputs, "labels": labels, "attention_mask": mask,
+                "token_type_ids": pairs["token_type_ids"],
+                "next_sentence_label": pairs["next_sentence_label"]}
+    ids, mask = encoder_rows(examples)
     corrupt = span_mask if train_cfg.objective == "span" else mask_tokens
     if train_cfg.masking == "static":
         masker = StaticMasker(train_cfg.seed, tokenizer.ordinary_ids, special, corrupt=corrupt)
