@@ -334,7 +334,8 @@ def cmd_export(args):
     hf.save(model, args.folder)
     with open(os.path.join(args.folder, VOCAB_FILE), "w", encoding="utf-8") as f:
         json.dump(tokenizer.to_dict(), f, ensure_ascii=False, indent=1)
-    print(f"wrote {arch} to {args.folder}/ (config.json, model.safetensors, {VOCAB_FILE})")
+    folder = args.folder.rstrip(os.sep) or args.folder
+    print(f"wrote {arch} to {folder}{os.sep} (config.json, model.safetensors, {VOCAB_FILE})")
 
 
 def cmd_import(args):
