@@ -264,6 +264,7 @@ def cmd_score(args):
 
     from .grammar import END, default_grammar
     from .objectives import clm
+    from .tokenizer import pad
 
     model_cfg, _, tokenizer, state = _load(args.checkpoint)
     _refuse_mask(args.text, "text")
@@ -279,7 +280,7 @@ def cmd_score(args):
     words = [tokenizer.vocab[i] for i in ids] + ["[EOS]"]
     print(f"{'t':>3}  {'w_t':<8}{'model P(w_t | w_<t)':>22}" + (f"{'true P':>10}" if truth else ""))
     for t, (word, lp) in enumerate(zip(words, per_step), 1):
-        line = f"{t:>3}  {word:<{8 - sum(ord(c) > 0x2E7F for c in word)}}{math.exp(lp):>22.4f}"
+        line = f"{t:>3}  {pad(word, 8)}{math.exp(lp):>22.4f}"
         if truth:
             try:
                 p = grammar.next_word_distribution(words[: t - 1]).get(

@@ -35,7 +35,7 @@ import numpy as np
 from .generate import fill_mask_distributions, next_word_distribution
 from .grammar import default_grammar
 from .models import BertConfig, GPTConfig, Seq2SeqConfig
-from .tokenizer import CLS_ID, SEP_ID
+from .tokenizer import CLS_ID, SEP_ID, pad
 from .train import GrammarData, TrainConfig, save_checkpoint, train
 
 GPT_PROMPT = "今天天气很好，我们去"
@@ -83,12 +83,8 @@ def top_words_table(tokenizer, model_probs, true_probs, k=5):
 def print_table(rows, log=print, label="next word"):
     log(f"    {'rank':<5}{label:<10}{'model P':>9}{'true P':>9}")
     for rank, (word, model_p, true_p) in enumerate(rows, 1):
-        log(f"    {rank:<5}{word:<{10 - _wide_chars(word)}}{model_p:>9.3f}{true_p:>9.3f}")
+        log(f"    {rank:<5}{pad(word, 10)}{model_p:>9.3f}{true_p:>9.3f}")
 
-
-def _wide_chars(s):
-    """Chinese characters take two columns in a terminal; pad for the eye, not the byte."""
-    return sum(1 for ch in s if ord(ch) > 0x2E7F)
 
 
 def run_gpt_demo(train_cfg=None, log=print, save=False):

@@ -128,6 +128,12 @@ class Sentence:
         return "".join(self.words)
 
 
+def _draw(table, rng):
+    """One choice from a rule table {choice: probability}."""
+    choices = list(table)
+    return choices[rng.choice(len(choices), p=list(table.values()))]
+
+
 def _enumerate():
     """Every derivation with its probability: the product of the choices along the way."""
     out = []
@@ -283,11 +289,9 @@ class Grammar:
                 (first,) = self.sample(rng, 1)
                 if first.kind == "C":
                     break
-            places = PLACES[WEATHER_OF[first.predicate]]
-            place = list(places)[rng.choice(len(places), p=list(places.values()))]
-            acts = ACTIVITIES[place]
-            activity = list(acts)[rng.choice(len(acts), p=list(acts.values()))]
-            person = list(PEOPLE)[rng.choice(len(PEOPLE), p=list(PEOPLE.values()))]
+            place = _draw(PLACES[WEATHER_OF[first.predicate]], rng)
+            activity = _draw(ACTIVITIES[place], rng)
+            person = _draw(PEOPLE, rng)
             second = Sentence("B", first.time, person=person, place=place, activity=activity)
             documents.append([first.text, second.text])
         return documents

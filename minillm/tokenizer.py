@@ -32,6 +32,13 @@ MIN_COUNT = 3
 MAX_WORDS = 200
 
 
+def pad(text, width):
+    """``text`` left-aligned in ``width`` terminal columns. A Chinese character takes two
+    columns, so it counts twice; tables of words then line up for the eye."""
+    wide = sum(1 for ch in text if ord(ch) > 0x2E7F)  # CJK and full-width forms start here
+    return f"{text:<{max(width - wide, 0)}}"
+
+
 def sentinel(k):
     """The string of the k-th sentinel, ``<extra_id_k>`` as in T5's vocabulary."""
     return f"<extra_id_{k}>"

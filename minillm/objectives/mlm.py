@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..layers import IGNORE_INDEX
-from ..tokenizer import CLS_ID, MASK_ID, N_SENTINELS, PAD_ID, SEP_ID, SPECIAL_TOKENS
+from ..tokenizer import CLS_ID, MASK_ID, N_SENTINELS, PAD_ID, SEP_ID, SPECIAL_TOKENS, pad
 
 
 def _read_only(a):
@@ -665,8 +665,7 @@ def corruption_table(tokenizer, ids, inputs, labels, action):
     lines = [f"{'pos':>3}  {'original':<9}{'selected':<10}{'action':<8}{'input':<9}label"]
     for t, (i, x, y, a) in enumerate(zip(ids, inputs, labels, action)):
         def cell(token_id, width):
-            word = tokenizer.vocab[token_id]
-            return f"{word:<{width - sum(ord(c) > 0x2E7F for c in word)}}"
+            return pad(tokenizer.vocab[token_id], width)
 
         label = "-" if y == IGNORE_INDEX else tokenizer.vocab[y]
         lines.append(f"{t:>3}  {cell(i, 9)}{'yes' if a else 'no':<10}{ACTION_NAMES[a]:<8}"
