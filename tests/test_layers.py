@@ -86,6 +86,15 @@ def _block_entry(pre_ln, cross, activation="gelu_tanh"):
     return {"make": make, "forward": forward, "backward": backward}
 
 
+def _cross_entropy_entry(reduction):
+    return {
+        "make": lambda rng, B, T, C: {"z": 3.0 * rng.normal(size=(B, T, C)),
+                                      "y": _targets(rng, B, T, C)},
+        "forward": lambda a: L.cross_entropy_forward(a["z"], a["y"], reduction),
+        "backward": lambda d, c: {"z": L.cross_entropy_backward(d, c)},
+    }
+
+
 LAYERS = {
     "embedding": {
         "make": lambda rng, B, T, C: {
@@ -163,20 +172,8 @@ LAYERS = {
         "backward": lambda d, c: (lambda r: {"x": r[0], "enc": r[1], **r[2]})(
             cross_attention_backward(d, c, "a.")),
     },
-    "cross_entropy_sum": {
-        "make": lambda rng, B, T, C: {
-            "z": 3.0 * rng.normal(size=(B, T, C)),
-            "y": _targets(rng, B, T, C)},
-        "forward": lambda a: L.cross_entropy_forward(a["z"], a["y"], "sum"),
-        "backward": lambda d, c: {"z": L.cross_entropy_backward(d, c)},
-    },
-    "cross_entropy_mean": {
-        "make": lambda rng, B, T, C: {
-            "z": 3.0 * rng.normal(size=(B, T, C)),
-            "y": _targets(rng, B, T, C)},
-        "forward": lambda a: L.cross_entropy_forward(a["z"], a["y"], "mean"),
-        "backward": lambda d, c: {"z": L.cross_entropy_backward(d, c)},
-    },
+    "cross_entropy_sum": _cross_entropy_entry("sum"),
+    "cross_entropy_mean": _cross_entropy_entry("mean"),
     "block_pre_ln": _block_entry(pre_ln=True, cross=False),
     "block_post_ln": _block_entry(pre_ln=False, cross=False),
     "block_post_ln_cross": _block_entry(pre_ln=False, cross=True),
