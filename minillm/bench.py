@@ -81,6 +81,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import layers, models, optim, transformer
+from .allocator import keep_freed_memory
 
 # ----------------------------------------------------------------------------------------------
 # The shapes: the three configs of the PyTorch reference (shared/bench/README.md)
@@ -148,6 +149,7 @@ def build_step(model, shape, seed=0):
     Every layer function is looked up through its module at call time (``layers.x``,
     ``models.x``), so the wrappers of ``profiled`` see the calls made here too.
     """
+    keep_freed_memory()  # as train.train does: a step reuses the last step's freed memory
     rng = np.random.default_rng(seed)
     cfg = model_config(model, shape)
     init = {"gpt": models.gpt_init, "bert": models.bert_init, "bart": models.seq2seq_init}[model]

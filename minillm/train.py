@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import safetensors
+from .allocator import keep_freed_memory
 from .models import MODELS, check_params
 from .objectives import get_objective
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
@@ -249,6 +250,7 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     """
     dtype = np.dtype(train_cfg.dtype)
     objective = get_objective(train_cfg.objective)
+    keep_freed_memory()  # every step reuses the last step's memory instead of faulting it in
     if state is None:
         init_rng = np.random.default_rng([train_cfg.seed, 0])
         params = MODELS[objective.MODEL][1](model_cfg, init_rng, dtype=dtype)
