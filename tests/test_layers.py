@@ -327,3 +327,15 @@ def test_erf_gelu_differs_from_the_tanh_form():
 def test_causal_mask_with_a_cache_lets_new_tokens_see_everything_before():
     np.testing.assert_array_equal(
         L.causal_mask(2, 4), [[True, True, True, False], [True, True, True, True]])
+
+
+@settings(max_examples=20)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_sums_as_products_with_ones_equal_numpy_sums(shape, dtype, seed):
+    x = np.random.default_rng(seed).normal(size=shape).astype(dtype)
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    last, leading = L.sum_last(x), L.sum_leading(x)
+    assert last.dtype == leading.dtype == dtype
+    np.testing.assert_allclose(last, x.sum(axis=-1, keepdims=True), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(leading, x.reshape(-1, shape[-1]).sum(axis=0), rtol=rtol, atol=rtol)
