@@ -48,15 +48,25 @@ def adamw_step(params, grads, state, lr, beta1=0.9, beta2=0.95, eps=1e-8, weight
     state["step"] += 1
     t = state["step"]
     c1, c2 = 1.0 - beta1**t, 1.0 - beta2**t
+    # The last line with the corrections moved onto scalars (as PyTorch's Adam does):
+    #   lr m̂ / (sqrt(v̂) + ε) = (lr sqrt(c2) / c1) · m / (sqrt(v) + ε sqrt(c2)),
+    # so each tensor takes 5 passes there instead of 7.
+    step_size, eps_hat = lr * math.sqrt(c2) / c1, eps * math.sqrt(c2)
     for name, g in grads.items():
         p, m, v = params[name], state["m"][name], state["v"][name]
         m *= beta1
         m += (1.0 - beta1) * g
         v *= beta2
-        v += (1.0 - beta2) * (g * g)
+        g2 = g * g
+        g2 *= 1.0 - beta2
+        v += g2
         if weight_decay and decays(name, p):
             p *= 1.0 - lr * weight_decay
-        p -= (lr / c1) * m / (np.sqrt(v / c2) + eps)
+        update = np.sqrt(v)  # the update is built in this one buffer
+        update += eps_hat
+        np.divide(m, update, out=update)
+        update *= step_size
+        p -= update
 
 
 def global_norm(grads):

@@ -38,6 +38,6 @@ def test_freed_memory_is_reused_without_page_faults():
     for _ in range(10):
         _step_like_cycle()
     # Without the setting glibc maps and unmaps these blocks every time: 10 cycles then fault
-    # in all of their 25,600 pages (26,580 faults measured). With it, the heap keeps them
+    # in all of their 26,880 pages (26,580 faults measured). With it, the heap keeps them
     # (0 measured); 1,000 leaves room for whatever else the interpreter allocates meanwhile.
     assert _minor_faults() - before < 1000
