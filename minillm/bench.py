@@ -522,8 +522,8 @@ def measure(model, config, shape, steps=DEFAULT_STEPS, warmup=DEFAULT_WARMUP, se
     """Measure ``model`` at ``shape`` (named ``config``) in this process. -> a result dict
     with the keys listed in the module docstring.
 
-    Order: warm-up steps; one step under tracemalloc; peak RSS; one floor run as its warm-up;
-    then ``steps`` times a timed step followed by a timed floor run; ``profile_steps`` steps
+    Order: warm-up steps; one step under tracemalloc; peak RSS; one floor run as its warm-up
+    and one more untimed step; then ``steps`` times a timed step followed by a timed floor run; ``profile_steps`` steps
     with the wrappers (``profiled``); one forward pass whose caches are counted.
     """
     if steps < 1 or profile_steps < 1 or warmup < 0:
@@ -539,7 +539,7 @@ def measure(model, config, shape, steps=DEFAULT_STEPS, warmup=DEFAULT_WARMUP, se
         t0 = time.perf_counter()
         losses.append(step.run())
         if i == 0:  # say how long the rest will take, when that is long enough to wait for
-            estimate = (time.perf_counter() - t0) * (warmup + 2 * steps + profile_steps + 2)
+            estimate = (time.perf_counter() - t0) * (warmup + 2 * steps + profile_steps + 3)
             if estimate > 1.0:
                 log(f"{label}: {warmup} warm-up, {steps} timed steps and floors, "
                     f"{profile_steps} profiled (about {estimate:.0f} s)")
@@ -557,6 +557,10 @@ def measure(model, config, shape, steps=DEFAULT_STEPS, warmup=DEFAULT_WARMUP, se
 
     plan = floor_plan(products, np.random.default_rng(seed + 1))
     time_floor(plan)  # warm-up: first touch of every buffer
+    # The floor's buffers took over memory the steps had freed, so the next step gets fresh
+    # pages from the kernel and runs slower (by half at tiny and small): one more untimed
+    # step brings it back to the steady state the timed ones measure.
+    losses.append(step.run())
     step_s, floor_runs = [], []
     for _ in range(steps):
         t0 = time.perf_counter()

@@ -417,8 +417,10 @@ def softmax_backward(dp, cache):
     A masked position has p = 0 and so gets ds = 0.
     """
     p = cache["p"]
-    ds = dp * p
-    ds -= p * sum_last(ds)  # p * dp - p * Σ dp p
+    # Σ_j dp_j p_j row by row, as einsum's dot products: no (..., S) temporary for dp * p.
+    dp_dot_p = np.einsum("...j,...j->...", dp, p)[..., None]  # (..., 1)
+    ds = dp - dp_dot_p  # (..., S)
+    ds *= p
     return ds
 
 
@@ -471,8 +473,10 @@ def attention_backward(dout, cache):
     da = dout @ v.swapaxes(-1, -2)  # (B, H, T, S)
     dv = a.swapaxes(-1, -2) @ dout  # (B, H, S, D)
     dscores = softmax_backward(da, cache["sm"])  # (B, H, T, S), before the scale
-    dq = (dscores @ k) * scale  # (B, H, T, D)
-    dk = (dscores.swapaxes(-1, -2) @ q) * scale  # (B, H, S, D)
+    dq = dscores @ k  # (B, H, T, D)
+    dq *= scale
+    dk = dscores.swapaxes(-1, -2) @ q  # (B, H, S, D)
+    dk *= scale
     return dq, dk, dv
 
 
