@@ -438,42 +438,45 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
 
     Per block, per token, in floats: each linear layer's input, each layer norm's normalised
     input and 1/std, attention's q, k, v and its weights a (H·S per query, stored in full even
-    where causal), GELU's input (its output is the next linear's input):
+    where causal), GELU's input and its Φ(x) (kept so that the backward pass need not compute
+    the tanh or erf again; GELU's output is the next linear's input):
 
         GPT, BERT block     ln (C+1) + c_attn in C + qkv 3C + a H·T + c_proj in C
-                            + ln (C+1) + c_fc in C + gelu in F + c_proj in F
-                          = 8C + 2F + H·T + 2
+                            + ln (C+1) + c_fc in C + gelu in, Φ 2F + c_proj in F
+                          = 8C + 3F + H·T + 2
         BART decoder block  self: c_attn in C + qkv 3C + a H·T + c_proj in C + ln (C+1)
                             cross: c_q in C + q C + a H·S + c_proj in C + ln (C+1)
                                    + k, v 2C per source token
-                            ffn: c_fc in C + gelu in F + c_proj in F + ln (C+1)
-                          = 12C + 2F + H·T + H·S + 3, + 2C per source token
+                            ffn: c_fc in C + gelu in, Φ 2F + c_proj in F + ln (C+1)
+                          = 12C + 3F + H·T + H·S + 3, + 2C per source token
 
         GPT   L·block + ln_f (C+1) + h C + softmax V                        + ids, targets
-        BERT  L·block + ln_e (C+1) + head: dense in C + gelu in C + ln (C+1) + t C
+        BERT  L·block + ln_e (C+1) + head: dense in C + gelu in, Φ 2C + ln (C+1) + t C
               + softmax V + pooled C per sequence                          + ids, types, targets
         BART  encoder (per source token): L·block + ln_e (C+1) + its output C
               decoder: L·dec block + ln_e (C+1) + y C + softmax V            + src, ids, targets
 
-    Token ids and targets are int64 (8 bytes each). BART here has S = T.
+    Token ids and targets are int64 (8 bytes each). The loss adds, per predicted token, its
+    log-probability (a float: the per-step terms of the chain rule) and whether it counts
+    (1 byte). BART here has S = T.
     """
     C, H, F, V = cfg.n_embd, cfg.n_head, cfg.ffn, cfg.vocab_size
-    block = 8 * C + 2 * F + H * T + 2
+    block = 8 * C + 3 * F + H * T + 2
     if model == "gpt":
         floats = cfg.n_layer * block + (C + 1) + C + V
         ints = 2
     elif model == "bert":
-        floats = cfg.n_layer * block + (C + 1) + C + C + (C + 1) + C + V + C / T
+        floats = cfg.n_layer * block + (C + 1) + C + 2 * C + (C + 1) + C + V + C / T
         ints = 3
     elif model == "bart":
         S = T
-        encoder = (cfg.n_layer * (8 * C + 2 * F + H * S + 2) + (C + 1) + C) * S / T
-        dec_block = 12 * C + 2 * F + H * T + H * S + 3 + 2 * C * S / T
+        encoder = (cfg.n_layer * (8 * C + 3 * F + H * S + 2) + (C + 1) + C) * S / T
+        dec_block = 12 * C + 3 * F + H * T + H * S + 3 + 2 * C * S / T
         floats = encoder + cfg.n_dec_layer * dec_block + (C + 1) + C + V
         ints = 3
     else:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
-    return itemsize * floats + 8 * ints
+    return itemsize * (floats + 1) + 8 * ints + 1
 
 
 def peak_rss_mb():

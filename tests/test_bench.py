@@ -111,7 +111,17 @@ def test_the_cache_of_a_real_forward_is_positive_and_holds_no_parameter(model):
     # adds at least wte's bytes, so they were left out above.
     assert cache_bytes(cache, {}) >= counted + step.params["wte"].nbytes
     assert cache_bytes(loss_cache, step.params) >= TINY.B * TINY.T * TINY.V * 4  # softmax
-    assert bench.analytic_cache_bytes_per_token(model, step.cfg, TINY.T) > 0
+
+
+@pytest.mark.parametrize("model", bench.MODEL_NAMES)
+def test_the_cache_holds_exactly_what_the_analytic_count_says(model):
+    """Nothing is kept for the backward pass beyond the items the analytic count lists: the
+    measured bytes per token equal it exactly (float32, at the tiny shape)."""
+    step = bench.build_step(model, TINY)
+    _, cache, loss_cache = step.forward()
+    measured = (cache_bytes(cache, step.params) + cache_bytes(loss_cache, step.params))
+    analytic = bench.analytic_cache_bytes_per_token(model, step.cfg, TINY.T)
+    assert measured / (TINY.B * TINY.T) == pytest.approx(analytic, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------
