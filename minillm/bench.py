@@ -1,7 +1,8 @@
 """The benchmark: how fast is a training step, measured against this machine's own limit.
 
     python -m minillm bench [--config tiny|small|medium|all] [--model gpt|bert|bart|all]
-                            [--threads N] [--warmup W] [--steps K] [--json FILE]
+                            [--threads N | --threads N,M,...] [--warmup W] [--steps K]
+                            [--json FILE]
 
 (``python -m minillm.bench`` runs the same.) A *training step* is what the PyTorch reference
 ``shared/bench/torch_gpt2_step.py`` times: forward, cross-entropy (mean) over all B·T
@@ -38,12 +39,19 @@ whose environment sets those three variables to ``--threads``; everything else i
 environment, OPENBLAS_CORETYPE included, is passed on unchanged. A fresh process per cell also
 makes its peak RSS that cell's own. Each cell reports the thread count OpenBLAS says it uses.
 
+**Comparing thread counts.** ``--threads 1,2`` measures each cell at both counts in one
+process (started with the largest), switching OpenBLAS between them with its own
+``openblas_set_num_threads`` before every step and floor, and alternating which count goes
+first: both counts then see the machine in the same moments. On a shared machine, whose second
+core is at times busy with someone else's work, separate runs can disagree about which count is
+faster by more than the difference itself; this one cannot. One row per count.
+
 **Output.** A Markdown table on stdout, one row per model × config, ready to paste into an
 issue; progress lines on stderr. ``--json FILE`` writes the same data:
 
-    {"meta": {"threads", "steps", "warmup", "numpy", "python", "platform", "cpu_count",
+    {"meta": {"threads" (a list), "steps", "warmup", "numpy", "python", "platform", "cpu_count",
               "started", "command", "configs": {name: {V, L, H, C, T, B}}},
-     "results": [{"model", "config", "shape", "tokens_per_step", "steps", "warmup",
+     "results": [{"model", "config", "threads", "shape", "tokens_per_step", "steps", "warmup",
                   "tokens_per_s", "step_s", "floor_tokens_per_s", "floor_s", "floor_fraction",
                   "n_products", "floor_gflop", "step_gflops", "products",
                   "split_pct", "split_s", "by_function_s", "profile", "peak_rss_mb",
@@ -485,12 +493,12 @@ def peak_rss_mb():
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
-def blas_info():
-    """What the OpenBLAS that NumPy loaded says of itself: its thread count and core type.
-
-    Best effort, read through ctypes from the library mapped into this process (Linux); an
-    empty dict where that is not possible (another BLAS, another system).
-    """
+@functools.lru_cache(maxsize=None)
+def _openblas():
+    """(path, lib, name) for the OpenBLAS that NumPy loaded, where ``name(f)`` spells its
+    function f (``get_num_threads`` -> ``scipy_openblas_get_num_threads64_``); None where there
+    is none to be found (another BLAS, another system). Read through ctypes from the libraries
+    mapped into this process (Linux)."""
     try:
         import ctypes
 
@@ -500,20 +508,42 @@ def blas_info():
             lib = ctypes.CDLL(path)
             for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""),
                                    ("openblas_", "64_"), ("openblas_", "")):
-                threads = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                if threads is None:
-                    continue
-                threads.restype = ctypes.c_int
-                info = {"library": os.path.basename(path), "threads": threads()}
-                for key in ("corename", "config"):
-                    fn = getattr(lib, f"{prefix}get_{key}{suffix}", None)
-                    if fn is not None:
-                        fn.restype = ctypes.c_char_p
-                        info[key] = fn().decode()
-                return info
+                if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
+                    return path, lib, lambda f, p=prefix, s=suffix: f"{p}{f}{s}"
     except (OSError, AttributeError, ValueError):
         pass
-    return {}
+    return None
+
+
+def blas_info():
+    """What the OpenBLAS that NumPy loaded says of itself: its thread count and core type.
+    Best effort: an empty dict where there is no OpenBLAS to ask."""
+    import ctypes
+
+    found = _openblas()
+    if found is None:
+        return {}
+    path, lib, name = found
+    threads = getattr(lib, name("get_num_threads"))
+    threads.restype = ctypes.c_int
+    info = {"library": os.path.basename(path), "threads": threads()}
+    for key in ("corename", "config"):
+        fn = getattr(lib, name(f"get_{key}"), None)
+        if fn is not None:
+            fn.restype = ctypes.c_char_p
+            info[key] = fn().decode()
+    return info
+
+
+def set_blas_threads(n):
+    """Tell OpenBLAS to use ``n`` threads from its next call on (it starts more if it has
+    fewer). ValueError where NumPy's BLAS is not an OpenBLAS this can reach."""
+    found = _openblas()
+    if found is None:
+        raise ValueError("comparing thread counts in one run needs NumPy's OpenBLAS, which "
+                         "was not found; measure each count with its own --threads N")
+    _, lib, name = found
+    getattr(lib, name("set_num_threads"))(int(n))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,31 +551,44 @@ def blas_info():
 
 
 def measure(model, config, shape, steps=DEFAULT_STEPS, warmup=DEFAULT_WARMUP, seed=0,
-            log=lambda line: None, profile_steps=3):
-    """Measure ``model`` at ``shape`` (named ``config``) in this process. -> a result dict
-    with the keys listed in the module docstring.
+            log=lambda line: None, profile_steps=3, threads=(None,)):
+    """Measure ``model`` at ``shape`` (named ``config``) in this process. -> a list of result
+    dicts with the keys listed in the module docstring, one per entry of ``threads``: BLAS
+    thread counts, switched with set_blas_threads, or None for the count the process has.
 
-    Order: warm-up steps; one step under tracemalloc; peak RSS; one floor run as its warm-up
-    and one more untimed step; then ``steps`` times a timed step followed by a timed floor run; ``profile_steps`` steps
-    with the wrappers (``profiled``); one forward pass whose caches are counted.
+    Order: warm-up steps (cycling through the counts); one step under tracemalloc; peak RSS;
+    one floor run as its warm-up and one more untimed step; then ``steps`` rounds of a timed
+    step followed by a timed floor run at every count (the first count first in even rounds,
+    last in odd ones); ``profile_steps`` steps at every count with the wrappers
+    (``profiled``); one forward pass whose caches are counted.
     """
     if steps < 1 or profile_steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1, profile_steps >= 1 and warmup >= 0, got "
                          f"{steps}, {profile_steps} and {warmup}")
+    threads = list(threads)
+
+    def use(n):
+        if n is not None:
+            set_blas_threads(n)
+
     tokens = shape.B * shape.T
     step = build_step(model, shape, seed)
     products = matmul_products(model, step.cfg, shape.B, shape.T)
     label = f"{model}/{config}"
 
     losses = []
-    for i in range(warmup):
+    for i in range(max(warmup, len(threads) if len(threads) > 1 else 0)):
+        use(threads[i % len(threads)])
         t0 = time.perf_counter()
         losses.append(step.run())
         if i == 0:  # say how long the rest will take, when that is long enough to wait for
-            estimate = (time.perf_counter() - t0) * (warmup + 2 * steps + profile_steps + 3)
+            rounds = len(threads) * (2 * steps + profile_steps)
+            estimate = (time.perf_counter() - t0) * (warmup + rounds + 3)
             if estimate > 1.0:
                 log(f"{label}: {warmup} warm-up, {steps} timed steps and floors, "
-                    f"{profile_steps} profiled (about {estimate:.0f} s)")
+                    f"{profile_steps} profiled" + (f", at {len(threads)} thread counts"
+                                                   if len(threads) > 1 else "")
+                    + f" (about {estimate:.0f} s)")
 
     tracing = tracemalloc.is_tracing()  # (left running if someone else started it)
     if not tracing:
@@ -564,36 +607,64 @@ def measure(model, config, shape, steps=DEFAULT_STEPS, warmup=DEFAULT_WARMUP, se
     # pages from the kernel and runs slower (by half at tiny and small): one more untimed
     # step brings it back to the steady state the timed ones measure.
     losses.append(step.run())
-    step_s, floor_runs = [], []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        losses.append(step.run())
-        step_s.append(time.perf_counter() - t0)
-        floor_runs.append(time_floor(plan))
-    floor_s = [sum(run) for run in floor_runs]
-    per_product = [statistics.median([run[i] for run in floor_runs]) for i in range(len(products))]
-    del plan
-
-    timer = KindTimer()
-    profiled_s = 0.0
-    with profiled(timer):
-        for _ in range(profile_steps):
+    step_s = {n: [] for n in threads}
+    floor_runs = {n: [] for n in threads}
+    for r in range(steps):
+        for n in (threads if r % 2 == 0 else threads[::-1]):
+            use(n)
             t0 = time.perf_counter()
             losses.append(step.run())
-            profiled_s += time.perf_counter() - t0
-    inline = profile_steps * sum(s for p, s in zip(products, per_product) if p.inline)
-    split_s, split_pct = split_by_kind(profiled_s, timer, inline)
+            step_s[n].append(time.perf_counter() - t0)
+            floor_runs[n].append(time_floor(plan))
+    del plan
+
+    timers, profiled_s = {}, {}
+    for n in threads:
+        use(n)
+        timers[n], profiled_s[n] = KindTimer(), 0.0
+        with profiled(timers[n]):
+            for _ in range(profile_steps):
+                t0 = time.perf_counter()
+                losses.append(step.run())
+                profiled_s[n] += time.perf_counter() - t0
 
     loss, model_cache, loss_cache = step.forward()
     measured_model = cache_bytes(model_cache, step.params) / tokens
     measured_loss = cache_bytes(loss_cache, step.params) / tokens
     del model_cache, loss_cache
+    memory = {
+        "peak_rss_mb": rss, "step_alloc_peak_mb": alloc_peak / 2**20,
+        "cache_bytes_per_token": {
+            "measured": measured_model + measured_loss, "model": measured_model,
+            "loss": measured_loss,
+            "analytic": analytic_cache_bytes_per_token(model, step.cfg, shape.T)},
+        "loss": {"first": losses[0], "last": float(loss)},
+    }
+    results = []
+    for n in threads:
+        use(n)
+        results.append(_result(model, config, shape, steps, warmup, products, step_s[n],
+                               floor_runs[n], timers[n], profiled_s[n], profile_steps, memory,
+                               threads=n))
+    return results
 
+
+def _result(model, config, shape, steps, warmup, products, step_s, floor_runs, timer,
+            profiled_s, profile_steps, memory, threads):
+    """One result dict of ``measure``, at one thread count."""
+    tokens = shape.B * shape.T
+    floor_s = [sum(run) for run in floor_runs]
+    per_product = [statistics.median([run[i] for run in floor_runs]) for i in range(len(products))]
+    inline = profile_steps * sum(s for p, s in zip(products, per_product) if p.inline)
+    split_s, split_pct = split_by_kind(profiled_s, timer, inline)
     step_median, floor_median = statistics.median(step_s), statistics.median(floor_s)
     flops = sum(product_flops(p) for p in products)
     n_prof = max(profile_steps, 1)
+    blas = blas_info()
     return {
-        "model": model, "config": config, "shape": asdict(shape), "tokens_per_step": tokens,
+        "model": model, "config": config,
+        "threads": blas.get("threads", "?" if threads is None else threads),
+        "shape": asdict(shape), "tokens_per_step": tokens,
         "steps": steps, "warmup": warmup,
         "tokens_per_s": tokens / step_median, "step_s": step_s,
         "floor_tokens_per_s": tokens / floor_median, "floor_s": floor_s,
@@ -610,13 +681,8 @@ def measure(model, config, shape, steps=DEFAULT_STEPS, warmup=DEFAULT_WARMUP, se
                     "overhead": (profiled_s / n_prof) / step_median - 1.0,
                     "wrapped_calls_per_step": timer.calls / n_prof,
                     "inline_matmul_s": inline / n_prof},
-        "peak_rss_mb": rss, "step_alloc_peak_mb": alloc_peak / 2**20,
-        "cache_bytes_per_token": {
-            "measured": measured_model + measured_loss, "model": measured_model,
-            "loss": measured_loss,
-            "analytic": analytic_cache_bytes_per_token(model, step.cfg, shape.T)},
-        "loss": {"first": losses[0], "last": float(loss)},
-        "blas": blas_info(),
+        **memory,
+        "blas": blas,
         "blas_env": {k: os.environ[k] for k in (*THREAD_VARS, "OPENBLAS_CORETYPE",
                                                  "OPENBLAS_L2_SIZE") if k in os.environ},
     }
@@ -632,13 +698,15 @@ class BenchError(Exception):
 
 def run_cell(model, config, shape, threads, steps, warmup):
     """``measure`` in a fresh ``python -m minillm.bench --cell ...`` whose environment sets
-    THREAD_VARS to ``threads``. Its stderr (progress) passes through; stdout is the result."""
+    THREAD_VARS to the largest of ``threads`` (a list of counts; with more than one, the cell
+    switches between them). Its stderr (progress) passes through; stdout is the result list."""
     env = dict(os.environ)
-    env.update({var: str(threads) for var in THREAD_VARS})
+    env.update({var: str(max(threads)) for var in THREAD_VARS})
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     cell = json.dumps({"model": model, "config": config, "shape": asdict(shape),
-                       "steps": steps, "warmup": warmup})
+                       "steps": steps, "warmup": warmup,
+                       "threads": list(threads) if len(threads) > 1 else [None]})
     proc = subprocess.run([sys.executable, "-m", "minillm.bench", "--cell", cell],
                           env=env, stdout=subprocess.PIPE, text=True)
     lines = proc.stdout.strip().splitlines()
@@ -650,19 +718,20 @@ def run_cell(model, config, shape, threads, steps, warmup):
 def format_table(results, meta):
     """The Markdown table a user pastes into an issue, with a line saying where it ran."""
     blas = next((r["blas"] for r in results if r.get("blas")), {})
-    head = (f"minillm bench: {meta['threads']} thread{'s' * (meta['threads'] > 1)}, "
-            f"warm-up {meta['warmup']}, {meta['steps']} steps; numpy {meta['numpy']}"
-            + (f", OpenBLAS {blas.get('corename', '?')} reporting {blas.get('threads', '?')} "
-               f"thread{'s' * (blas.get('threads') != 1)}" if blas else "")
+    counts = meta["threads"]
+    head = (f"minillm bench: {' and '.join(map(str, counts))} thread"
+            f"{'s' * (counts != [1])}" + (", alternating step by step" if len(counts) > 1 else "")
+            + f", warm-up {meta['warmup']}, {meta['steps']} steps; numpy {meta['numpy']}"
+            + (f", OpenBLAS {blas.get('corename', '?')}" if blas else "")
             + f"; {meta['platform']}, {meta['cpu_count']} cores")
-    cols = ["model", "config", "tokens/s", "floor tokens/s", "fraction",
+    cols = ["model", "config", "threads", "tokens/s", "floor tokens/s", "fraction",
             *[f"{k} %" for k in KINDS], "peak RSS MB", "step alloc MB",
             "cache B/token", "analytic B/token"]
     lines = [head, "", "| " + " | ".join(cols) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(cols) - 2)) + "|"]
     for r in results:
         cache = r["cache_bytes_per_token"]
-        cells = [r["model"], r["config"], f"{r['tokens_per_s']:,.0f}",
+        cells = [r["model"], r["config"], str(r["threads"]), f"{r['tokens_per_s']:,.0f}",
                  f"{r['floor_tokens_per_s']:,.0f}", f"{r['floor_fraction']:.2f}",
                  *[f"{r['split_pct'][k]:.1f}" for k in KINDS],
                  f"{r['peak_rss_mb']:,.0f}", f"{r['step_alloc_peak_mb']:,.0f}",
@@ -696,6 +765,15 @@ def _int_at_least(low):
     return parse
 
 
+def _thread_counts(text):
+    """'2' -> [2]; '1,2' -> [1, 2]: distinct integers >= 1, in the order given."""
+    parse = _int_at_least(1)
+    counts = [parse(part.strip()) for part in text.split(",")]
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"thread counts must differ, got {text!r}")
+    return counts
+
+
 def build_parser(config_names):
     parser = _Parser(
         prog="minillm bench",
@@ -710,9 +788,10 @@ def build_parser(config_names):
                             for n, s in CONFIGS.items() if n in config_names))
     parser.add_argument("--model", choices=(*MODEL_NAMES, "all"), default="gpt",
                         help="which model (default gpt)")
-    parser.add_argument("--threads", type=_int_at_least(1), default=1,
+    parser.add_argument("--threads", type=_thread_counts, default=[1], metavar="N[,M...]",
                         help="BLAS threads, set in each measuring process's environment "
-                        "before NumPy loads (default 1)")
+                        "before NumPy loads (default 1); several, as in 1,2, are measured "
+                        "in the same process, switching between them step by step")
     parser.add_argument("--warmup", type=_int_at_least(0), default=DEFAULT_WARMUP,
                         help=f"untimed steps first (default {DEFAULT_WARMUP})")
     parser.add_argument("--steps", type=_int_at_least(1), default=DEFAULT_STEPS,
@@ -726,11 +805,11 @@ def build_parser(config_names):
 def _run_one_cell(spec):
     """The child's side of run_cell: measure one cell, print its result as one JSON line."""
     spec = json.loads(spec)
-    result = measure(spec["model"], spec["config"], BenchShape(**spec["shape"]),
-                     spec["steps"], spec["warmup"],
-                     log=lambda line: print(f"minillm bench: {line}", file=sys.stderr,
-                                            flush=True))
-    print(json.dumps(result))
+    results = measure(spec["model"], spec["config"], BenchShape(**spec["shape"]),
+                      spec["steps"], spec["warmup"], threads=spec["threads"],
+                      log=lambda line: print(f"minillm bench: {line}", file=sys.stderr,
+                                             flush=True))
+    print(json.dumps(results))
     return 0
 
 
@@ -759,8 +838,8 @@ def main(argv=None, configs=None):
         for i, (model, config) in enumerate(cells, 1):
             print(f"minillm bench: [{i}/{len(cells)}] {model} {config} ...", file=sys.stderr,
                   flush=True)
-            results.append(run_cell(model, config, configs[config], args.threads, args.steps,
-                                    args.warmup))
+            results += run_cell(model, config, configs[config], args.threads, args.steps,
+                                args.warmup)
         print(format_table(results, meta))
         if args.json:
             with open(args.json, "w") as f:

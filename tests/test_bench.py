@@ -183,7 +183,7 @@ def test_profiling_wraps_every_binding_and_puts_the_originals_back():
 @pytest.mark.parametrize("model", bench.MODEL_NAMES)
 def test_a_measurement_splits_the_whole_step_into_the_kinds(model):
     before = wrapped_names()
-    r = measure(model, "t", TINY, steps=2, warmup=1, profile_steps=2)
+    [r] = measure(model, "t", TINY, steps=2, warmup=1, profile_steps=2)
     assert wrapped_names() == before and all(wrapped_names()[k] is f for k, f in before.items())
     assert set(r["split_pct"]) == set(KINDS)
     assert all(v >= 0.0 for v in r["split_pct"].values())
@@ -204,7 +204,7 @@ def test_a_measurement_splits_the_whole_step_into_the_kinds(model):
 
 META_KEYS = {"threads", "steps", "warmup", "numpy", "python", "platform", "cpu_count",
              "started", "command", "configs"}
-RESULT_KEYS = {"model", "config", "shape", "tokens_per_step", "steps", "warmup",
+RESULT_KEYS = {"model", "config", "threads", "shape", "tokens_per_step", "steps", "warmup",
                "tokens_per_s", "step_s", "floor_tokens_per_s", "floor_s", "floor_fraction",
                "n_products", "floor_gflop", "step_gflops", "products", "split_pct", "split_s",
                "by_function_s", "profile", "peak_rss_mb", "step_alloc_peak_mb",
@@ -227,12 +227,15 @@ def test_json_has_the_documented_keys_and_the_table_a_row_per_cell(tmp_path, cap
     assert result["shape"] == {"V": 37, "L": 1, "H": 2, "C": 8, "T": 6, "B": 2}
     assert result["blas_env"]["OPENBLAS_NUM_THREADS"] == "1"  # set in the measuring process
     rows = [line for line in table.splitlines() if line.startswith("| gpt | t |")]
-    assert len(rows) == 1 and rows[0].count("|") == 17  # 16 columns
+    assert len(rows) == 1 and rows[0].count("|") == 18  # 17 columns
+    assert rows[0].startswith("| gpt | t | 1 |") and data["meta"]["threads"] == [1]
 
 
 @pytest.mark.parametrize("argv, named", [
     (["--threads", "0"], "--threads"),
     (["--threads", "two"], "--threads"),
+    (["--threads", "1,1"], "--threads"),
+    (["--threads", "1,0"], "--threads"),
     (["--config", "huge"], "huge"),
     (["--model", "t5"], "t5"),
     (["--steps", "0"], "--steps"),
@@ -244,3 +247,17 @@ def test_bad_arguments_give_one_clear_line_and_status_2(argv, named, capsys):
     err = capsys.readouterr().err
     assert err.startswith("minillm bench: error:") and named in err
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not bench.blas_info(), reason="switching thread counts needs OpenBLAS")
+def test_thread_counts_compared_in_one_process_give_one_result_each():
+    before = bench.blas_info()["threads"]
+    try:
+        results = measure("gpt", "t", TINY, steps=2, warmup=0, profile_steps=1, threads=[1, 2])
+        assert [r["threads"] for r in results] == [1, 2]  # as OpenBLAS reports them
+        for r in results:
+            assert len(r["step_s"]) == len(r["floor_s"]) == 2
+            assert sum(r["split_pct"].values()) == pytest.approx(100.0, abs=1e-6)
+        assert bench.blas_info()["threads"] == 2  # left at the last count measured
+    finally:
+        bench.set_blas_threads(before)
