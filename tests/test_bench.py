@@ -261,3 +261,28 @@ def test_thread_counts_compared_in_one_process_give_one_result_each():
         assert bench.blas_info()["threads"] == 2  # left at the last count measured
     finally:
         bench.set_blas_threads(before)
+
+
+def _float_arrays(obj, path="cache"):
+    """(path, dtype) of every floating-point array inside nested dicts, lists and tuples."""
+    if isinstance(obj, np.ndarray):
+        return [(path, obj.dtype)] if obj.dtype.kind == "f" else []
+    if isinstance(obj, dict):
+        return [a for k, v in obj.items() for a in _float_arrays(v, f"{path}.{k}")]
+    if isinstance(obj, (list, tuple)):
+        return [a for i, v in enumerate(obj) for a in _float_arrays(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("model", bench.MODEL_NAMES)
+def test_a_float32_step_stays_float32_end_to_end(model):
+    """No silent float64: every float the caches keep, the loss, and the parameters
+    after a whole step are float32."""
+    step = bench.build_step(model, TINY)
+    loss, cache, loss_cache = step.forward()
+    arrays = _float_arrays(cache) + _float_arrays(loss_cache, "loss_cache")
+    assert arrays and all(dtype == np.float32 for _, dtype in arrays), \
+        [a for a in arrays if a[1] != np.float32]
+    assert loss.dtype == np.float32
+    step.run()
+    assert {v.dtype for v in step.params.values()} == {np.dtype(np.float32)}
