@@ -48,9 +48,11 @@ def adamw_step(params, grads, state, lr, beta1=0.9, beta2=0.95, eps=1e-8, weight
     state["step"] += 1
     t = state["step"]
     c1, c2 = 1.0 - beta1**t, 1.0 - beta2**t
-    # The last line with the corrections moved onto scalars (as PyTorch's Adam does):
+    # The last line with the corrections moved onto scalars:
     #   lr m̂ / (sqrt(v̂) + ε) = (lr sqrt(c2) / c1) · m / (sqrt(v) + ε sqrt(c2)),
-    # so each tensor takes 5 passes there instead of 7.
+    # so each tensor takes 5 passes there instead of 7. (Kingma & Ba's "efficient" form moves
+    # sqrt(c2) the same way but leaves ε unscaled, a slightly different step; scaling ε keeps
+    # it the step above, and PyTorch's, exactly in exact arithmetic.)
     step_size, eps_hat = lr * math.sqrt(c2) / c1, eps * math.sqrt(c2)
     for name, g in grads.items():
         p, m, v = params[name], state["m"][name], state["v"][name]
