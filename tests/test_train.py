@@ -194,6 +194,12 @@ def test_next_sentence_prediction_learns_which_second_sentence_belongs():
                                     batch["token_type_ids"], batch["attention_mask"])
     nsp_loss, _ = cross_entropy_forward(nsp_logits, batch["next_sentence_label"], "mean")
     assert nsp_loss < np.log(2) - 0.1
+    # The accuracy the CLI prints. Chance is 0.5 with sd sqrt(0.25 / 400) = 0.025 over 400
+    # pairs, so 0.625 is 5 sd above it; this model measured 0.73-0.74 on three fresh draws
+    # (sd 0.022 there), 5 sd above 0.625 too.
+    accuracy = mlm.nsp_accuracy(state["params"], cfg, data, TOKENIZER, train_cfg,
+                                np.random.default_rng(7), n=400)
+    assert accuracy > 0.625
 
 
 def test_grammar_documents_pair_a_day_with_its_outing():

@@ -659,6 +659,19 @@ def loss_and_grads(params, cfg, batch, reduction="sum"):
     return L, n, bert_backward(dmlm, dnsp, cache["model"])
 
 
+def nsp_accuracy(params, cfg, data, tokenizer, train_cfg, rng, n=400):
+    """The share of ``n`` fresh ``[CLS] A [SEP] B [SEP]`` pairs of ``data`` (B the true next
+    sentence half of the time, masked as in training) whose next-sentence label the NSP head
+    gets right. Chance is 1/2."""
+    from ..models import bert_forward
+
+    _, documents = data.sample(rng, n)
+    batch = training_batch(documents, None, rng, tokenizer, train_cfg)
+    _, nsp_logits, _ = bert_forward(params, cfg, batch["inputs"], batch["token_type_ids"],
+                                    batch["attention_mask"])  # (n, 2)
+    return float(np.mean(nsp_logits.argmax(axis=-1) == batch["next_sentence_label"]))
+
+
 def corruption_table(tokenizer, ids, inputs, labels, action):
     """One corrupted row as a table a reader can check by eye: position, original word,
     selected?, action, the input the model sees, and the label it must predict."""
