@@ -62,21 +62,23 @@ def build_parser():
     parser = _Parser(
         prog="minillm",
         description="Pre-training objectives of large language models on tiny Transformers "
-        "written by hand in NumPy. With no command, runs the demo: it trains a tiny GPT on "
-        "the built-in grammar (a few seconds) and shows its prediction for the tutorial's "
-        "example 今天天气很好，我们去 -> 公园 beside the true probabilities.",
+        "written by hand in NumPy. With no command, runs the demo (10 to 15 seconds): it "
+        "trains a tiny GPT, a BERT and an encoder-decoder on the built-in grammar and answers "
+        "the tutorial's three examples, 今天天气很好，我们去 -> 公园, 今天[MASK]很好 -> 天气 and "
+        "总结：... -> 今天我们去公园玩了。, beside the true probabilities and answers.",
     )
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
 
     sub.add_parser("demo", help="run the demo (the same as no command)",
-                   description="Train a tiny GPT on the built-in grammar and print the "
-                   "tutorial's example with the model's and the true probabilities.")
+                   description="Train a tiny GPT, a BERT and an encoder-decoder on the "
+                   "built-in grammar and print the tutorial's three examples with the models' "
+                   "and the true probabilities; the three models are left in runs/.")
 
     t = sub.add_parser(
         "train", help="train a model with one of the tutorial's objectives",
         description="Train a model with one of the tutorial's objectives: clm, next-token "
         "prediction for a GPT, L = -Σ log P(w_i | w_<i); mlm, BERT's masked language modeling "
-        "(15%% of the words, 80/10/10); span, masked LM with SpanBERT's span masking; t5, "
+        "(15% of the words, 80/10/10); span, masked LM with SpanBERT's span masking; t5, "
         "bart, tasks and mix train an encoder-decoder with T5's span corruption, BART's text "
         "infilling, the grammar's text-to-text tasks (总结/翻译/问), or tasks and span "
         "corruption together (T5's unified framework). The "
@@ -98,12 +100,14 @@ def build_parser():
                    "ones every step (default 0: fresh)")
     t.add_argument("--data", metavar="FILE",
                    help="a UTF-8 text file, one document per line (default: the built-in "
-                   "grammar); the vocabulary is built from its characters")
+                   "grammar); the vocabulary is built from its characters and frequent "
+                   "character pairs. Not with tasks, mix or --nsp, which need the grammar")
     t.add_argument("--out", default=None, metavar="FILE",
                    help=f"checkpoint to write (default: {DEFAULT_CHECKPOINT} for clm, "
                    f"{DEFAULT_BERT} for mlm and span, {DEFAULT_SEQ2SEQ} for the others)")
     t.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint at --out instead of starting afresh")
+                   help="continue the run whose checkpoint is at --out, with the settings "
+                   "stored in it (give --data again if it trained on a file)")
     t.add_argument("--steps", type=_positive_int, default=300, help="optimizer steps (default 300)")
     t.add_argument("--batch-size", type=_positive_int, default=32,
                    help="sequences per step (default 32)")
@@ -208,16 +212,27 @@ def build_parser():
     return parser
 
 
-def _load(path, model="gpt"):
-    """A checkpoint of the given model family, or a clear error saying how to make one."""
+def _read_checkpoint(path, flag):
+    """load_checkpoint, with a file that is not a checkpoint named by the option that gave it
+    (the reason follows: a safetensors file whose header is malformed, or no minillm settings)."""
+    from .safetensors import SafetensorsError
     from .train import load_checkpoint
 
+    try:
+        return load_checkpoint(path)
+    except (SafetensorsError, ValueError, KeyError) as err:
+        reason = str(err).removeprefix(f"{path}: ")
+        raise UserError(f"{flag} {path!r} is not a minillm checkpoint ({reason})") from None
+
+
+def _load(path, model="gpt"):
+    """A checkpoint of the given model family, or a clear error saying how to make one."""
     how = {"gpt": "python -m minillm train",
            "bert": "python -m minillm (the demo) or python -m minillm train --objective mlm",
            "seq2seq": "python -m minillm (the demo) or python -m minillm train --objective tasks"}
     if not os.path.exists(path):
         raise UserError(f"--checkpoint {path!r} does not exist; train one first with: {how[model]}")
-    loaded = load_checkpoint(path)
+    loaded = _read_checkpoint(path, "--checkpoint")
     kind = type(loaded[0]).__name__
     expected = {"gpt": "GPTConfig", "bert": "BertConfig", "seq2seq": "Seq2SeqConfig"}[model]
     if kind != expected:
@@ -321,12 +336,11 @@ def cmd_export(args):
     import json
 
     from . import hf
-    from .train import load_checkpoint
     from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
     if not os.path.exists(args.checkpoint):
         raise UserError(f"checkpoint {args.checkpoint!r} does not exist")
-    model_cfg, train_cfg, tokenizer, state = load_checkpoint(args.checkpoint)
+    model_cfg, train_cfg, tokenizer, state = _read_checkpoint(args.checkpoint, "checkpoint")
     from .objectives import get_objective
 
     arch = HF_ARCH[get_objective(train_cfg.objective).MODEL]
@@ -369,25 +383,88 @@ def cmd_import(args):
     print(f"wrote {args.checkpoint} ({model.arch} as a minillm {objective} model)")
 
 
+# Objectives whose examples are built from the grammar's structure, not from plain text.
+GRAMMAR_ONLY = {"tasks": "the grammar's text-to-text tasks", "mix": "the grammar's tasks"}
+
+
+def _check_train_options(args):
+    """The combinations of train's options that cannot work, named by their flags."""
+    if args.data and args.objective in GRAMMAR_ONLY:
+        raise UserError(f"--objective {args.objective} trains on {GRAMMAR_ONLY[args.objective]}"
+                        f" (总结/翻译/问), which a text file does not have; drop --data "
+                        f"{args.data!r} or use --objective t5 or bart")
+    if args.nsp:
+        if args.objective != "mlm":
+            raise UserError(f"--nsp needs --objective mlm, got --objective {args.objective}")
+        if args.data:
+            raise UserError(f"--nsp trains on the grammar's two-sentence documents; it cannot "
+                            f"read --data {args.data!r}")
+        if args.masking != "dynamic" or args.pool:
+            raise UserError(f"--nsp goes with dynamic masking and no --pool, got --masking "
+                            f"{args.masking} --pool {args.pool}")
+    if args.masking == "static" and not args.pool:
+        raise UserError("--masking static masks each sentence once for the whole run, so it "
+                        "needs a fixed set of them: add --pool N (say --pool 2000)")
+    if args.n_embd % args.n_head:
+        raise UserError(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
+
+
+# train's options that a checkpoint stores, and where: --resume keeps the stored values.
+STORED_SETTINGS = {
+    "objective": "train", "steps": "train", "batch_size": "train", "lr": "train",
+    "seed": "train", "dtype": "train", "log_every": "train", "masking": "train",
+    "pool": "train", "nsp": "train",
+    "n_layer": "model", "n_embd": "model", "n_head": "model", "n_ctx": "model",
+}
+
+
+def _check_resume_options(args, out, model_cfg, train_cfg, tokenizer):
+    """--resume continues a run with the settings stored in its checkpoint: an option given
+    with another value is an error (it would be silently ignored), and the data must be the
+    data the run started on."""
+    defaults = build_parser().parse_args(["train"])
+    for name, where in STORED_SETTINGS.items():
+        given = getattr(args, name)
+        stored = getattr(train_cfg if where == "train" else model_cfg, name)
+        if given != getattr(defaults, name) and given != stored:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"--resume continues {out} with its stored settings ({flag} "
+                            f"{stored}); {flag} {given} cannot change them: train afresh "
+                            "with another --out instead")
+    from .grammar import default_grammar
+
+    on_grammar = tokenizer.vocab == default_grammar().tokenizer().vocab
+    if on_grammar and args.data:
+        raise UserError(f"--resume: {out} was trained on the built-in grammar, not on --data "
+                        f"{args.data!r}")
+    if not on_grammar and not args.data:
+        raise UserError(f"--resume: {out} was trained on a text file (its vocabulary is not "
+                        "the grammar's): give the same --data FILE again")
+
+
 def cmd_train(args):
     from .models import MODELS
     from .objectives import get_objective
     from .tokenizer import Tokenizer
-    from .train import TrainConfig, load_checkpoint, make_data, train
+    from .train import TrainConfig, make_data, train
 
     objective = get_objective(args.objective)
     out = args.out or DEFAULT_OUT[objective.MODEL]
+    if args.resume:
+        if not os.path.exists(out):
+            raise UserError(f"--resume: no checkpoint at --out {out!r}")
+        model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
+        _check_resume_options(args, out, model_cfg, train_cfg, tokenizer)
+        objective = get_objective(train_cfg.objective)
+        print(f"resuming from {out} at step {state['step']} of {train_cfg.steps}", flush=True)
+    else:
+        _check_train_options(args)
     documents = None
     if args.data:
         from .corpus import read_text_corpus
 
         documents = read_text_corpus(args.data)
-    if args.resume:
-        if not os.path.exists(out):
-            raise UserError(f"--resume: no checkpoint at --out {out!r}")
-        model_cfg, train_cfg, tokenizer, state = load_checkpoint(out)
-        print(f"resuming from {out} at step {state['step']}", flush=True)
-    else:
+    if not args.resume:
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
                                 log_every=args.log_every, objective=args.objective,
@@ -408,15 +485,28 @@ def cmd_train(args):
     folder = os.path.dirname(out)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    train(model_cfg, train_cfg, data, tokenizer, state=state, checkpoint=out,
-          checkpoint_every=args.checkpoint_every, log=lambda s: print(s, flush=True))
+    state = train(model_cfg, train_cfg, data, tokenizer, state=state, checkpoint=out,
+                  checkpoint_every=args.checkpoint_every, log=lambda s: print(s, flush=True))
     print(f"checkpoint written to {out}")
+    if train_cfg.nsp:
+        import numpy as np
+
+        from .objectives.mlm import nsp_accuracy
+
+        held_out = np.random.default_rng([train_cfg.seed, 3])  # not the training draws
+        accuracy = nsp_accuracy(state["params"], model_cfg, data, tokenizer, train_cfg, held_out)
+        print(f"next-sentence prediction: {accuracy:.0%} of 400 held-out pairs right "
+              "(chance: 50%)")
     if objective.MODEL == "gpt":
         print(f"try: python -m minillm generate --checkpoint {out} \"今天\"")
     elif objective.MODEL == "bert":
         print(f"try: python -m minillm fill --checkpoint {out} \"今天[MASK]很好\"")
-    else:
+    elif train_cfg.objective in GRAMMAR_ONLY:
         print(f"try: python -m minillm seq2seq --checkpoint {out} \"总结：今天天气很好，我们去公园玩。\"")
+    else:  # t5 or bart alone: the model learned to restore corrupted text, not the tasks
+        print(f"try: python -m minillm seq2seq --checkpoint {out} \"今天<extra_id_0>很好\" "
+              "(it learned to fill corrupted spans; the 总结/翻译/问 tasks need --objective "
+              "tasks or mix)")
 
 
 def cmd_generate(args):
@@ -449,7 +539,10 @@ def main(argv=None):
         return bench_main(argv[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named here, so that the hint names the command's own --help
+            where = f"minillm {args.command}" if args.command else "minillm"
+            raise UserError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         if args.command in (None, "demo"):
             from .demo import run_demo
 
@@ -476,6 +569,11 @@ def main(argv=None):
         return 130
     except NonFiniteError as err:
         print(f"minillm: error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader of the output went away (as ``| head`` does): stop quietly. stdout is
+        # pointed at devnull so that Python's own flush at exit does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)

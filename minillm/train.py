@@ -165,6 +165,10 @@ def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
     seed), or the user's documents cut to fit the model's context."""
     objective = get_objective(train_cfg.objective)
     if documents is not None:
+        if train_cfg.nsp or train_cfg.objective in ("tasks", "mix"):
+            raise ValueError(f"objective={train_cfg.objective!r}, nsp={train_cfg.nsp} builds its "
+                             "examples from the grammar's structure (tasks, two-sentence "
+                             "documents); it cannot train on plain documents")
         return TextData(documents, tokenizer, model_cfg.n_ctx - objective.RESERVED,
                         name=name or "text")
     from .grammar import default_grammar

@@ -60,9 +60,15 @@ def test_train_an_encoder_decoder_and_run_it(tmp_path, capsys):
     assert "not a Bert model" in capsys.readouterr().err
 
 
+def write_corpus(tmp_path, text="小猫喜欢吃鱼。\n小狗喜欢吃肉。\n\n小猫喜欢睡觉。\n"):
+    """A user's text file, one document per line. -> its path."""
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def test_train_on_a_users_text_file(tmp_path, capsys):
-    text = tmp_path / "corpus.txt"
-    text.write_text("小猫喜欢吃鱼。\n小狗喜欢吃肉。\n\n小猫喜欢睡觉。\n", encoding="utf-8")
+    text = write_corpus(tmp_path)
     ckpt = str(tmp_path / "m.safetensors")
     assert main(["train", "--data", str(text), "--steps", "10", "--batch-size", "4",
                  "--out", ckpt]) == 0
@@ -73,17 +79,20 @@ def test_train_on_a_users_text_file(tmp_path, capsys):
 @pytest.mark.parametrize("argv, named", [
     (["train", "--steps", "0"], "--steps"),
     (["train", "--lr", "abc"], "--lr"),
-    (["train", "--n-embd", "30", "--n-head", "4", "--steps", "1"], "n_embd=30"),
+    (["train", "--n-embd", "30", "--n-head", "4", "--steps", "1"], "--n-embd 30"),
     (["generate", "--checkpoint", "/nonexistent/x.safetensors"], "/nonexistent/x.safetensors"),
     (["generate", "--top-p", "1.5"], "--top-p"),
     (["train", "--data", "/nonexistent/corpus.txt"], "/nonexistent/corpus.txt"),
     (["frobnicate"], "frobnicate"),
     (["fill", "今天[MASK]很好", "--checkpoint", "/nonexistent/b.safetensors"], "/nonexistent/b"),
     (["train", "--objective", "xlnet"], "xlnet"),
-    (["train", "--objective", "clm", "--nsp", "--steps", "1"], "nsp=True"),
+    (["train", "--objective", "clm", "--nsp", "--steps", "1"], "--nsp needs --objective mlm"),
+    (["train", "--objective", "mlm", "--nsp", "--pool", "5", "--steps", "1"], "--pool 5"),
     (["seq2seq", "总结：", "--checkpoint", "/nonexistent/s.safetensors"], "/nonexistent/s"),
     (["seq2seq", "x", "--beam", "0"], "--beam"),
-    (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "pool"),
+    (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "--pool N"),
+    (["train", "--bogus", "3"], "'minillm train --help'"),
+    (["score", "今天", "--checkpoint", os.path.join(REPO, "README.md")], "not a minillm checkpoint"),
 ])
 def test_bad_arguments_give_one_line_and_exit_status_2(argv, named, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -122,3 +131,55 @@ def test_export_to_hugging_face_and_import_back_keeps_every_parameter(objective,
     assert set(a["params"]) == set(b["params"])
     for name, value in a["params"].items():
         np.testing.assert_array_equal(b["params"][name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("objective, extra", [("tasks", []), ("mix", []), ("mlm", ["--nsp"])])
+def test_objectives_that_need_the_grammar_refuse_a_text_file(objective, extra, tmp_path, capsys):
+    text = write_corpus(tmp_path)
+    argv = ["train", "--objective", objective, *extra, "--data", str(text), "--steps", "1",
+            "--out", str(tmp_path / "m.safetensors")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minillm: error:") and "--data" in err[0]
+
+
+def test_resume_keeps_the_stored_settings_and_refuses_to_change_them(tmp_path, capsys):
+    ckpt = str(tmp_path / "m.safetensors")
+    small = ["--batch-size", "4", "--n-embd", "16", "--n-layer", "1", "--log-every", "5"]
+    assert main(["train", "--steps", "5", *small, "--out", ckpt]) == 0
+    before = os.stat(ckpt).st_mtime_ns
+    capsys.readouterr()
+    # Another value of a stored setting, or another objective, or data the run never read:
+    for change in (["--steps", "50"], ["--objective", "mlm"], ["--lr", "0.1"], ["--n-head", "2"]):
+        assert main(["train", "--resume", "--out", ckpt, *change]) == 2, change
+        err = capsys.readouterr().err
+        assert change[0] in err and "--resume" in err, err
+    text = write_corpus(tmp_path)
+    assert main(["train", "--resume", "--out", ckpt, "--data", str(text)]) == 2
+    assert "built-in grammar" in capsys.readouterr().err
+    assert os.stat(ckpt).st_mtime_ns == before  # nothing was trained or written
+    # The same settings again are fine: the run is already at its last step.
+    assert main(["train", "--resume", "--out", ckpt, "--steps", "5", *small]) == 0
+    assert "at step 5 of 5" in capsys.readouterr().out
+
+
+def test_resume_of_a_run_on_a_text_file_needs_the_file_again(tmp_path, capsys):
+    ckpt = str(tmp_path / "m.safetensors")
+    assert main(["train", "--data", str(write_corpus(tmp_path)), "--steps", "2",
+                 "--batch-size", "2", "--n-embd", "16", "--n-layer", "1", "--out", ckpt]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", ckpt]) == 2
+    assert "--data" in capsys.readouterr().err
+
+
+def test_a_broken_pipe_ends_quietly(monkeypatch, capsys, tmp_path):
+    """``python -m minillm train | head -1``, when the reader has gone before the first line:
+    the write fails with EPIPE, and the command stops with status 1, no error line and no
+    traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone
+    with open(write_end, "w", buffering=1, encoding="utf-8") as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert main(["train", "--steps", "1", "--batch-size", "2", "--n-embd", "16",
+                     "--n-layer", "1", "--out", str(tmp_path / "m.safetensors")]) == 1
+    assert capsys.readouterr().err == ""
