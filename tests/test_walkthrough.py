@@ -57,3 +57,18 @@ def test_every_function_it_names_exists():
     for module, attr in names:
         mod = importlib.import_module("minillm." + module.replace("/", "."))
         assert hasattr(mod, attr.split(".")[0]), f"walkthrough.md names {module}.py::{attr}"
+
+
+def test_the_corruption_table_is_what_its_snippet_prints():
+    import numpy as np
+
+    from minillm.grammar import default_grammar
+    from minillm.objectives.mlm import corruption_table, mask_tokens
+    from minillm.tokenizer import CLS_ID, SEP_ID
+
+    tok = default_grammar().tokenizer()
+    ids = np.array([CLS_ID, *tok.encode("今天天气很好，我们去公园玩。"), SEP_ID])
+    inputs, labels, info = mask_tokens(ids, np.random.default_rng(18), tok.ordinary_ids,
+                                       mlm_probability=0.3)
+    table = corruption_table(tok, ids, inputs, labels, info["action"])
+    assert "```\n" + table + "\n```" in TEXT, "walkthrough.md's corruption table is stale:\n" + table
