@@ -503,10 +503,12 @@ def cmd_train(args):
         print(f"try: python -m minillm fill --checkpoint {out} \"今天[MASK]很好\"")
     elif train_cfg.objective in GRAMMAR_ONLY:
         print(f"try: python -m minillm seq2seq --checkpoint {out} \"总结：今天天气很好，我们去公园玩。\"")
-    else:  # t5 or bart alone: the model learned to restore corrupted text, not the tasks
-        print(f"try: python -m minillm seq2seq --checkpoint {out} \"今天<extra_id_0>很好\" "
-              "(it learned to fill corrupted spans; the 总结/翻译/问 tasks need --objective "
-              "tasks or mix)")
+    elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks
+        print(f"try: python -m minillm seq2seq --checkpoint {out} \"今天天气很好，我们去公园玩"
+              "<extra_id_0>\" (it prints the missing words; on sentences this short T5's "
+              "masked span is always the last one)")
+    else:  # bart: it learned to rewrite corrupted text whole
+        print(f"try: python -m minillm seq2seq --checkpoint {out} \"今天[MASK]很好，我们去公园玩。\"")
 
 
 def cmd_generate(args):
