@@ -62,7 +62,7 @@ def build_parser():
     parser = _Parser(
         prog="minillm",
         description="Pre-training objectives of large language models on tiny Transformers "
-        "written by hand in NumPy. With no command, runs the demo (10 to 15 seconds): it "
+        "written by hand in NumPy. With no command, runs the demo (under 15 seconds): it "
         "trains a tiny GPT, a BERT and an encoder-decoder on the built-in grammar and answers "
         "the tutorial's three examples, 今天天气很好，我们去 -> 公园, 今天[MASK]很好 -> 天气 and "
         "总结：... -> 今天我们去公园玩了。, beside the true probabilities and answers.",
