@@ -14,7 +14,6 @@ import os
 import pathlib
 import stat
 import struct
-import time
 import tracemalloc
 
 import numpy as np
@@ -38,9 +37,6 @@ WRITABLE = [code for code in ITEMSIZE if code != "BF16"]
 # A load of a small file may use this much memory beyond a few times the file's size (the JSON
 # parse, NumPy's bookkeeping); a reader that believed a corrupt size would use gigabytes.
 ALLOCATION_SLACK = 1024 * 1024
-# Seconds one load of a file of a few hundred bytes may take, even on a loaded machine. A reader
-# that loops on a corrupt file fails this (or never returns).
-LOAD_SECONDS = 2.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -652,22 +648,20 @@ def scratch(tmp_path_factory):
 
 def load_or_reject(path, blob):
     """Write ``blob``, load it; return the tensors, or None if it raised SafetensorsError. Any
-    other exception propagates (and fails the test). Checks that the load was quick, did not
+    other exception propagates (and fails the test). Checks that the load did not
     allocate much beyond the file's size, and, when it succeeded, returned exactly what an
-    independent parse of the same bytes says."""
+    independent parse of the same bytes says. (No clock: a reader that looped on a corrupt file
+    would never return, and the run would fail without one.)"""
     path.write_bytes(blob)
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         result = sf.load_file_with_metadata(path)
     except SafetensorsError as e:
         assert str(path) in str(e)
         result = None
     finally:
-        seconds = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert seconds < LOAD_SECONDS
     assert peak < ALLOCATION_SLACK + 16 * len(blob)
     if result is None:
         return None
