@@ -383,15 +383,14 @@ def cmd_import(args):
     print(f"wrote {args.checkpoint} ({model.arch} as a minillm {objective} model)")
 
 
-# Objectives whose examples are built from the grammar's structure, not from plain text.
-GRAMMAR_ONLY = {"tasks": "the grammar's text-to-text tasks", "mix": "the grammar's tasks"}
-
-
 def _check_train_options(args):
-    """The combinations of train's options that cannot work, named by their flags."""
-    if args.data and args.objective in GRAMMAR_ONLY:
-        raise UserError(f"--objective {args.objective} trains on {GRAMMAR_ONLY[args.objective]}"
-                        f" (总结/翻译/问), which a text file does not have; drop --data "
+    """The combinations of train's options that cannot work, named by their flags (TrainConfig
+    and make_data refuse the same, in their own argument names)."""
+    from .train import TASK_OBJECTIVES
+
+    if args.data and args.objective in TASK_OBJECTIVES:
+        raise UserError(f"--objective {args.objective} trains on the grammar's text-to-text "
+                        f"tasks (总结/翻译/问), which a text file does not have; drop --data "
                         f"{args.data!r} or use --objective t5 or bart")
     if args.nsp:
         if args.objective != "mlm":
@@ -446,10 +445,15 @@ def cmd_train(args):
     from .models import MODELS
     from .objectives import get_objective
     from .tokenizer import Tokenizer
-    from .train import TrainConfig, make_data, train
+    from .train import TASK_OBJECTIVES, TrainConfig, make_data, train
 
     objective = get_objective(args.objective)
     out = args.out or DEFAULT_OUT[objective.MODEL]
+    documents = None
+    if args.data:
+        from .corpus import read_text_corpus
+
+        documents = read_text_corpus(args.data)
     if args.resume:
         if not os.path.exists(out):
             raise UserError(f"--resume: no checkpoint at --out {out!r}")
@@ -459,12 +463,6 @@ def cmd_train(args):
         print(f"resuming from {out} at step {state['step']} of {train_cfg.steps}", flush=True)
     else:
         _check_train_options(args)
-    documents = None
-    if args.data:
-        from .corpus import read_text_corpus
-
-        documents = read_text_corpus(args.data)
-    if not args.resume:
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
                                 log_every=args.log_every, objective=args.objective,
@@ -501,7 +499,7 @@ def cmd_train(args):
         print(f"try: python -m minillm generate --checkpoint {out} \"今天\"")
     elif objective.MODEL == "bert":
         print(f"try: python -m minillm fill --checkpoint {out} \"今天[MASK]很好\"")
-    elif train_cfg.objective in GRAMMAR_ONLY:
+    elif train_cfg.objective in TASK_OBJECTIVES:
         print(f"try: python -m minillm seq2seq --checkpoint {out} \"总结：今天天气很好，我们去公园玩。\"")
     elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks
         print(f"try: python -m minillm seq2seq --checkpoint {out} \"今天天气很好，我们去公园玩"

@@ -160,12 +160,17 @@ class TaskData:
         return None, pairs
 
 
+# Objectives whose examples come from the grammar's text-to-text tasks (总结/翻译/问), which
+# plain text does not have; --nsp likewise needs the grammar's two-sentence documents.
+TASK_OBJECTIVES = ("tasks", "mix")
+
+
 def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
     """The data a run trains on: the grammar (optionally a fixed pool of it, drawn from the
     seed), or the user's documents cut to fit the model's context."""
     objective = get_objective(train_cfg.objective)
     if documents is not None:
-        if train_cfg.nsp or train_cfg.objective in ("tasks", "mix"):
+        if train_cfg.nsp or train_cfg.objective in TASK_OBJECTIVES:
             raise ValueError(f"objective={train_cfg.objective!r}, nsp={train_cfg.nsp} builds its "
                              "examples from the grammar's structure (tasks, two-sentence "
                              "documents); it cannot train on plain documents")
@@ -175,7 +180,7 @@ def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
 
     if train_cfg.nsp:
         return DocumentData(default_grammar(), tokenizer)
-    if train_cfg.objective in ("tasks", "mix"):
+    if train_cfg.objective in TASK_OBJECTIVES:
         return TaskData(default_grammar(), tokenizer, with_sentence=train_cfg.objective == "mix")
     pool_rng = np.random.default_rng([train_cfg.seed, 2])
     return GrammarData(default_grammar(), tokenizer, train_cfg.pool, pool_rng)
