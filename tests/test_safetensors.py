@@ -3,8 +3,14 @@ every malformed file with a SafetensorsError naming the file, the tensor and the
 
 Oracles: an independent ten-line parse (struct + json) of the files the writer produces; the
 GPT-2 fixture written by Hugging Face's save_pretrained (tests/fixtures/hf/gpt2, a copy of the
-project's shared fixture); the `safetensors` package itself when it is installed; and, for the
-fuzzing, a validity rule written out again in the test (validity_oracle).
+project's shared fixture); the `safetensors` package itself when it is installed; NumPy itself
+for which shapes can become arrays; and, for the fuzzing, a validity rule written out again in
+the test (validity_oracle).
+
+The writer's target: only a new name or a regular file is written (through symbolic links), and
+FIFOs, devices, sockets and folders are left as they were; temporary files of dead writers are
+removed, those of live writers and every other file are not; check_writable reports what
+save_file would refuse without writing anything.
 """
 
 import errno
@@ -12,8 +18,12 @@ import json
 import math
 import os
 import pathlib
+import re
+import socket
 import stat
 import struct
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -22,9 +32,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minillm import safetensors as sf
-from minillm.safetensors import MAX_HEADER_BYTES, SafetensorsError
+from minillm.safetensors import MAX_HEADER_BYTES, MAX_HEADER_VALUES, SafetensorsError
 
 GPT2 = pathlib.Path(__file__).parent / "fixtures" / "hf" / "gpt2" / "model.safetensors"
+
+# The repository root: child processes run there, so that they import this minillm.
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# The largest array NumPy can make, in bytes (np.intp's maximum: 2**63 - 1 on 64-bit machines).
+NUMPY_MAX_BYTES = int(np.iinfo(np.intp).max)
 
 # Shapes every dtype is round-tripped in: 0-d, empty, empty with other dims, 1-d, 3-d.
 SHAPES = [(), (0,), (3, 0, 2), (7,), (2, 3, 4)]
@@ -170,6 +186,19 @@ def test_bf16_is_read_as_float32_exactly(write):
     np.testing.assert_array_equal(y[:6], [1.0, -2.0, 0.333984375, np.inf, -0.0, 2.0 ** -133])
     assert np.signbit(y[4])
     assert y.view(np.uint32).tolist() == [b << 16 for b in bits]
+    assert y.tobytes() == bf16_reference(raw).tobytes()
+
+@pytest.mark.parametrize("shape", [(), (0,), (2, 3)], ids=str)
+def test_bf16_tensors_come_back_in_arrays_that_own_their_memory(write, shape):
+    """As every loaded array: its own memory (not a view of a uint32 array), writeable, C order,
+    and the values exactly the widened patterns."""
+    rng = np.random.default_rng(len(shape))
+    raw = rng.integers(0, 256, size=2 * math.prod(shape), dtype=np.uint8).tobytes()
+    header = {"h": {"dtype": "BF16", "shape": list(shape), "data_offsets": [0, len(raw)]}}
+    y = sf.load_file(write(file_bytes(header, raw)))["h"]
+    assert y.flags.owndata and y.base is None
+    assert y.flags.writeable and y.flags.c_contiguous
+    assert y.dtype == np.float32 and y.shape == shape
     assert y.tobytes() == bf16_reference(raw).tobytes()
 
 
@@ -408,6 +437,404 @@ def test_a_write_that_fails_midway_keeps_the_old_file_and_removes_the_temporary_
 
 
 # ----------------------------------------------------------------------------------------------
+# Temporary files: names that fit, and those left by killed writers
+
+
+def temp_files(folder):
+    """Names in ``folder`` that look like temporary files (anything with ".tmp-" in it)."""
+    return sorted(name for name in os.listdir(folder) if ".tmp-" in name)
+
+
+def dead_pid():
+    """The pid of a process that has run and been reaped, so that no process has it (Linux hands
+    out pids in turn: it is not reused within a test)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child.pid, 0)
+    return child.pid
+
+
+def locked(path):
+    """Open ``path`` and hold flock(LOCK_EX) on it, as a live writer does: returns the fd."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+@pytest.mark.parametrize("name", ["a" * 250, "m" * 243 + ".safetensors", "b" * 255, "名" * 85],
+                         ids=["250-bytes", "255-bytes.safetensors", "255-bytes", "255-bytes-utf8"])
+def test_a_long_file_name_is_saved_through_a_temporary_name_that_fits(tmp_path, monkeypatch,
+                                                                      name):
+    """A 255-byte name is legal (NAME_MAX), so its temporary file must be named shorter:
+    <name cut short>.tmp-<pid>-<n> within 255 bytes, cut at a whole character ("名" is 3 bytes
+    in UTF-8)."""
+    if os.pathconf(tmp_path, "PC_NAME_MAX") < 255:
+        pytest.skip("this file system allows names shorter than 255 bytes")
+    assert len(os.fsencode(name)) in (250, 255)
+    renamed = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        renamed.append(os.path.basename(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    x = np.arange(5, dtype=np.int16)
+    sf.save_file({"x": x}, tmp_path / name)
+    assert os.listdir(tmp_path) == [name]  # saved, and no temporary file left
+    np.testing.assert_array_equal(sf.load_file(tmp_path / name)["x"], x)
+    (tmp,) = renamed
+    match = re.fullmatch(r"(.*)\.tmp-([0-9]+)-([0-9]+)", tmp)
+    assert match and int(match[2]) == os.getpid()
+    prefix = match[1]
+    assert name.startswith(prefix) and len(prefix) < len(name)
+    assert len(os.fsencode(tmp)) <= 255  # fits, and is cut no shorter than it must be:
+    assert len(os.fsencode(tmp)) + len(os.fsencode(name[len(prefix)])) > 255
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only (pids, flock, FIFOs)")
+def test_stale_temporary_files_of_dead_writers_are_removed_and_nothing_else(tmp_path):
+    """Before writing, save_file removes the temporary files of the same target whose writer is
+    dead (no such pid, or this very process's pid, and no lock held); it leaves a live writer's
+    file (its pid runs, or it is locked), and anything not named exactly as a temporary file of
+    this target."""
+    target = tmp_path / "t.safetensors"
+    dead = dead_pid()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock_fds = []
+    try:
+        stale = [f"t.safetensors.tmp-{dead}-0", f"t.safetensors.tmp-{dead}-17",
+                 f"t.safetensors.tmp-{os.getpid()}-99998"]  # this pid, yet not locked: stale
+        live = [f"t.safetensors.tmp-{sleeper.pid}-0",  # its writer still runs
+                f"t.safetensors.tmp-{dead}-5",  # locked: some writer still holds it
+                f"t.safetensors.tmp-{os.getpid()}-99999"]  # this process's own, locked
+        unrelated = [f"t.safetensors.tmp-{dead}-0.bak", f"t.safetensors.tmp-{dead}-x",
+                     f"t.safetensors.tmp-0{dead}-1", f"t.safetensors.tmp-{dead}-01",
+                     f"t.safetensors.tmp-{dead}", f"u.safetensors.tmp-{dead}-0",
+                     f"xt.safetensors.tmp-{dead}-0", f"t.safetensors.tmp-{dead}-0-0",
+                     "t.safetensors.tmp", "victim"]
+        for name in stale + live + unrelated:
+            (tmp_path / name).write_bytes(b"partial")
+        lock_fds = [locked(tmp_path / name) for name in live[1:]]
+        # Right names, but not regular files: a folder, a FIFO, a link (to "victim").
+        os.mkdir(tmp_path / f"t.safetensors.tmp-{dead}-1")
+        os.mkfifo(tmp_path / f"t.safetensors.tmp-{dead}-2")
+        os.symlink("victim", tmp_path / f"t.safetensors.tmp-{dead}-3")
+        not_files = [f"t.safetensors.tmp-{dead}-{n}" for n in (1, 2, 3)]
+
+        sf.save_file({"a": np.zeros(2)}, target)
+
+        assert sorted(os.listdir(tmp_path)) == sorted(["t.safetensors", *live, *unrelated,
+                                                       *not_files])
+        assert (tmp_path / "victim").read_bytes() == b"partial"
+    finally:
+        for fd in lock_fds:
+            os.close(fd)
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only (pids, flock)")
+def test_stale_temporary_files_of_a_long_name_are_found_under_their_cut_name(tmp_path):
+    """A 250-byte target's temporary file was named with its name cut short; that is the name
+    looked for (and removed, its writer being dead)."""
+    name = "s" * 250
+    dead = dead_pid()
+    suffix = f".tmp-{dead}-0"
+    stale = name[:255 - len(suffix)] + suffix  # ASCII: characters are bytes
+    (tmp_path / stale).write_bytes(b"partial")
+    sf.save_file({"a": np.zeros(2)}, tmp_path / name)
+    assert os.listdir(tmp_path) == [name]
+
+
+def test_threads_saving_the_same_target_never_remove_each_others_temporary_files(tmp_path):
+    """Each save removes unlocked temporary files with this process's pid; a thread's own file
+    is locked from its creation to its rename, so concurrent saves all succeed."""
+    import threading
+
+    target = tmp_path / "t.safetensors"
+    errors = []
+
+    def save_often(seed):
+        try:
+            for step in range(10):
+                sf.save_file({"x": np.full(1000, seed * 100 + step, np.int32)}, target)
+        except BaseException as e:  # noqa: BLE001 -- reported below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=save_often, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert os.listdir(tmp_path) == ["t.safetensors"]
+    x = sf.load_file(target)["x"]
+    assert np.all(x == x[0]) and x[0] % 100 == 9  # one save's array, the last of its thread
+
+# A child that starts a save and is stopped inside it: its fsync of the temporary file (the
+# first fsync of save_file) says "writing" and waits for stdin to close, where it is killed.
+WRITER_STOPPED_IN_SAVE = """
+import os, sys
+import numpy as np
+from minillm import safetensors
+
+def fsync(fd):
+    print("writing", flush=True)
+    sys.stdin.read()  # returns only if the parent goes away without killing this process
+
+os.fsync = fsync
+safetensors.save_file({"x": np.arange(1000.0)}, sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only (pids, flock, SIGKILL)")
+def test_a_writer_killed_inside_save_file_leaves_a_temporary_file_the_next_save_removes(
+        tmp_path):
+    """A real writer, SIGKILLed while its temporary file is written: while it lives, another
+    process's save leaves its temporary file alone; once it is dead, the next save removes it.
+    (The child stops inside save_file on its own, so where the kill lands does not depend on
+    timing.)"""
+    target = tmp_path / "t.safetensors"
+    sf.save_file({"old": np.zeros(3)}, target)
+    child = subprocess.Popen([sys.executable, "-c", WRITER_STOPPED_IN_SAVE, str(target)],
+                             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"writing\n"
+        (its_temp_file,) = temp_files(tmp_path)
+        assert its_temp_file.startswith(f"t.safetensors.tmp-{child.pid}-")
+        sf.save_file({"meanwhile": np.ones(2)}, target)  # a live writer's file stays
+        assert temp_files(tmp_path) == [its_temp_file]
+        child.kill()  # SIGKILL: no cleanup runs in the child
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()
+        child.stdout.close()
+    assert temp_files(tmp_path) == [its_temp_file]  # left behind by the killed writer
+    sf.save_file({"new": np.arange(4.0)}, target)
+    assert os.listdir(tmp_path) == ["t.safetensors"]
+    assert list(sf.load_file(target)) == ["new"]
+
+
+# ----------------------------------------------------------------------------------------------
+# What path may be: a new name or a regular file (through symbolic links), nothing else
+
+
+def make_node(kind, path):
+    """Make a FIFO, a character device (a copy of /dev/null: major 1, minor 3), a socket or a
+    folder at ``path``; skip the test where this system does not allow it."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "char-device":
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except (PermissionError, AttributeError):
+            pytest.skip("making a device node needs root (CAP_MKNOD)")
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.bind(str(path))
+        except OSError:  # a path longer than a socket address allows (about 100 bytes)
+            pytest.skip("the temporary folder's path is too long for a socket")
+        finally:
+            sock.close()
+    else:
+        os.mkdir(path)
+
+
+NODE_KINDS = {"fifo": (stat.S_ISFIFO, "FIFO"), "char-device": (stat.S_ISCHR, "character device"),
+              "socket": (stat.S_ISSOCK, "socket"), "folder": (stat.S_ISDIR, "folder")}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only (FIFOs, devices, sockets)")
+@pytest.mark.parametrize("via_link", [False, True], ids=["direct", "via-symlink"])
+@pytest.mark.parametrize("kind", list(NODE_KINDS))
+def test_a_fifo_device_socket_or_folder_is_refused_and_left_as_it_was(tmp_path, kind, via_link):
+    """os.replace would put a regular file in place of any of them (as root, in place of
+    /dev/null). Refused with TargetError naming the path and what it is, by check_writable
+    and by save_file alike; the node is still what it was, and nothing else is written."""
+    is_kind, word = NODE_KINDS[kind]
+    node = tmp_path / "out.safetensors"
+    make_node(kind, node)
+    before = os.lstat(node)
+    path = node
+    if via_link:
+        path = tmp_path / "link.safetensors"
+        os.symlink(node.name, path)
+    for attempt in (sf.check_writable, lambda p: sf.save_file({"a": np.zeros(2)}, p)):
+        with pytest.raises(sf.TargetError) as info:
+            attempt(path)
+        message = str(info.value)
+        assert repr(str(path)) in message and word in message, message
+        assert "\n" not in message
+        after = os.lstat(node)
+        assert is_kind(after.st_mode)
+        assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+    assert temp_files(tmp_path) == []
+    if via_link:
+        assert os.readlink(path) == node.name
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_a_chain_of_symlinks_is_followed_and_stays_a_chain(tmp_path, monkeypatch):
+    """link2 -> link1 -> real/model.safetensors: the file at the end of the chain is replaced,
+    through a temporary file in its own folder, and both links are still links to the same
+    names."""
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "model.safetensors"
+    sf.save_file({"old": np.zeros(3)}, real)
+    os.symlink(os.path.join("real", "model.safetensors"), tmp_path / "link1")
+    os.symlink("link1", tmp_path / "link2")
+    renames = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        renames.append((os.path.dirname(src), dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert sf.check_writable(tmp_path / "link2") == os.path.realpath(real)
+    sf.save_file({"new": np.arange(3.0)}, tmp_path / "link2")
+    assert renames == [(os.path.realpath(tmp_path / "real"), os.path.realpath(real))]
+    assert os.readlink(tmp_path / "link2") == "link1"
+    assert os.readlink(tmp_path / "link1") == os.path.join("real", "model.safetensors")
+    assert list(sf.load_file(real)) == ["new"]
+    assert sorted(os.listdir(tmp_path)) == ["link1", "link2", "real"]
+    assert os.listdir(tmp_path / "real") == ["model.safetensors"]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_a_dangling_symlink_creates_the_file_it_names(tmp_path):
+    os.symlink("new.safetensors", tmp_path / "link")
+    assert sf.check_writable(tmp_path / "link") == os.path.realpath(tmp_path / "new.safetensors")
+    assert sorted(os.listdir(tmp_path)) == ["link"]  # the check wrote nothing
+    sf.save_file({"x": np.arange(4, dtype=np.int8)}, tmp_path / "link")
+    assert os.readlink(tmp_path / "link") == "new.safetensors"
+    assert list(sf.load_file(tmp_path / "new.safetensors")) == ["x"]
+    assert sorted(os.listdir(tmp_path)) == ["link", "new.safetensors"]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_a_loop_of_symlinks_and_a_link_into_a_missing_folder_are_refused(tmp_path):
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    os.symlink(os.path.join("nowhere", "x.safetensors"), tmp_path / "lost")
+    with pytest.raises(sf.TargetError, match="loop of symbolic links"):
+        sf.save_file({"x": np.zeros(1)}, tmp_path / "a")
+    with pytest.raises(FileNotFoundError) as info:
+        sf.save_file({"x": np.zeros(1)}, tmp_path / "lost")
+    assert repr(str(tmp_path / "lost")) in str(info.value)
+    assert "nowhere" in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "lost"]
+
+
+def test_a_path_that_names_a_folder_by_its_trailing_separator_is_refused(tmp_path):
+    path = str(tmp_path / "new") + os.sep
+    for attempt in (sf.check_writable, lambda p: sf.save_file({"a": np.zeros(2)}, p)):
+        with pytest.raises(sf.TargetError, match="names a folder"):
+            attempt(path)
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# check_writable: every check of save_file, without writing
+
+
+def test_check_writable_returns_the_target_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sf.check_writable("new.safetensors") == os.path.realpath("new.safetensors")
+    assert os.listdir(tmp_path) == []
+    sf.save_file({"a": np.arange(3.0)}, "old.safetensors")
+    before = (tmp_path / "old.safetensors").read_bytes()
+    assert sf.check_writable(pathlib.Path("old.safetensors")) == os.path.realpath(
+        "old.safetensors")
+    assert (tmp_path / "old.safetensors").read_bytes() == before
+    assert os.listdir(tmp_path) == ["old.safetensors"]
+
+
+@pytest.mark.parametrize("make_parent", ["missing", "a-file"])
+def test_a_folder_that_does_not_exist_or_is_a_file_is_reported_by_name(tmp_path, make_parent):
+    """FileNotFoundError / NotADirectoryError (OSError classes, errno kept) whose text is one
+    line naming the path and the folder, no "[Errno 2]", no temporary file name."""
+    parent = tmp_path / "runs"
+    if make_parent == "a-file":
+        parent.write_bytes(b"not a folder")
+    path = parent / "model.safetensors"
+    expected = FileNotFoundError if make_parent == "missing" else NotADirectoryError
+    for attempt in (sf.check_writable, lambda p: sf.save_file({"a": np.zeros(2)}, p)):
+        with pytest.raises(expected) as info:
+            attempt(path)
+        message = str(info.value)
+        assert message.startswith(f"cannot write {str(path)!r}: "), message
+        assert str(parent) in message and "\n" not in message and ".tmp-" not in message
+        assert info.value.errno == (errno.ENOENT if make_parent == "missing" else errno.ENOTDIR)
+    assert sorted(os.listdir(tmp_path)) == ([] if make_parent == "missing" else ["runs"])
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into a read-only folder anyway")
+def test_check_writable_refuses_a_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as info:
+            sf.check_writable(folder / "model.safetensors")
+        message = str(info.value)
+        assert repr(str(folder / "model.safetensors")) in message and str(folder) in message
+        assert os.listdir(folder) == []
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("number", [errno.EROFS, errno.ENOSPC, errno.EACCES],
+                         ids=["read-only", "disk-full", "permission"])
+def test_a_folder_that_refuses_new_files_is_reported_before_anything_is_written(
+        tmp_path, monkeypatch, number):
+    """The OS's refusal to create the temporary (or test) file, simulated, as a read-only mount
+    refuses even root: an OSError with that errno, whose text names the path, the folder and
+    the reason on one line; the old file is untouched."""
+    path = tmp_path / "model.safetensors"
+    sf.save_file({"old": np.zeros(2)}, path)
+    old = path.read_bytes()
+    real_open = os.open
+
+    def refusing_open(name, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise OSError(number, os.strerror(number), name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    for attempt in (sf.check_writable, lambda p: sf.save_file({"new": np.ones(2)}, p)):
+        with pytest.raises(OSError) as info:
+            attempt(path)
+        message = str(info.value)
+        assert info.value.errno == number
+        assert message.startswith(f"cannot write {str(path)!r}: "), message
+        assert str(tmp_path) in message and os.strerror(number) in message
+        assert "\n" not in message and "[Errno" not in message
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_a_name_longer_than_the_file_system_allows_is_refused_before_writing(tmp_path):
+    """A 256-byte name could be written to its (shortened) temporary file and then fail at the
+    rename, after all the work: it is refused first."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    path = tmp_path / ("n" * (limit + 1))
+    for attempt in (sf.check_writable, lambda p: sf.save_file({"a": np.zeros(2)}, p)):
+        with pytest.raises(sf.TargetError, match=f"{limit + 1} bytes, more than the {limit}"):
+            attempt(path)
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------
 # The reader rejects malformed files: one test per problem
 
 
@@ -616,6 +1043,133 @@ def test_rejects_a_file_that_shrinks_after_it_was_measured(write, monkeypatch):
     assert_rejected(path, "file ended after 2 of the 12 bytes of the header")
 
 
+def test_header_structural_characters_are_counted_before_parsing_against_the_limit(
+        write, monkeypatch):
+    """The count of [ { , : in the header bytes, strings included, is held against
+    MAX_HEADER_VALUES before json.loads runs: at the limit the file loads, one above it the
+    file is refused without json.loads being called."""
+    header = {"__metadata__": {"note": "a,b:c[d{e"}, **VALID_HEADER}
+    path = write(file_bytes(header, VALID_DATA))
+    header_bytes = naive_parse(path.read_bytes())[2]
+    count = sum(header_bytes.count(c) for c in (b"[", b"{", b",", b":"))
+    assert count > 20  # 4 of them inside the metadata string
+    monkeypatch.setattr(sf, "MAX_HEADER_VALUES", count)
+    assert list(sf.load_file(path)) == ["a", "b"]
+    monkeypatch.setattr(sf, "MAX_HEADER_VALUES", count - 1)
+
+    def loads(*args, **kwargs):
+        raise AssertionError("json.loads was called on a header over the limit")
+
+    monkeypatch.setattr(json, "loads", loads)
+    assert_rejected(path, f"{count} JSON structural characters",
+                    f"MAX_HEADER_VALUES = {count - 1}")
+
+
+# Loads a file in a process whose address space may grow only so far past what it uses after
+# importing the module (measured there: Python, NumPy and its BLAS threads take a size that
+# depends on the machine's cores), and prints the class of the error raised.
+LOAD_WITH_MEMORY_BOUND = """
+import resource, sys
+from minillm import safetensors
+
+with open("/proc/self/status") as f:
+    in_use = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+_, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (in_use + int(sys.argv[2]), hard))
+try:
+    safetensors.load_file(sys.argv[1])
+except BaseException as e:
+    print(type(e).__name__)
+else:
+    print("loaded")
+"""
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and os.path.exists("/proc/self/status")),
+                    reason="needs Linux's /proc/self/status and RLIMIT_AS")
+@pytest.mark.parametrize("prefix, suffix", [(b"", b""), (b'{"t":', b"}")],
+                         ids=["top-level", "tensor-entry"])
+def test_a_header_of_100_mb_of_empty_lists_is_refused_within_600_mib(tmp_path, prefix, suffix):
+    """[[],[],...] filling a header of MAX_HEADER_BYTES: parsing it would build 33 million lists
+    (about 2.6 GB). Given 600 MiB of address space beyond what it needs after its imports, the
+    reader must refuse it with SafetensorsError (reading the header takes 100 MB of that), not
+    run out of memory."""
+    size = MAX_HEADER_BYTES - MAX_HEADER_BYTES % 8
+    count = (size - len(prefix) - len(suffix) - len(b"[[]]")) // len(b"[],")
+    header_length = len(prefix) + len(b"[") + 3 * count + len(b"[]]") + len(suffix)
+    padding = -header_length % 8
+    path = tmp_path / "lists.safetensors"
+    try:
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", header_length + padding))
+            f.write(prefix + b"[")
+            f.write(b"[]," * count)
+            f.write(b"[]]" + suffix + b" " * padding)
+        assert header_length + padding <= MAX_HEADER_BYTES
+        assert header_length + padding > MAX_HEADER_BYTES - 16  # the whole budget is used
+        run = subprocess.run([sys.executable, "-c", LOAD_WITH_MEMORY_BOUND, str(path),
+                              str(600 * 1024 * 1024)],
+                             cwd=REPO, capture_output=True, text=True)
+    finally:
+        path.unlink()  # 100 MB: not left for pytest to keep
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["SafetensorsError"]
+
+
+def test_the_writer_refuses_a_header_that_readers_would_refuse(tmp_path, monkeypatch):
+    """The writer holds its header to the reader's limits (MAX_HEADER_BYTES, MAX_HEADER_VALUES),
+    so it never writes a file that load_file refuses: exactly at each limit it writes, one
+    below it raises ValueError and writes nothing."""
+    tensors, metadata = {"a": np.zeros((2, 3))}, {"vocabulary": json.dumps(["x"] * 50)}
+    probe = tmp_path / "probe.safetensors"
+    sf.save_file(tensors, probe, metadata=metadata)
+    header_bytes = naive_parse(probe.read_bytes())[2]
+    count = sum(header_bytes.count(c) for c in (b"[", b"{", b",", b":"))
+    probe.unlink()
+    path = tmp_path / "t.safetensors"
+    for name, limit in [("MAX_HEADER_BYTES", len(header_bytes)), ("MAX_HEADER_VALUES", count)]:
+        monkeypatch.setattr(sf, name, limit)
+        sf.save_file(tensors, path, metadata=metadata)
+        assert sf.load_file_with_metadata(path)[1] == metadata
+        path.unlink()
+        monkeypatch.setattr(sf, name, limit - 1)
+        with pytest.raises(ValueError, match=f"{name} = {limit - 1}"):
+            sf.save_file(tensors, path, metadata=metadata)
+        assert os.listdir(tmp_path) == []
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("code, shape", [
+    ("F32", [0, 2 ** 70]),
+    ("U8", [0, 2 ** 62, 2 ** 62]),
+    ("U8", [0, NUMPY_MAX_BYTES + 1]),
+    ("U16", [NUMPY_MAX_BYTES // 2 + 1, 0]),  # 2 bytes each: one element past the limit
+    ("BF16", [0, NUMPY_MAX_BYTES // 4 + 1]),  # 2 bytes in the file, 4 as float32
+], ids=["2^70", "2^62x2^62", "max+1-bytes", "u16-max+1", "bf16-as-float32"])
+def test_rejects_an_empty_tensor_that_numpy_could_not_make(write, code, shape):
+    """A zero-size tensor with huge dimensions: the byte count (0) is right, but NumPy refuses
+    the array. The reader says so, naming the file, the tensor and the shape."""
+    assert not numpy_can_make(shape, code)  # NumPy itself is the oracle
+    header = {**VALID_HEADER, "z": {"dtype": code, "shape": shape, "data_offsets": [11, 11]}}
+    message = assert_rejected(write(file_bytes(header, VALID_DATA)), "too large for a NumPy "
+                              "array", tensor="z")
+    assert str(shape[0]) in message and str(shape[1]) in message
+
+
+@pytest.mark.parametrize("code, shape", [
+    ("U8", [0, NUMPY_MAX_BYTES]),
+    ("U16", [NUMPY_MAX_BYTES // 2, 0]),
+    ("BF16", [0, NUMPY_MAX_BYTES // 4]),
+    ("F64", [0, 3, NUMPY_MAX_BYTES // 24]),
+], ids=["u8-max", "u16-max", "bf16-max", "f64-max"])
+def test_accepts_an_empty_tensor_at_numpy_s_limit(write, code, shape):
+    assert numpy_can_make(shape, code)
+    header = {**VALID_HEADER, "z": {"dtype": code, "shape": shape, "data_offsets": [11, 11]}}
+    z = sf.load_file(write(file_bytes(header, VALID_DATA)))["z"]
+    assert z.shape == tuple(shape) and z.size == 0
+    assert z.dtype == (np.float32 if code == "BF16" else sf.DTYPES[code])
+
+
 # ----------------------------------------------------------------------------------------------
 # Fuzzing: whatever the bytes, SafetensorsError or a correct load
 
@@ -710,6 +1264,8 @@ def validity_oracle(blob):
                             parse_constant=no_constants)
     except (ValueError, RecursionError, RepeatedKey):
         return False
+    if sum(blob[8:8 + n].count(c) for c in (b"[", b"{", b",", b":")) > MAX_HEADER_VALUES:
+        return False
     if not isinstance(header, dict):
         return False
     metadata = header.pop("__metadata__", None)
@@ -737,6 +1293,8 @@ def validity_oracle(blob):
             return False
         if end - begin != math.prod(shape) * ITEMSIZE[dtype]:
             return False
+        if not numpy_can_make(shape, dtype):
+            return False
         if dtype == "BOOL" and any(b > 1 for b in data[begin:end]):
             return False
         spans.append((begin, end))
@@ -746,6 +1304,19 @@ def validity_oracle(blob):
             return False
         position = end
     return position == len(data)
+
+
+def numpy_can_make(shape, code):
+    """Whether NumPy itself makes an array of this shape in the dtype load_file returns for
+    ``code`` (float32 for BF16). Asked directly, with np.empty; cheap when the shape's byte count
+    is known to match the file (without a 0 in it, the array is no larger than the file; with
+    one, np.empty allocates nothing, whatever the other dimensions)."""
+    dtype = np.float32 if code == "BF16" else sf.DTYPES[code]
+    try:
+        np.empty(shape, dtype)
+    except ValueError:  # "array is too big" / "Maximum allowed dimension exceeded"
+        return False
+    return True
 
 
 def data_start(blob):
@@ -852,5 +1423,17 @@ def test_fuzz_plausible_layouts_agree_with_the_oracle(scratch, blob):
 def test_fuzz_random_bytes(scratch, blob):
     """Random files, and random headers behind a correct length: never anything but a
     SafetensorsError or a correct load."""
+    tensors = load_or_reject(scratch, blob)
+    assert (tensors is not None) == validity_oracle(blob)
+
+
+@given(code=st.sampled_from(list(ITEMSIZE)),
+       shape=st.lists(st.integers(0, 2 ** 70) | st.sampled_from([0, 2 ** 31, 2 ** 62, 2 ** 63]),
+                      min_size=1, max_size=4).filter(lambda s: 0 in s))
+def test_fuzz_empty_tensors_with_huge_dimensions_agree_with_numpy(scratch, code, shape):
+    """A zero-size tensor of any dimensions: loaded exactly when NumPy can make the array
+    (validity_oracle asks NumPy), otherwise a SafetensorsError, never another exception."""
+    header = {**VALID_HEADER, "z": {"dtype": code, "shape": shape, "data_offsets": [11, 11]}}
+    blob = file_bytes(header, VALID_DATA)
     tensors = load_or_reject(scratch, blob)
     assert (tensors is not None) == validity_oracle(blob)
