@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 DEFAULT_CHECKPOINT = os.path.join("runs", "gpt.safetensors")
@@ -38,14 +39,21 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _integer_at_least(low, name):
+    """An argparse type: an integer >= low, refused in the words of ``name``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}")
+        return value
+    return parse
+
+
+_positive_int = _integer_at_least(1, "a positive integer")
+_non_negative_int = _integer_at_least(0, "an integer >= 0")
 
 
 def _non_negative_float(text):
@@ -86,16 +94,18 @@ def build_parser():
         "per line). Progress lines show the loss in nats per token (and, for clm on the "
         "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
     )
-    t.add_argument("--objective", choices=OBJECTIVES, default="clm",
+    # The settings a checkpoint stores have no argparse default (None): --resume must tell an
+    # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
+    t.add_argument("--objective", choices=OBJECTIVES,
                    help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder) "
                    "(default clm)")
-    t.add_argument("--masking", choices=("dynamic", "static"), default="dynamic",
+    t.add_argument("--masking", choices=("dynamic", "static"),
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
-    t.add_argument("--nsp", action="store_true",
+    t.add_argument("--nsp", action="store_true", default=None,
                    help="mlm: also train next-sentence prediction, on two-sentence documents "
                    "of the grammar ([CLS] A [SEP] B [SEP], B random half of the time)")
-    t.add_argument("--pool", type=int, default=0, metavar="N",
+    t.add_argument("--pool", type=_non_negative_int, metavar="N",
                    help="grammar data: train on a fixed pool of N sentences instead of fresh "
                    "ones every step (default 0: fresh)")
     t.add_argument("--data", metavar="FILE",
@@ -108,21 +118,22 @@ def build_parser():
     t.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is at --out, with the settings "
                    "stored in it (give --data again if it trained on a file)")
-    t.add_argument("--steps", type=_positive_int, default=300, help="optimizer steps (default 300)")
-    t.add_argument("--batch-size", type=_positive_int, default=32,
+    t.add_argument("--steps", type=_positive_int, help="optimizer steps (default 300)")
+    t.add_argument("--batch-size", type=_positive_int,
                    help="sequences per step (default 32)")
-    t.add_argument("--lr", type=_non_negative_float, default=3e-3,
+    t.add_argument("--lr", type=_non_negative_float,
                    help="peak learning rate after warm-up (default 3e-3)")
-    t.add_argument("--seed", type=int, default=0, help="seed for parameters and data (default 0)")
-    t.add_argument("--n-layer", type=_positive_int, default=2, help="blocks (default 2)")
-    t.add_argument("--n-embd", type=_positive_int, default=64, help="model width C (default 64)")
-    t.add_argument("--n-head", type=_positive_int, default=4,
+    t.add_argument("--seed", type=_non_negative_int,
+                   help="seed for parameters and data, an integer >= 0 (default 0)")
+    t.add_argument("--n-layer", type=_positive_int, help="blocks (default 2)")
+    t.add_argument("--n-embd", type=_positive_int, help="model width C (default 64)")
+    t.add_argument("--n-head", type=_positive_int,
                    help="attention heads; must divide --n-embd (default 4)")
-    t.add_argument("--n-ctx", type=_positive_int, default=32,
+    t.add_argument("--n-ctx", type=_positive_int,
                    help="longest sequence in tokens, special tokens included (default 32)")
-    t.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+    t.add_argument("--dtype", choices=("float32", "float64"),
                    help="parameter dtype (default float32)")
-    t.add_argument("--log-every", type=_positive_int, default=25,
+    t.add_argument("--log-every", type=_positive_int,
                    help="steps between progress lines (default 25)")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100,
                    help="steps between checkpoints (default 100; always at the end)")
@@ -145,7 +156,8 @@ def build_parser():
     g.add_argument("--top-p", type=_non_negative_float, default=None,
                    help="sample only from the smallest set of tokens with this much mass, in (0, 1]")
     g.add_argument("--samples", type=_positive_int, default=1, help="how many continuations (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
+    g.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seed for sampling, an integer >= 0 (default 0)")
 
     sc = sub.add_parser(
         "score", help="the chain rule on one text: each log P(w_t | w_<t), their sum, the loss",
@@ -213,16 +225,17 @@ def build_parser():
 
 
 def _read_checkpoint(path, flag):
-    """load_checkpoint, with a file that is not a checkpoint named by the option that gave it
-    (the reason follows: a safetensors file whose header is malformed, or no minillm settings)."""
-    from .safetensors import SafetensorsError
-    from .train import load_checkpoint
+    """load_checkpoint, with a file that is not a valid checkpoint named by the option that
+    gave it, and the reason: a malformed safetensors file, or the field at fault."""
+    from .checkpoint import load_checkpoint
 
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path!r} is a directory, not a checkpoint file")
     try:
         return load_checkpoint(path)
-    except (SafetensorsError, ValueError, KeyError) as err:
+    except ValueError as err:  # SafetensorsError and CheckpointError are ValueErrors
         reason = str(err).removeprefix(f"{path}: ")
-        raise UserError(f"{flag} {path!r} is not a minillm checkpoint ({reason})") from None
+        raise UserError(f"{flag} {path!r} is not a valid minillm checkpoint: {reason}") from None
 
 
 def _load(path, model="gpt"):
@@ -322,6 +335,13 @@ def cmd_seq2seq(args):
     if len(ids) > model_cfg.n_ctx:
         raise UserError(f"text of {len(ids)} tokens (with [EOS]) is longer than the model's "
                         f"n_ctx={model_cfg.n_ctx}")
+    from .memory import analytic_cache_bytes_per_token, check_fits
+
+    # Each live beam keeps a decoder cache over up to n_ctx tokens and rows of V scores.
+    per_beam = (model_cfg.n_ctx * analytic_cache_bytes_per_token("bart", model_cfg,
+                                                                 model_cfg.n_ctx, 8)
+                + 3 * 8 * model_cfg.vocab_size)
+    check_fits(args.beam * per_beam, f"--beam {args.beam}")
     out, score = seq2seq_beam_search(state["params"], model_cfg, ids, beam_width=args.beam,
                                      length_penalty=args.length_penalty)
     print(tokenizer.decode(out, skip_special=True))
@@ -361,7 +381,8 @@ def cmd_import(args):
     from . import hf
     from .optim import adamw_init
     from .tokenizer import Tokenizer
-    from .train import TrainConfig, save_checkpoint
+    from .checkpoint import save_checkpoint
+    from .train import TrainConfig
 
     vocab = os.path.join(args.folder, VOCAB_FILE)
     if not os.path.exists(os.path.join(args.folder, "config.json")):
@@ -388,14 +409,14 @@ def _check_train_options(args):
     and make_data refuse the same, in their own argument names)."""
     from .train import TASK_OBJECTIVES
 
-    if args.data and args.objective in TASK_OBJECTIVES:
+    if args.data is not None and args.objective in TASK_OBJECTIVES:
         raise UserError(f"--objective {args.objective} trains on the grammar's text-to-text "
                         f"tasks (总结/翻译/问), which a text file does not have; drop --data "
                         f"{args.data!r} or use --objective t5 or bart")
     if args.nsp:
         if args.objective != "mlm":
             raise UserError(f"--nsp needs --objective mlm, got --objective {args.objective}")
-        if args.data:
+        if args.data is not None:
             raise UserError(f"--nsp trains on the grammar's two-sentence documents; it cannot "
                             f"read --data {args.data!r}")
         if args.masking != "dynamic" or args.pool:
@@ -408,58 +429,112 @@ def _check_train_options(args):
         raise UserError(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
 
 
-# train's options that a checkpoint stores, and where: --resume keeps the stored values.
+# train's options that a checkpoint stores, where, and their defaults for a fresh run. --resume
+# keeps the stored values and refuses any of these options given with another value.
 STORED_SETTINGS = {
-    "objective": "train", "steps": "train", "batch_size": "train", "lr": "train",
-    "seed": "train", "dtype": "train", "log_every": "train", "masking": "train",
-    "pool": "train", "nsp": "train",
-    "n_layer": "model", "n_embd": "model", "n_head": "model", "n_ctx": "model",
+    "objective": ("train", "clm"), "steps": ("train", 300), "batch_size": ("train", 32),
+    "lr": ("train", 3e-3), "seed": ("train", 0), "dtype": ("train", "float32"),
+    "log_every": ("train", 25), "masking": ("train", "dynamic"), "pool": ("train", 0),
+    "nsp": ("train", False),
+    "n_layer": ("model", 2), "n_embd": ("model", 64), "n_head": ("model", 4),
+    "n_ctx": ("model", 32),
 }
 
 
-def _check_resume_options(args, out, model_cfg, train_cfg, tokenizer):
+def _given_settings(args):
+    """The stored settings the user gave on the command line (argparse leaves the others None)."""
+    return {name for name in STORED_SETTINGS if getattr(args, name) is not None}
+
+
+def _fill_defaults(args):
+    for name, (_, default) in STORED_SETTINGS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+
+
+def _check_resume_options(args, given, out, model_cfg, train_cfg, state):
     """--resume continues a run with the settings stored in its checkpoint: an option given
-    with another value is an error (it would be silently ignored), and the data must be the
-    data the run started on."""
-    defaults = build_parser().parse_args(["train"])
-    for name, where in STORED_SETTINGS.items():
-        given = getattr(args, name)
+    with another value is an error, whether or not that value is the default (it would be
+    silently ignored), and the data must be the data the run started on, byte for byte."""
+    for name in sorted(given, key=list(STORED_SETTINGS).index):
+        where = STORED_SETTINGS[name][0]
         stored = getattr(train_cfg if where == "train" else model_cfg, name)
-        if given != getattr(defaults, name) and given != stored:
+        if getattr(args, name) != stored:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"--resume continues {out} with its stored settings ({flag} "
-                            f"{stored}); {flag} {given} cannot change them: train afresh "
-                            "with another --out instead")
-    from .grammar import default_grammar
-
-    on_grammar = tokenizer.vocab == default_grammar().tokenizer().vocab
-    if on_grammar and args.data:
+                            f"{stored}); {flag} {getattr(args, name)} cannot change them: "
+                            "train afresh with another --out instead")
+    data = state["data"]
+    if data is None and args.data is not None:
         raise UserError(f"--resume: {out} was trained on the built-in grammar, not on --data "
                         f"{args.data!r}")
-    if not on_grammar and not args.data:
-        raise UserError(f"--resume: {out} was trained on a text file (its vocabulary is not "
-                        "the grammar's): give the same --data FILE again")
+    if data is not None and args.data is None:
+        raise UserError(f"--resume: {out} was trained on the text file {data['path']!r}: give "
+                        f"it again with --data")
+    if data is not None:
+        from .checkpoint import file_sha256
+
+        if file_sha256(args.data) != data["sha256"]:
+            raise UserError(f"--resume: --data {args.data!r} is not the file {out} was trained "
+                            f"on (its SHA-256 differs from the stored {data['sha256'][:12]}...): "
+                            "give the same file, unchanged")
 
 
-def cmd_train(args):
+def _check_memory(model_cfg, train_cfg, objective, where):
+    """Refuse, before anything is allocated, a run that could not fit in memory; ``where`` says
+    whether the sizes come from the command line or from a checkpoint."""
+    from .memory import POOL_BYTES_PER_SENTENCE, check_fits, training_step_bytes
+
+    itemsize = 8 if train_cfg.dtype == "float64" else 4
+    need = training_step_bytes(objective.MODEL, model_cfg, train_cfg.batch_size, itemsize)
+    if where == "options":
+        what = (f"training with --batch-size {train_cfg.batch_size}, --n-ctx {model_cfg.n_ctx}, "
+                f"--n-embd {model_cfg.n_embd} and --n-layer {model_cfg.n_layer}")
+    else:
+        what = (f"{where}: training with its batch_size {train_cfg.batch_size}, n_ctx "
+                f"{model_cfg.n_ctx}, n_embd {model_cfg.n_embd} and n_layer {model_cfg.n_layer}")
+    check_fits(need, what)
+    if train_cfg.pool:
+        check_fits(train_cfg.pool * POOL_BYTES_PER_SENTENCE,
+                   f"--pool {train_cfg.pool}" if where == "options" else f"{where}: its pool "
+                   f"of {train_cfg.pool} sentences")
+
+
+def _resume_command(out, data):
+    import shlex
+
+    command = f"python -m minillm train --resume --out {shlex.quote(out)}"
+    return command + (f" --data {shlex.quote(data)}" if data is not None else "")
+
+
+def cmd_train(args, threads=None):
+    from . import safetensors
     from .models import MODELS
     from .objectives import get_objective
     from .tokenizer import Tokenizer
-    from .train import TASK_OBJECTIVES, TrainConfig, make_data, train
+    from .train import TASK_OBJECTIVES, TrainConfig, TrainingInterrupted, make_data, train
 
+    given = _given_settings(args)
+    _fill_defaults(args)
+    for flag, value in (("--out", args.out), ("--data", args.data)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} is empty: name a file")
     objective = get_objective(args.objective)
     out = args.out or DEFAULT_OUT[objective.MODEL]
-    documents = None
-    if args.data:
+    documents = source = None
+    if args.data is not None:
+        from .checkpoint import file_sha256
         from .corpus import read_text_corpus
 
         documents = read_text_corpus(args.data)
+        source = {"path": args.data, "sha256": file_sha256(args.data)}
     if args.resume:
         if not os.path.exists(out):
             raise UserError(f"--resume: no checkpoint at --out {out!r}")
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
-        _check_resume_options(args, out, model_cfg, train_cfg, tokenizer)
+        _check_resume_options(args, given, out, model_cfg, train_cfg, state)
         objective = get_objective(train_cfg.objective)
+        _check_memory(model_cfg, train_cfg, objective, f"--out {out!r}")
         print(f"resuming from {out} at step {state['step']} of {train_cfg.steps}", flush=True)
     else:
         _check_train_options(args)
@@ -478,13 +553,22 @@ def cmd_train(args):
         if objective.MODEL == "seq2seq":
             shape["n_dec_layer"] = args.n_layer  # as many decoder blocks as encoder blocks
         model_cfg = MODELS[objective.MODEL][0](**shape)
+        _check_memory(model_cfg, train_cfg, objective, "options")
         state = None
-    data = make_data(train_cfg, model_cfg, tokenizer, documents, name=args.data)
+    # Everything about --out is checked now, not after the training: the folder exists (or is
+    # made) and takes a new file, and --out is a file or a new name (a symlink is followed).
     folder = os.path.dirname(out)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    state = train(model_cfg, train_cfg, data, tokenizer, state=state, checkpoint=out,
-                  checkpoint_every=args.checkpoint_every, log=lambda s: print(s, flush=True))
+    safetensors.check_writable(out)
+    data = make_data(train_cfg, model_cfg, tokenizer, documents, name=args.data, source=source)
+    try:
+        state = train(model_cfg, train_cfg, data, tokenizer, state=state, checkpoint=out,
+                      checkpoint_every=args.checkpoint_every, log=lambda s: print(s, flush=True),
+                      threads=threads)
+    except TrainingInterrupted as err:  # main() prints how to resume: the command, pasteable
+        err.resume = _resume_command(out, source["path"] if source else None)
+        raise
     print(f"checkpoint written to {out}")
     if train_cfg.nsp:
         import numpy as np
@@ -530,9 +614,19 @@ def cmd_generate(args):
 
 
 def main(argv=None):
+    """Run one command; -> the exit status (0 done, 1 training stopped on a NaN, 2 a user
+    error, 130 interrupted by Ctrl-C)."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("minillm: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv):
     from .train import NonFiniteError, TrainingInterrupted
 
-    argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         from .bench import main as bench_main
 
@@ -543,20 +637,18 @@ def main(argv=None):
         if extra:  # named here, so that the hint names the command's own --help
             where = f"minillm {args.command}" if args.command else "minillm"
             raise UserError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
+        from . import blas
+
         if args.command in (None, "demo"):
             from .demo import run_demo
 
-            run_demo()
+            run_demo(threads=blas.adaptive_threads)
         elif args.command == "train":
-            cmd_train(args)
-        elif args.command == "generate":
-            cmd_generate(args)
-        elif args.command == "score":
-            cmd_score(args)
-        elif args.command == "fill":
-            cmd_fill(args)
-        elif args.command == "seq2seq":
-            cmd_seq2seq(args)
+            cmd_train(args, threads=blas.adaptive_threads())
+        elif args.command in ("generate", "score", "fill", "seq2seq"):
+            blas.use_one_thread()  # one input at a time: a second thread would not pay
+            {"generate": cmd_generate, "score": cmd_score, "fill": cmd_fill,
+             "seq2seq": cmd_seq2seq}[args.command](args)
         elif args.command == "export":
             cmd_export(args)
         elif args.command == "import":
@@ -564,8 +656,9 @@ def main(argv=None):
     except TrainingInterrupted as err:
         print(f"minillm: {err}", file=sys.stderr)
         if err.checkpoint:
-            print(f"minillm: resume with: python -m minillm train --resume --out {err.checkpoint}",
-                  file=sys.stderr)
+            resume = getattr(err, "resume", None) or \
+                f"python -m minillm train --resume --out {err.checkpoint}"
+            print(f"minillm: resume with: {resume}", file=sys.stderr)
         return 130
     except NonFiniteError as err:
         print(f"minillm: error: {err}", file=sys.stderr)
@@ -578,11 +671,23 @@ def main(argv=None):
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("minillm: interrupted", file=sys.stderr)
-        return 130
     return 0
 
 
-if __name__ == "__main__":
+def _interrupt_once(signum, frame):
+    """The first Ctrl-C raises KeyboardInterrupt (main turns it into status 130); any later one
+    is ignored, so that a second Ctrl-C cannot cut the exit short with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def cli():
+    """The entry point of ``python -m minillm`` and of the ``minillm`` script. Ctrl-C is handled
+    by _interrupt_once from here on, before the first heavy import (NumPy), so that even a
+    Ctrl-C during start-up ends with one line and status 130."""
+    signal.signal(signal.SIGINT, _interrupt_once)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

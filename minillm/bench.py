@@ -90,6 +90,8 @@ import numpy as np
 
 from . import layers, models, optim, transformer
 from .allocator import keep_freed_memory
+from .blas import blas_info, set_blas_threads
+from .memory import analytic_cache_bytes_per_token
 
 # ----------------------------------------------------------------------------------------------
 # The shapes: the three configs of the PyTorch reference (shared/bench/README.md)
@@ -441,109 +443,10 @@ def cache_bytes(cache, params):
     return total
 
 
-def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
-    """What a backward pass needs to keep, in bytes per token (of the B·T predicted tokens).
-
-    Per block, per token, in floats: each linear layer's input, each layer norm's normalised
-    input and 1/std, attention's q, k, v and its weights a (H·S per query, stored in full even
-    where causal), GELU's input and its Φ(x) (kept so that the backward pass need not compute
-    the tanh or erf again; GELU's output is the next linear's input):
-
-        GPT, BERT block     ln (C+1) + c_attn in C + qkv 3C + a H·T + c_proj in C
-                            + ln (C+1) + c_fc in C + gelu in, Φ 2F + c_proj in F
-                          = 8C + 3F + H·T + 2
-        BART decoder block  self: c_attn in C + qkv 3C + a H·T + c_proj in C + ln (C+1)
-                            cross: c_q in C + q C + a H·S + c_proj in C + ln (C+1)
-                                   + k, v 2C per source token
-                            ffn: c_fc in C + gelu in, Φ 2F + c_proj in F + ln (C+1)
-                          = 12C + 3F + H·T + H·S + 3, + 2C per source token
-
-        GPT   L·block + ln_f (C+1) + h C + softmax V                        + ids, targets
-        BERT  L·block + ln_e (C+1) + head: dense in C + gelu in, Φ 2C + ln (C+1) + t C
-              + softmax V + pooled C per sequence                          + ids, types, targets
-        BART  encoder (per source token): L·block + ln_e (C+1) + its output C
-              decoder: L·dec block + ln_e (C+1) + y C + softmax V            + src, ids, targets
-
-    Token ids and targets are int64 (8 bytes each). The loss adds, per predicted token, its
-    log-probability (a float: the per-step terms of the chain rule) and whether it counts
-    (1 byte). BART here has S = T.
-    """
-    C, H, F, V = cfg.n_embd, cfg.n_head, cfg.ffn, cfg.vocab_size
-    block = 8 * C + 3 * F + H * T + 2
-    if model == "gpt":
-        floats = cfg.n_layer * block + (C + 1) + C + V
-        ints = 2
-    elif model == "bert":
-        floats = cfg.n_layer * block + (C + 1) + C + 2 * C + (C + 1) + C + V + C / T
-        ints = 3
-    elif model == "bart":
-        S = T
-        encoder = (cfg.n_layer * (8 * C + 3 * F + H * S + 2) + (C + 1) + C) * S / T
-        dec_block = 12 * C + 3 * F + H * T + H * S + 3 + 2 * C * S / T
-        floats = encoder + cfg.n_dec_layer * dec_block + (C + 1) + C + V
-        ints = 3
-    else:
-        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
-    return itemsize * (floats + 1) + 8 * ints + 1
-
-
 def peak_rss_mb():
     """The process's peak resident memory so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
-
-
-@functools.lru_cache(maxsize=None)
-def _openblas():
-    """(path, lib, name) for the OpenBLAS that NumPy loaded, where ``name(f)`` spells its
-    function f (``get_num_threads`` -> ``scipy_openblas_get_num_threads64_``); None where there
-    is none to be found (another BLAS, another system). Read through ctypes from the libraries
-    mapped into this process (Linux)."""
-    try:
-        import ctypes
-
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""),
-                                   ("openblas_", "64_"), ("openblas_", "")):
-                if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
-                    return path, lib, lambda f, p=prefix, s=suffix: f"{p}{f}{s}"
-    except (OSError, AttributeError, ValueError):
-        pass
-    return None
-
-
-def blas_info():
-    """What the OpenBLAS that NumPy loaded says of itself: its thread count and core type.
-    Best effort: an empty dict where there is no OpenBLAS to ask."""
-    import ctypes
-
-    found = _openblas()
-    if found is None:
-        return {}
-    path, lib, name = found
-    threads = getattr(lib, name("get_num_threads"))
-    threads.restype = ctypes.c_int
-    info = {"library": os.path.basename(path), "threads": threads()}
-    for key in ("corename", "config"):
-        fn = getattr(lib, name(f"get_{key}"), None)
-        if fn is not None:
-            fn.restype = ctypes.c_char_p
-            info[key] = fn().decode()
-    return info
-
-
-def set_blas_threads(n):
-    """Tell OpenBLAS to use ``n`` threads from its next call on (it starts more if it has
-    fewer). ValueError where NumPy's BLAS is not an OpenBLAS this can reach."""
-    found = _openblas()
-    if found is None:
-        raise ValueError("comparing thread counts in one run needs NumPy's OpenBLAS, which "
-                         "was not found; measure each count with its own --threads N")
-    _, lib, name = found
-    getattr(lib, name("set_num_threads"))(int(n))
 
 
 # ----------------------------------------------------------------------------------------------

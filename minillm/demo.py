@@ -36,7 +36,8 @@ from .generate import fill_mask_distributions, next_word_distribution
 from .grammar import default_grammar
 from .models import BertConfig, GPTConfig, Seq2SeqConfig
 from .tokenizer import CLS_ID, SEP_ID, pad
-from .train import GrammarData, TrainConfig, save_checkpoint, train
+from .checkpoint import save_checkpoint
+from .train import GrammarData, TrainConfig, train
 
 GPT_PROMPT = "今天天气很好，我们去"
 BERT_TEXT = "今天[MASK]很好"
@@ -87,7 +88,7 @@ def print_table(rows, log=print, label="next word"):
 
 
 
-def run_gpt_demo(train_cfg=None, log=print, save=False):
+def run_gpt_demo(train_cfg=None, log=print, save=False, threads=None):
     """Train the demo GPT and print the tutorial's example. Returns a dict of what it printed."""
     grammar = default_grammar()
     tokenizer = grammar.tokenizer()
@@ -95,7 +96,7 @@ def run_gpt_demo(train_cfg=None, log=print, save=False):
     train_cfg = train_cfg or TrainConfig()
     log("== 1. 语言建模: next-token prediction (GPT) ==")
     data = GrammarData(grammar, tokenizer)
-    state = train(model_cfg, train_cfg, data, tokenizer, log=log)
+    state = train(model_cfg, train_cfg, data, tokenizer, log=log, threads=threads)
     prompt_ids = tokenizer.encode(GPT_PROMPT)
     model_probs = next_word_distribution(state["params"], model_cfg, prompt_ids)
     true_probs = grammar.next_word_distribution(tokenizer.tokenize(GPT_PROMPT))
@@ -113,14 +114,15 @@ def run_gpt_demo(train_cfg=None, log=print, save=False):
     return {"rows": rows, "final_loss": final, "floor": data.floor}
 
 
-def run_bert_demo(train_cfg=None, log=print, save=False):
+def run_bert_demo(train_cfg=None, log=print, save=False, threads=None):
     """Train the demo BERT with masked language modeling and fill 今天[MASK]很好."""
     grammar = default_grammar()
     tokenizer = grammar.tokenizer()
     model_cfg = demo_bert_config(len(tokenizer))
     train_cfg = train_cfg or TrainConfig(objective="mlm")
     log("== 2. 掩码语言建模: masked language modeling (BERT) ==")
-    state = train(model_cfg, train_cfg, GrammarData(grammar, tokenizer), tokenizer, log=log)
+    state = train(model_cfg, train_cfg, GrammarData(grammar, tokenizer), tokenizer, log=log,
+                  threads=threads)
     ids = [CLS_ID, *tokenizer.encode(BERT_TEXT), SEP_ID]
     ((_, probs),) = fill_mask_distributions(state["params"], model_cfg, ids)
     true_probs = grammar.masked_word_distribution(tokenizer.tokenize(BERT_TEXT))
@@ -135,7 +137,7 @@ def run_bert_demo(train_cfg=None, log=print, save=False):
     return {"rows": rows}
 
 
-def run_seq2seq_demo(train_cfg=None, log=print, save=False):
+def run_seq2seq_demo(train_cfg=None, log=print, save=False, threads=None):
     """Train the demo encoder-decoder on the text-to-text tasks and answer the tutorial's 总结."""
     from .generate import seq2seq_greedy
     from .tokenizer import EOS_ID
@@ -147,7 +149,7 @@ def run_seq2seq_demo(train_cfg=None, log=print, save=False):
     train_cfg = train_cfg or TrainConfig(objective="tasks", log_every=50)
     log("== 3. 序列到序列: sequence to sequence (an encoder-decoder, BART's architecture) ==")
     state = train(model_cfg, train_cfg, make_data(train_cfg, model_cfg, tokenizer), tokenizer,
-                  log=log)
+                  log=log, threads=threads)
     log("")
     outputs = []
     for text in SEQ2SEQ_INPUTS:
@@ -164,7 +166,9 @@ def run_seq2seq_demo(train_cfg=None, log=print, save=False):
     return {"outputs": outputs}
 
 
-def run_demo(log=print, save=True):
-    run_gpt_demo(log=log, save=save)
-    run_bert_demo(log=log, save=save)
-    run_seq2seq_demo(log=log, save=save)
+def run_demo(log=print, save=True, threads=lambda: None):
+    """The three parts in order. ``threads`` makes each training run's BLAS thread chooser
+    (``blas.adaptive_threads``, as the command line passes), or None to leave BLAS alone."""
+    run_gpt_demo(log=log, save=save, threads=threads())
+    run_bert_demo(log=log, save=save, threads=threads())
+    run_seq2seq_demo(log=log, save=save, threads=threads())

@@ -40,8 +40,11 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
         p = np.zeros(V)
         p[int(np.argmax(z))] = 1.0
         return p
-    z = z / temperature
-    p = np.exp(z - z.max())
+    # Subtract the largest logit before dividing: every z - max is then <= 0, so a tiny
+    # temperature sends the others to -inf (probability 0) instead of making inf - inf = NaN.
+    with np.errstate(over="ignore"):
+        z = (z - z.max()) / temperature
+    p = np.exp(z)
     p /= p.sum()
     order = np.argsort(-p, kind="stable")  # most probable first; ties by token id
     keep = np.ones(V, dtype=bool)

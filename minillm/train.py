@@ -8,28 +8,28 @@ One loop serves every objective (see DESIGN in walkthrough.md):
 All randomness comes from two generators made from the seed: one draws the initial
 parameters, the other draws the training data. Same seed, same settings: same bits.
 
-A checkpoint is one safetensors file holding the parameters, the AdamW moments, and in its
-JSON metadata the configs, the tokenizer's vocabulary, the step and the data generator's state.
-It is written to a temporary file and renamed into place, so it is never half-written.
+A checkpoint (checkpoint.py) is one safetensors file holding the parameters, the AdamW
+moments, the loss history, and in its JSON metadata the configs, the tokenizer's vocabulary, the
+step and the data generator's state. It is written to a temporary file and renamed into place,
+so it is never half-written, and it never holds a NaN or an infinity: the loop checks the loss,
+the gradients and the updated parameters of every step before anything is saved.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import signal
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import safetensors
 from .allocator import keep_freed_memory
-from .models import MODELS, check_params
+from .checkpoint import save_checkpoint
+from .models import MODELS
 from .objectives import get_objective
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
-from .tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup must be a non-negative integer, got {self.warmup!r}")
+        for name in ("warmup", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         for name in ("lr", "min_lr", "weight_decay", "clip"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
@@ -110,10 +112,12 @@ class GrammarData:
 
 class TextData:
     """A user's documents (one per line). A document longer than the model's context is cut
-    into consecutive pieces that fit; each piece is trained as its own sequence."""
+    into consecutive pieces that fit; each piece is trained as its own sequence. ``source``
+    ({"path", "sha256"} of the file) goes into the checkpoint, so that a resumed run can tell
+    whether it is given the same file again."""
 
-    def __init__(self, documents, tokenizer, max_tokens, name="text"):
-        self.tokenizer, self.name, self.floor = tokenizer, name, None
+    def __init__(self, documents, tokenizer, max_tokens, name="text", source=None):
+        self.tokenizer, self.name, self.floor, self.source = tokenizer, name, None, source
         self.pieces = []
         for doc in documents:
             ids = tokenizer.encode(doc)
@@ -165,9 +169,9 @@ class TaskData:
 TASK_OBJECTIVES = ("tasks", "mix")
 
 
-def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
+def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None, source=None):
     """The data a run trains on: the grammar (optionally a fixed pool of it, drawn from the
-    seed), or the user's documents cut to fit the model's context."""
+    seed), or the user's documents cut to fit the model's context (``source``: see TextData)."""
     objective = get_objective(train_cfg.objective)
     if documents is not None:
         if train_cfg.nsp or train_cfg.objective in TASK_OBJECTIVES:
@@ -175,7 +179,7 @@ def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None):
                              "examples from the grammar's structure (tasks, two-sentence "
                              "documents); it cannot train on plain documents")
         return TextData(documents, tokenizer, model_cfg.n_ctx - objective.RESERVED,
-                        name=name or "text")
+                        name=name or "text", source=source)
     from .grammar import default_grammar
 
     if train_cfg.nsp:
@@ -205,19 +209,26 @@ class TrainingInterrupted(Exception):
 
 
 class NonFiniteError(Exception):
-    """A loss or gradient became NaN or infinite. Raised before the parameters are touched, so
-    the last checkpoint on disk is the last good one."""
+    """A loss, gradient or updated parameter became NaN or infinite. Nothing non-finite is ever
+    saved: the checkpoint on disk is the last finite one (or there is none yet)."""
 
 
 def first_non_finite(loss, grads):
     """None if the loss and every gradient are finite; otherwise what went wrong first, with
     the gradients in backward order (the order the backward pass produced them)."""
-    if not np.isfinite(loss):
-        return f"the loss is {loss}"
     for name, g in grads.items():
         if not np.all(np.isfinite(g)):
-            return f"the gradient of {name} (the first in backward order) is not finite"
+            said = f"the loss is {loss} and " if not np.isfinite(loss) else ""
+            return f"{said}the gradient of {name} (the first in backward order) is not finite"
+    if not np.isfinite(loss):
+        return (f"the loss is {loss} though every parameter is finite: a value in the forward "
+                "pass overflowed")
     return None
+
+
+def first_non_finite_parameter(params):
+    """The name of the first parameter holding a NaN or an infinity, or None."""
+    return next((name for name, p in params.items() if not np.all(np.isfinite(p))), None)
 
 
 class _StopOnSigint:
@@ -243,7 +254,7 @@ class _StopOnSigint:
 
 
 def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoint=None,
-          checkpoint_every=None, until=None):
+          checkpoint_every=None, until=None, threads=None):
     """Train the model of ``train_cfg.objective`` on ``data``. Returns the final state dict:
 
         params, opt (AdamW moments and step), step, data_rng, history (mean loss per step)
@@ -251,15 +262,18 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     ``state`` continues an earlier run (from ``load_checkpoint``). ``checkpoint`` is a path
     written every ``checkpoint_every`` steps and at the end. ``until`` stops early, after that
     many steps in all (the schedule still runs to ``train_cfg.steps``, so a resumed run ends
-    exactly where an uninterrupted one would).
+    exactly where an uninterrupted one would). ``threads`` (a ``blas.AdaptiveThreads``, or
+    None to leave BLAS alone) is told the time of every step and picks the next one's BLAS
+    thread count; the bits computed are the same at any count.
 
     Ctrl-C finishes the current step, writes the checkpoint and raises TrainingInterrupted. A
-    NaN or infinite loss or gradient raises NonFiniteError naming the step and the first
-    gradient (in backward order) that went bad, before any parameter changes.
+    NaN or infinity in the loss, a gradient or an updated parameter raises NonFiniteError
+    naming the step and the first tensor that went bad; it is never saved.
     """
     dtype = np.dtype(train_cfg.dtype)
     objective = get_objective(train_cfg.objective)
     keep_freed_memory()  # every step reuses the last step's memory instead of faulting it in
+    resumed = state is not None
     if state is None:
         init_rng = np.random.default_rng([train_cfg.seed, 0])
         params = MODELS[objective.MODEL][1](model_cfg, init_rng, dtype=dtype)
@@ -276,25 +290,38 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     start, tokens_seen = time.perf_counter(), 0
     first = state["step"]
     last = train_cfg.steps if until is None else min(until, train_cfg.steps)
-    with _StopOnSigint() as sigint:
+    # The step of the checkpoint on disk that is this run's (written, or resumed from), if any.
+    saved = first if resumed and checkpoint and os.path.exists(checkpoint) else None
+
+    def stop(step, what):
+        kept = (f"; the last finite checkpoint, of step {saved}, stays at {checkpoint}"
+                if saved is not None else "; no checkpoint of this run was written")
+        return NonFiniteError(f"step {step}: {what}; training stopped{kept}")
+
+    # NaN and infinity are caught below, by name: NumPy's own warnings would only come first.
+    with _StopOnSigint() as sigint, np.errstate(all="ignore"):
         while state["step"] < last:
             step = state["step"]
+            step_start = time.perf_counter()
             indices, examples = data.sample(rng, train_cfg.batch_size)
             batch = objective.training_batch(examples, indices, rng, tokenizer, train_cfg)
             # The gradient of the mean loss: the step size then does not depend on batch size.
             loss, n_tokens, grads = objective.loss_and_grads(params, model_cfg, batch, "mean")
             norm = clip_by_global_norm(grads, train_cfg.clip)
             if not (np.isfinite(loss) and np.isfinite(norm)):
-                what = first_non_finite(loss, grads) or f"the gradient norm is {norm}"
-                raise NonFiniteError(f"step {step + 1}: {what}; training stopped"
-                                     + (f", the last good checkpoint is {checkpoint}"
-                                        if checkpoint else ""))
+                raise stop(step + 1, first_non_finite(loss, grads) or f"the gradient norm is {norm}")
             lr = learning_rate(step, train_cfg.lr, train_cfg.warmup, train_cfg.steps,
                                train_cfg.min_lr)
             adamw_step(params, grads, opt, lr, weight_decay=train_cfg.weight_decay)
+            bad = first_non_finite_parameter(params)
+            if bad is not None:  # finite gradients, but the update overflowed (a huge lr)
+                raise stop(step + 1, f"the update (learning rate {lr:g}) made parameter {bad} "
+                                     "non-finite")
             state["history"].append(loss)
             state["step"] = step + 1
             tokens_seen += int(batch["attention_mask"].sum())  # tokens read, predicted or not
+            if threads is not None:  # time per token position, padding included
+                threads.step_done(time.perf_counter() - step_start, batch["attention_mask"].size)
             done = state["step"] == last
             if state["step"] % train_cfg.log_every == 0 or done:
                 elapsed = time.perf_counter() - start
@@ -306,69 +333,9 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
                     f"elapsed | ETA {format_seconds(eta)}")
             every = checkpoint_every and state["step"] % checkpoint_every == 0
             if checkpoint and (done or every or sigint.requested):
-                save_checkpoint(checkpoint, model_cfg, train_cfg, tokenizer, state)
+                save_checkpoint(checkpoint, model_cfg, train_cfg, tokenizer, state,
+                                data=getattr(data, "source", None))
+                saved = state["step"]
             if sigint.requested and not done:
                 raise TrainingInterrupted(state["step"], checkpoint)
     return state
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state):
-    """Write everything needed to resume into one safetensors file (crash-safe)."""
-    tensors = {f"param/{k}": v for k, v in state["params"].items()}
-    tensors.update({f"adam.m/{k}": v for k, v in state["opt"]["m"].items()})
-    tensors.update({f"adam.v/{k}": v for k, v in state["opt"]["v"].items()})
-    meta = {
-        "format": "minillm-checkpoint-1",
-        "model": get_objective(train_cfg.objective).MODEL,
-        "model_config": model_cfg.to_dict(),
-        "train_config": asdict(train_cfg),
-        "tokenizer": tokenizer.to_dict(),
-        "step": state["step"],
-        "adam_step": state["opt"]["step"],
-        "data_rng": state["data_rng"].bit_generator.state,
-        "history": state["history"],
-    }
-    safetensors.save_file(tensors, path, metadata={"minillm": json.dumps(meta)})
-
-
-def load_checkpoint(path):
-    """Read a checkpoint written by save_checkpoint. Returns (model_cfg, train_cfg, tokenizer,
-    state), the state ready to pass back to ``train``."""
-    tensors, metadata = safetensors.load_file_with_metadata(path)
-    if "minillm" not in metadata:
-        raise ValueError(f"{path}: not a minillm checkpoint (no 'minillm' metadata)")
-    meta = json.loads(metadata["minillm"])
-    if meta.get("model") not in MODELS:
-        raise ValueError(f"{path}: unknown model {meta.get('model')!r} (expected one of "
-                         f"{sorted(MODELS)})")
-    config_class, _, param_shapes = MODELS[meta["model"]]
-    model_cfg = config_class(**meta["model_config"])
-    known = {f.name for f in fields(TrainConfig)}
-    train_cfg = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
-    tokenizer = Tokenizer.from_dict(meta["tokenizer"])
-
-    def group(prefix):
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-    params = group("param/")
-    check_params(params, param_shapes(model_cfg), what=f"{path}: the checkpoint's parameters")
-    for moment in ("adam.m/", "adam.v/"):
-        check_params(group(moment), param_shapes(model_cfg), what=f"{path}: AdamW's {moment[:-1]}")
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta["data_rng"]
-    state = {
-        "params": params,
-        "opt": {"step": meta["adam_step"], "m": group("adam.m/"), "v": group("adam.v/")},
-        "step": meta["step"],
-        "data_rng": rng,
-        "history": meta["history"],
-    }
-    return model_cfg, train_cfg, tokenizer, state
-
-
-def stderr_log(line):
-    print(line, file=sys.stderr, flush=True)

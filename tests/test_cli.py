@@ -92,7 +92,7 @@ def test_train_on_a_users_text_file(tmp_path, capsys):
     (["seq2seq", "x", "--beam", "0"], "--beam"),
     (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "--pool N"),
     (["train", "--bogus", "3"], "'minillm train --help'"),
-    (["score", "今天", "--checkpoint", os.path.join(REPO, "README.md")], "not a minillm checkpoint"),
+    (["score", "今天", "--checkpoint", os.path.join(REPO, "README.md")], "not a valid minillm checkpoint"),
 ])
 def test_bad_arguments_give_one_line_and_exit_status_2(argv, named, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -116,7 +116,7 @@ def test_help_explains_every_command():
 @pytest.mark.parametrize("objective", ["clm", "mlm", "tasks"])
 def test_export_to_hugging_face_and_import_back_keeps_every_parameter(objective, tmp_path, capsys):
     from minillm import hf
-    from minillm.train import load_checkpoint
+    from minillm.checkpoint import load_checkpoint
 
     ckpt, folder, back = (str(tmp_path / n) for n in ("m.safetensors", "hf", "back.safetensors"))
     assert main(["train", "--objective", objective, "--steps", "3", "--batch-size", "4",

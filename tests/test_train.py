@@ -6,7 +6,8 @@ import pytest
 
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig
-from minillm.train import GrammarData, TextData, TrainConfig, load_checkpoint, save_checkpoint, train
+from minillm.checkpoint import load_checkpoint, save_checkpoint
+from minillm.train import GrammarData, TextData, TrainConfig, train
 
 GRAMMAR = default_grammar()
 TOKENIZER = GRAMMAR.tokenizer()

@@ -1,0 +1,321 @@
+"""Checkpoints: one safetensors file holding everything a training run needs to continue.
+
+    tensors    param/<name>     the parameters           (float32 or float64, as train_config.dtype)
+               adam.m/<name>    AdamW's first moments
+               adam.v/<name>    AdamW's second moments   (never negative)
+               history          the mean loss of every step so far, float64, shape (step,)
+    metadata   "minillm": one JSON object
+               {"format": "minillm-checkpoint-2",
+                "model": "gpt" | "bert" | "seq2seq",
+                "model_config": {...}, "train_config": {...},  every field of the two dataclasses
+                "tokenizer": {"ordinary": [...], "n_sentinels": k},
+                "step": n, "adam_step": n,                      optimizer steps done (equal)
+                "data_rng": {...},                              the data generator's PCG64 state
+                "data": null | {"path": "...", "sha256": "..."}}  the --data file trained on
+
+The file itself is written crash-safe by ``safetensors.save_file`` (a temporary file renamed into
+place), so it is never half-written; ``save_checkpoint`` also refuses to write a non-finite
+value, so a checkpoint never holds one.
+
+Reading trusts nothing. A checkpoint may have been edited, cut short or made by someone else,
+and a single field can turn a 36 KB file into a request for gigabytes (a tokenizer with a
+billion sentinels, say). So ``load_checkpoint`` checks, in this order, before it allocates
+anything a field sizes: the safetensors header; every metadata field's type, range and
+consistency with the others (``read_metadata``); every tensor's name, dtype and shape against
+the model the config describes (still from the header); and only then reads the tensors, and
+checks that they are finite. Each problem raises ``CheckpointError`` naming the file and the
+field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, fields
+
+import numpy as np
+
+from . import safetensors
+from .models import MODELS
+from .tokenizer import SPECIAL_TOKENS, Tokenizer
+
+FORMAT = "minillm-checkpoint-2"
+# The metadata's keys, all required and no others.
+META_KEYS = ("format", "model", "model_config", "train_config", "tokenizer", "step",
+             "adam_step", "data_rng", "data")
+# safetensors dtype codes of the two parameter dtypes.
+DTYPE_CODES = {"float32": "F32", "float64": "F64"}
+# PCG64's state and increment are 128-bit integers; the buffered half-draw a 32-bit one.
+PCG64_BITS, UINT32 = 128, 2**32
+
+
+class CheckpointError(ValueError):
+    """A file that is not a valid minillm checkpoint; the message names the file and the field."""
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes (hex): how a resumed run knows its --data file again."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state, data=None):
+    """Write everything needed to resume into one safetensors file (crash-safe).
+
+    ``state`` is train's state dict (params, opt, step, data_rng, history); ``data`` is None for
+    the built-in grammar or {"path", "sha256"} of the text file trained on. A parameter or
+    moment that is not finite is refused (ValueError naming it): nothing non-finite is saved.
+    """
+    from .objectives import get_objective
+
+    tensors = {f"param/{k}": v for k, v in state["params"].items()}
+    tensors.update({f"adam.m/{k}": v for k, v in state["opt"]["m"].items()})
+    tensors.update({f"adam.v/{k}": v for k, v in state["opt"]["v"].items()})
+    for name, value in tensors.items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{path}: not saved: {name} holds non-finite values")
+    tensors["history"] = np.asarray(state["history"], dtype=np.float64).reshape(-1)
+    meta = {
+        "format": FORMAT,
+        "model": get_objective(train_cfg.objective).MODEL,
+        "model_config": model_cfg.to_dict(),
+        "train_config": asdict(train_cfg),
+        "tokenizer": tokenizer.to_dict(),
+        "step": state["step"],
+        "adam_step": state["opt"]["step"],
+        "data_rng": state["data_rng"].bit_generator.state,
+        "data": data,
+    }
+    safetensors.save_file(tensors, path, metadata={"minillm": json.dumps(meta)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_checkpoint(path):
+    """Read and check a checkpoint written by save_checkpoint. Returns (model_cfg, train_cfg,
+    tokenizer, state), the state ready to pass back to ``train``, with ``state["data"]`` the
+    stored description of the data (None for the grammar). Raises CheckpointError (or
+    safetensors.SafetensorsError for a malformed file) naming the file and what is wrong."""
+    entries, metadata = safetensors.read_header(path)
+    model_cfg, train_cfg, tokenizer, meta = read_metadata(metadata, entries, path)
+    tensors = safetensors.load_file(path)  # the sizes were all checked against the header
+    for name, value in tensors.items():
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{path}: tensor {name} holds non-finite values")
+        if name.startswith("adam.v/") and np.any(value < 0):
+            raise CheckpointError(f"{path}: tensor {name} holds negative values (a second "
+                                  "moment is a mean of squares)")
+
+    def group(prefix):
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["data_rng"]
+    state = {
+        "params": group("param/"),
+        "opt": {"step": meta["adam_step"], "m": group("adam.m/"), "v": group("adam.v/")},
+        "step": meta["step"],
+        "data_rng": rng,
+        "history": [float(x) for x in tensors["history"]],
+        "data": meta["data"],
+    }
+    return model_cfg, train_cfg, tokenizer, state
+
+
+def read_metadata(metadata, entries, path):
+    """Check a checkpoint's metadata against itself and against the tensors the header lists
+    (``entries``: {name: (dtype code, shape, begin, end)}), allocating nothing that a field
+    sizes. -> (model_cfg, train_cfg, tokenizer, meta)."""
+    from .objectives import get_objective
+    from .train import TrainConfig
+
+    def fail(problem):
+        return CheckpointError(f"{path}: {problem}")
+
+    if "minillm" not in metadata:
+        raise fail("not a minillm checkpoint (no 'minillm' metadata)")
+    try:
+        meta = json.loads(metadata["minillm"], parse_constant=_no_constant)
+    except (ValueError, RecursionError) as err:
+        raise fail(f"the minillm metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise fail(f"the minillm metadata is a {_kind(meta)}, not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise fail(f"format is {_short(meta.get('format'))}, not {FORMAT!r} (a checkpoint of "
+                   "another minillm version: train it again)")
+    _exact_keys(meta, META_KEYS, "the metadata", fail)
+    if meta["model"] not in MODELS:
+        raise fail(f"model is {_short(meta['model'])}, not one of {sorted(MODELS)}")
+    config_class, _, param_shapes = MODELS[meta["model"]]
+
+    # The model: every field an integer >= 1 (ln_eps a positive float). The layer counts are
+    # bounded by the tensors present before param_shapes loops over them.
+    n_params = sum(name.startswith("param/") for name in entries)
+    model_fields = {f.name for f in fields(config_class)}
+    _exact_keys(meta["model_config"], model_fields, "model_config", fail)
+    for name, value in meta["model_config"].items():
+        if name == "ln_eps":
+            _number(value, f"model_config.{name}", fail, positive=True)
+        else:
+            _integer(value, f"model_config.{name}", fail, low=1)
+    for name in ("n_layer", "n_dec_layer"):
+        if meta["model_config"].get(name, 0) > n_params:
+            raise fail(f"model_config.{name} is {meta['model_config'][name]}, but the file holds "
+                       f"only {n_params} parameter tensors")
+    try:
+        model_cfg = config_class(**meta["model_config"])
+    except ValueError as err:
+        raise fail(f"model_config: {err}") from None
+
+    # Training settings: the fields of TrainConfig, each of its type; TrainConfig checks ranges.
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    _exact_keys(meta["train_config"], types, "train_config", fail)
+    for name, value in meta["train_config"].items():
+        where = f"train_config.{name}"
+        if types[name] == "int":
+            _integer(value, where, fail, low=0)
+        elif types[name] == "float":
+            _number(value, where, fail)
+        elif types[name] == "bool" and not isinstance(value, bool):
+            raise fail(f"{where} is {_short(value)}, not true or false")
+        elif types[name] == "str" and not isinstance(value, str):
+            raise fail(f"{where} is {_short(value)}, not a string")
+    try:
+        train_cfg = TrainConfig(**meta["train_config"])
+    except ValueError as err:
+        raise fail(f"train_config: {err}") from None
+    if get_objective(train_cfg.objective).MODEL != meta["model"]:
+        raise fail(f"train_config.objective {train_cfg.objective!r} does not train a "
+                   f"{meta['model']} model")
+
+    # The tokenizer: its size must be the model's vocab_size, checked before it is built.
+    tok = meta["tokenizer"]
+    _exact_keys(tok, ("ordinary", "n_sentinels"), "tokenizer", fail)
+    _integer(tok["n_sentinels"], "tokenizer.n_sentinels", fail, low=0)
+    if not isinstance(tok["ordinary"], list):
+        raise fail(f"tokenizer.ordinary is a {_kind(tok['ordinary'])}, not a list of strings")
+    size = len(SPECIAL_TOKENS) + tok["n_sentinels"] + len(tok["ordinary"])
+    if size != model_cfg.vocab_size:
+        raise fail(f"the tokenizer has {len(SPECIAL_TOKENS)} special tokens + "
+                   f"{tok['n_sentinels']} sentinels + {len(tok['ordinary'])} ordinary tokens = "
+                   f"{size}, but model_config.vocab_size is {model_cfg.vocab_size}")
+    if not all(isinstance(t, str) and t for t in tok["ordinary"]):
+        raise fail("tokenizer.ordinary must hold only non-empty strings")
+    try:
+        tokenizer = Tokenizer.from_dict(tok)
+    except (TypeError, ValueError) as err:
+        raise fail(f"tokenizer: {err}") from None
+
+    # Progress: steps done, equal for the loop and AdamW, within the planned steps.
+    _integer(meta["step"], "step", fail, low=0)
+    if meta["step"] > train_cfg.steps:
+        raise fail(f"step is {meta['step']}, beyond train_config.steps = {train_cfg.steps}")
+    if meta["adam_step"] != meta["step"] or isinstance(meta["adam_step"], bool):
+        raise fail(f"adam_step is {_short(meta['adam_step'])}, but step is {meta['step']}: "
+                   "AdamW makes one update per step")
+    _check_rng_state(meta["data_rng"], fail)
+    data = meta["data"]
+    if data is not None:
+        _exact_keys(data, ("path", "sha256"), "data", fail)
+        if not isinstance(data["path"], str) or not data["path"]:
+            raise fail(f"data.path is {_short(data['path'])}, not a file name")
+        sha = data["sha256"]
+        if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
+            raise fail(f"data.sha256 is {_short(sha)}, not 64 hexadecimal digits")
+
+    # The tensors, from the header: exactly the model's, in the run's dtype, and the history.
+    code = DTYPE_CODES[train_cfg.dtype]
+    expected = {}
+    for prefix in ("param/", "adam.m/", "adam.v/"):
+        expected.update({prefix + n: (code, tuple(s)) for n, s in param_shapes(model_cfg).items()})
+    expected["history"] = ("F64", (meta["step"],))
+    problems = [f"missing {n}" for n in expected if n not in entries]
+    problems += [f"unexpected {n}" for n in entries if n not in expected]
+    problems += [f"{n} is {entries[n][0]} {list(entries[n][1])}, the model needs {c} {list(s)}"
+                 for n, (c, s) in expected.items()
+                 if n in entries and (entries[n][0], tuple(entries[n][1])) != (c, s)]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
+                                           else "")
+        raise fail(f"the tensors do not match the model ({len(problems)} problem"
+                   f"{'s' if len(problems) > 1 else ''}): {shown}")
+    return model_cfg, train_cfg, tokenizer, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# Field checks
+
+
+def _exact_keys(obj, keys, where, fail):
+    """obj must be a JSON object with exactly ``keys``."""
+    if not isinstance(obj, dict):
+        raise fail(f"{where} is a {_kind(obj)}, not a JSON object")
+    missing = [k for k in keys if k not in obj]
+    extra = [k for k in obj if k not in keys]
+    if missing or extra:
+        said = ([f"lacks {', '.join(map(str, missing))}"] if missing else []) + (
+            [f"has unknown {', '.join(_short(k) for k in extra[:5])}"] if extra else [])
+        raise fail(f"{where} {' and '.join(said)}")
+
+
+def _integer(value, where, fail, low=0):
+    """An integer >= low (JSON true and false are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(f"{where} is {_short(value)}, not an integer")
+    if value < low:
+        raise fail(f"{where} is {value}, below {low}")
+
+
+def _number(value, where, fail, positive=False):
+    """A finite number (> 0 if positive)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise fail(f"{where} is {_short(value)}, not a finite number")
+    if positive and value <= 0:
+        raise fail(f"{where} is {value}, not > 0")
+
+
+def _check_rng_state(rng, fail):
+    """A PCG64 state as NumPy writes it: 128-bit state and odd increment, a buffered 32-bit
+    half-draw flag and value."""
+    _exact_keys(rng, ("bit_generator", "state", "has_uint32", "uinteger"), "data_rng", fail)
+    if rng["bit_generator"] != "PCG64":
+        raise fail(f"data_rng.bit_generator is {_short(rng['bit_generator'])}, not 'PCG64'")
+    _exact_keys(rng["state"], ("state", "inc"), "data_rng.state", fail)
+    for name in ("state", "inc"):
+        value = rng["state"][name]
+        _integer(value, f"data_rng.state.{name}", fail)
+        if value >= 2**PCG64_BITS:
+            raise fail(f"data_rng.state.{name} does not fit in {PCG64_BITS} bits")
+    if rng["state"]["inc"] % 2 == 0:
+        raise fail("data_rng.state.inc is even; PCG64's increment is always odd")
+    if rng["has_uint32"] not in (0, 1) or isinstance(rng["has_uint32"], bool):
+        raise fail(f"data_rng.has_uint32 is {_short(rng['has_uint32'])}, not 0 or 1")
+    _integer(rng["uinteger"], "data_rng.uinteger", fail)
+    if rng["uinteger"] >= UINT32:
+        raise fail("data_rng.uinteger does not fit in 32 bits")
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _kind(value):
+    """The JSON name of a parsed value's type."""
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+            dict: "JSON object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(value):
+    """repr() of a value from the file, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,142 @@
+"""How much memory a run will need, estimated before anything is allocated.
+
+A size that is too large for the machine (``--batch-size 1000000000``, ``--n-ctx 1000000000``,
+a checkpoint's stored settings) should fail at once, naming the option and the memory it would
+need, rather than minutes later with a ``MemoryError``. The estimates here are upper bounds,
+within about a factor of two of what a run really uses (the activation cache of the backward
+pass, counted exactly by ``analytic_cache_bytes_per_token``, doubled for the gradients that
+flow beside it; four copies of the parameters for AdamW), so that nothing that fits is refused.
+
+``available_bytes`` is what this process may use: the machine's memory, or less where an
+address-space limit (``ulimit -v``) is set.
+"""
+
+from __future__ import annotations
+
+import os
+
+MODEL_KINDS = ("gpt", "bert", "bart")
+# Parameters, their gradients and AdamW's two moments.
+PARAMETER_COPIES = 4
+# The backward pass holds the cache and, beside it, gradients of about the same size.
+CACHE_FACTOR = 2
+# A sentence of the built-in grammar in a --pool: token ids as a Python list and its index
+# (about 160 bytes measured with tracemalloc, 270 at the peak of drawing); with room to spare.
+POOL_BYTES_PER_SENTENCE = 512
+
+
+def available_bytes():
+    """The memory this process may still allocate: physical memory, or the room left under an
+    address-space limit (RLIMIT_AS) if one is set. None where neither can be read."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append(max(soft - _address_space_in_use(), 0))
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def _address_space_in_use():
+    """This process's virtual memory size (Linux: VmSize in /proc/self/status), 0 elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def format_bytes(n):
+    """1536 -> '1.5 KB' (powers of 1024)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+def check_fits(need, what):
+    """ValueError if ``need`` bytes exceed what this process may use; ``what`` names the
+    options (or the checkpoint fields) that ask for it."""
+    room = available_bytes()
+    if room is not None and need > room:
+        raise ValueError(f"{what} would need about {format_bytes(need)} of memory, more than the "
+                         f"{format_bytes(room)} this process can have")
+
+
+def parameter_count(model, cfg):
+    """The number of parameters of a model, from its table of shapes (nothing allocated)."""
+    from .models import MODELS
+
+    return sum(_product(shape) for shape in MODELS[model][2](cfg).values())
+
+
+def training_step_bytes(model, cfg, batch_size, itemsize):
+    """An upper bound on the memory of training ``model`` ("gpt", "bert" or "seq2seq") with
+    config ``cfg`` on batches of ``batch_size`` sequences of up to n_ctx tokens."""
+    kind = "bart" if model == "seq2seq" else model
+    tokens = batch_size * cfg.n_ctx
+    cache = analytic_cache_bytes_per_token(kind, cfg, cfg.n_ctx, itemsize) * tokens
+    return PARAMETER_COPIES * parameter_count(model, cfg) * itemsize + CACHE_FACTOR * cache
+
+
+def _product(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
+    """What a backward pass needs to keep, in bytes per token (of the B·T predicted tokens).
+
+    Per block, per token, in floats: each linear layer's input, each layer norm's normalised
+    input and 1/std, attention's q, k, v and its weights a (H·S per query, stored in full even
+    where causal), GELU's input and its Φ(x) (kept so that the backward pass need not compute
+    the tanh or erf again; GELU's output is the next linear's input):
+
+        GPT, BERT block     ln (C+1) + c_attn in C + qkv 3C + a H·T + c_proj in C
+                            + ln (C+1) + c_fc in C + gelu in, Φ 2F + c_proj in F
+                          = 8C + 3F + H·T + 2
+        BART decoder block  self: c_attn in C + qkv 3C + a H·T + c_proj in C + ln (C+1)
+                            cross: c_q in C + q C + a H·S + c_proj in C + ln (C+1)
+                                   + k, v 2C per source token
+                            ffn: c_fc in C + gelu in, Φ 2F + c_proj in F + ln (C+1)
+                          = 12C + 3F + H·T + H·S + 3, + 2C per source token
+
+        GPT   L·block + ln_f (C+1) + h C + softmax V                        + ids, targets
+        BERT  L·block + ln_e (C+1) + head: dense in C + gelu in, Φ 2C + ln (C+1) + t C
+              + softmax V + pooled C per sequence                          + ids, types, targets
+        BART  encoder (per source token): L·block + ln_e (C+1) + its output C
+              decoder: L·dec block + ln_e (C+1) + y C + softmax V            + src, ids, targets
+
+    Token ids and targets are int64 (8 bytes each). The loss adds, per predicted token, its
+    log-probability (a float: the per-step terms of the chain rule) and whether it counts
+    (1 byte). BART here has S = T.
+    """
+    C, H, F, V = cfg.n_embd, cfg.n_head, cfg.ffn, cfg.vocab_size
+    block = 8 * C + 3 * F + H * T + 2
+    if model == "gpt":
+        floats = cfg.n_layer * block + (C + 1) + C + V
+        ints = 2
+    elif model == "bert":
+        floats = cfg.n_layer * block + (C + 1) + C + 2 * C + (C + 1) + C + V + C / T
+        ints = 3
+    elif model == "bart":
+        S = T
+        encoder = (cfg.n_layer * (8 * C + 3 * F + H * S + 2) + (C + 1) + C) * S / T
+        dec_block = 12 * C + 3 * F + H * T + H * S + 3 + 2 * C * S / T
+        floats = encoder + cfg.n_dec_layer * dec_block + (C + 1) + C + V
+        ints = 3
+    else:
+        raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}, got {model!r}")
+    return itemsize * (floats + 1) + 8 * ints + 1
