@@ -16,10 +16,33 @@ A user error (a bad option, a missing file, a malformed input) prints one line s
 
 from __future__ import annotations
 
-import argparse
-import os
 import signal
-import sys
+
+
+_main_running = False  # set by cli(): from then on main() turns KeyboardInterrupt into 130
+_interrupted = False  # set by the first Ctrl-C
+
+
+def _interrupt_once(signum, frame):
+    """The first Ctrl-C raises KeyboardInterrupt (main turns it into status 130), or, before
+    main runs, ends the process at once with the same line and status; any later Ctrl-C is
+    ignored, so that a second one cannot cut the exit short with a traceback."""
+    global _interrupted
+    _interrupted = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not _main_running:  # still loading this module: nothing to clean up
+        os.write(2, b"minillm: interrupted\n")
+        os._exit(130)
+    raise KeyboardInterrupt
+
+
+import os  # noqa: E402  (os is already loaded by Python itself; _interrupt_once needs it)
+
+if __name__ == "__main__":  # python -m minillm: Ctrl-C is handled from here on
+    signal.signal(signal.SIGINT, _interrupt_once)
+
+import argparse  # noqa: E402  (after the handler: a Ctrl-C during these imports is handled too)
+import sys  # noqa: E402
 
 DEFAULT_CHECKPOINT = os.path.join("runs", "gpt.safetensors")
 DEFAULT_BERT = os.path.join("runs", "bert.safetensors")
@@ -379,8 +402,8 @@ def cmd_import(args):
     import numpy as np
 
     from . import hf
+    from .checkpoint import tokenizer_from_description
     from .optim import adamw_init
-    from .tokenizer import Tokenizer
     from .checkpoint import save_checkpoint
     from .train import TrainConfig
 
@@ -391,11 +414,13 @@ def cmd_import(args):
         raise UserError(f"folder {args.folder!r} has no {VOCAB_FILE}: import reads folders "
                         "written by 'minillm export'")
     model = hf.load(args.folder)
-    with open(vocab, encoding="utf-8") as f:
-        tokenizer = Tokenizer.from_dict(json.load(f))
-    if len(tokenizer) != model.cfg.vocab_size:
-        raise UserError(f"{VOCAB_FILE} has {len(tokenizer)} tokens but the model has "
-                        f"vocab_size={model.cfg.vocab_size}")
+    try:
+        with open(vocab, encoding="utf-8") as f:
+            description = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise UserError(f"{vocab} is not a JSON file ({err})") from None
+    tokenizer = tokenizer_from_description(description, model.cfg.vocab_size, vocab,
+                                           "the vocabulary")
     objective = {"gpt2": "clm", "bert": "mlm", "bart": "tasks"}[model.arch]
     params = {k: v.astype(np.float32) for k, v in model.params.items()}
     state = {"params": params, "opt": adamw_init(params), "step": 0, "history": [],
@@ -526,7 +551,10 @@ def cmd_train(args, threads=None):
         from .checkpoint import file_sha256
         from .corpus import read_text_corpus
 
-        documents = read_text_corpus(args.data)
+        try:
+            documents = read_text_corpus(args.data)
+        except ValueError as err:
+            raise UserError(f"--data: {err}") from None
         source = {"path": args.data, "sha256": file_sha256(args.data)}
     if args.resume:
         if not os.path.exists(out):
@@ -627,6 +655,9 @@ def main(argv=None):
 def _run(argv):
     from .train import NonFiniteError, TrainingInterrupted
 
+    if _interrupted:  # a Ctrl-C during NumPy's import, whose C code can clear the exception
+        raise KeyboardInterrupt
+
     if argv[:1] == ["bench"]:
         from .bench import main as bench_main
 
@@ -674,19 +705,28 @@ def _run(argv):
     return 0
 
 
-def _interrupt_once(signum, frame):
-    """The first Ctrl-C raises KeyboardInterrupt (main turns it into status 130); any later one
-    is ignored, so that a second Ctrl-C cannot cut the exit short with a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def cli():
     """The entry point of ``python -m minillm`` and of the ``minillm`` script. Ctrl-C is handled
     by _interrupt_once from here on, before the first heavy import (NumPy), so that even a
     Ctrl-C during start-up ends with one line and status 130."""
+    global _main_running
+    _main_running = True
     signal.signal(signal.SIGINT, _interrupt_once)
-    sys.exit(main())
+    try:
+        status = main()
+        # Done: a Ctrl-C still pending (a second one, while main handled the first) must not
+        # turn the exit into a KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # such a Ctrl-C, run before the line above
+        status = 130
+    if status == 130:
+        # CPython marks a KeyboardInterrupt raised while some modules are being imported as
+        # unhandled, even though main() handled it, and then kills itself with SIGINT at exit
+        # (status -2 instead of 130; seen with NumPy's import). Leave without that last step.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

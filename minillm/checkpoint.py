@@ -198,24 +198,6 @@ def read_metadata(metadata, entries, path):
         raise fail(f"train_config.objective {train_cfg.objective!r} does not train a "
                    f"{meta['model']} model")
 
-    # The tokenizer: its size must be the model's vocab_size, checked before it is built.
-    tok = meta["tokenizer"]
-    _exact_keys(tok, ("ordinary", "n_sentinels"), "tokenizer", fail)
-    _integer(tok["n_sentinels"], "tokenizer.n_sentinels", fail, low=0)
-    if not isinstance(tok["ordinary"], list):
-        raise fail(f"tokenizer.ordinary is a {_kind(tok['ordinary'])}, not a list of strings")
-    size = len(SPECIAL_TOKENS) + tok["n_sentinels"] + len(tok["ordinary"])
-    if size != model_cfg.vocab_size:
-        raise fail(f"the tokenizer has {len(SPECIAL_TOKENS)} special tokens + "
-                   f"{tok['n_sentinels']} sentinels + {len(tok['ordinary'])} ordinary tokens = "
-                   f"{size}, but model_config.vocab_size is {model_cfg.vocab_size}")
-    if not all(isinstance(t, str) and t for t in tok["ordinary"]):
-        raise fail("tokenizer.ordinary must hold only non-empty strings")
-    try:
-        tokenizer = Tokenizer.from_dict(tok)
-    except (TypeError, ValueError) as err:
-        raise fail(f"tokenizer: {err}") from None
-
     # Progress: steps done, equal for the loop and AdamW, within the planned steps.
     _integer(meta["step"], "step", fail, low=0)
     if meta["step"] > train_cfg.steps:
@@ -249,7 +231,35 @@ def read_metadata(metadata, entries, path):
                                            else "")
         raise fail(f"the tensors do not match the model ({len(problems)} problem"
                    f"{'s' if len(problems) > 1 else ''}): {shown}")
+    # Last, the tokenizer: its size is now bounded by the embedding the file really holds.
+    tokenizer = tokenizer_from_description(meta["tokenizer"], model_cfg.vocab_size, path,
+                                           "tokenizer")
     return model_cfg, train_cfg, tokenizer, meta
+
+
+def tokenizer_from_description(tok, vocab_size, path, where):
+    """The Tokenizer that ``tok`` (Tokenizer.to_dict's description, read from a file) describes,
+    checked first: its size (specials + sentinels + ordinary tokens) must be ``vocab_size``
+    before anything is built, so that a stored sentinel count cannot ask for a billion strings.
+    CheckpointError naming ``path`` and ``where`` otherwise."""
+    def fail(problem):
+        return CheckpointError(f"{path}: {problem}")
+
+    _exact_keys(tok, ("ordinary", "n_sentinels"), where, fail)
+    _integer(tok["n_sentinels"], f"{where}.n_sentinels", fail, low=0)
+    if not isinstance(tok["ordinary"], list):
+        raise fail(f"{where}.ordinary is a {_kind(tok['ordinary'])}, not a list of strings")
+    size = len(SPECIAL_TOKENS) + tok["n_sentinels"] + len(tok["ordinary"])
+    if size != vocab_size:
+        raise fail(f"the tokenizer has {len(SPECIAL_TOKENS)} special tokens + "
+                   f"{tok['n_sentinels']} sentinels + {len(tok['ordinary'])} ordinary tokens = "
+                   f"{size}, but the model's vocab_size is {vocab_size}")
+    if not all(isinstance(t, str) and t for t in tok["ordinary"]):
+        raise fail(f"{where}.ordinary must hold only non-empty strings")
+    try:
+        return Tokenizer.from_dict(tok)
+    except (TypeError, ValueError) as err:
+        raise fail(f"{where}: {err}") from None
 
 
 # ----------------------------------------------------------------------------------------------

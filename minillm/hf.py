@@ -315,9 +315,20 @@ class HFModel:
 
 def load(folder):
     """Read ``folder/config.json`` and ``folder/model.safetensors``."""
-    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-        hf_config = json.load(f)
-    arch, cfg = config_from_hf(hf_config)
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            hf_config = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{path} is not a JSON file ({err})") from None
+    if not isinstance(hf_config, dict):
+        raise ValueError(f"{path} holds a JSON {type(hf_config).__name__}, not an object")
+    try:
+        arch, cfg = config_from_hf(hf_config)
+    except KeyError as err:
+        raise ValueError(f"{path} has no {err.args[0]!r}") from None
+    except (TypeError, ValueError) as err:  # a field of the wrong type or out of range
+        raise ValueError(f"{path}: {err}") from None
     tensors = safetensors.load_file(os.path.join(folder, "model.safetensors"))
     # Older GPT-2 files (saved from GPT2Model) lack the "transformer." prefix.
     if arch == "gpt2" and "wte.weight" in tensors:

@@ -56,9 +56,17 @@ class GPTConfig:
             )
         if self.n_inner is None:  # resolve the default, so equal models have equal configs
             object.__setattr__(self, "n_inner", 4 * self.n_embd)
-        if self.n_inner < 1:
+        # The fields only some families have (BERT's segments, BART's decoder blocks) and the
+        # feed-forward width: positive integers too.
+        for name in ("n_inner", "n_types", "n_dec_layer"):
+            value = getattr(self, name, 1)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(
+                    f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
+        if isinstance(self.ln_eps, bool) or not isinstance(self.ln_eps, (int, float)) or not (
+                0 < self.ln_eps < math.inf):
             raise ValueError(
-                f"{type(self).__name__}.n_inner must be None or positive, got {self.n_inner!r}")
+                f"{type(self).__name__}.ln_eps must be a finite number > 0, got {self.ln_eps!r}")
 
     @property
     def ffn(self):

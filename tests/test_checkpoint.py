@@ -1,0 +1,321 @@
+"""Checkpoints read from hostile files: every field of the metadata and every tensor checked,
+through the command line, with one error line, no traceback and bounded memory."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minillm import safetensors
+from minillm.__main__ import main
+from minillm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minillm.grammar import default_grammar
+from minillm.models import GPTConfig
+from minillm.train import GrammarData, TrainConfig, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--n-embd", "16", "--n-layer", "1", "--n-head", "2", "--batch-size", "4",
+         "--n-ctx", "24"]
+MISSING = object()  # a mutation's value that deletes the field
+
+
+def read(path):
+    tensors, metadata = safetensors.load_file_with_metadata(path)
+    return tensors, json.loads(metadata["minillm"])
+
+
+def write(path, tensors, meta):
+    text = meta if isinstance(meta, str) else json.dumps(meta)
+    safetensors.save_file(tensors, path, metadata={"minillm": text})
+
+
+def mutated(meta, changes):
+    """A deep copy of meta with each (dotted field, value) applied; MISSING deletes."""
+    meta = json.loads(json.dumps(meta))
+    for field, value in changes:
+        *parents, last = field.split(".")
+        obj = meta
+        for key in parents:
+            obj = obj[key]
+        if value is MISSING:
+            del obj[last]
+        else:
+            obj[last] = value
+    return meta
+
+
+def meta_cases(meta):
+    """(case id, {changes} or a replacement, the words the error must contain)."""
+    steps, ordinary = meta["train_config"]["steps"], meta["tokenizer"]["ordinary"]
+    V = meta["model_config"]["vocab_size"]
+    cases = [
+        ("metadata is a list", "[]", "metadata is a list"),
+        ("metadata is not JSON", "{", "not valid JSON"),
+        ("metadata has NaN", '{"format": NaN}', "not valid JSON"),
+        ("extra top-level key", [("surprise", 1)], "surprise"),
+        ("old format", [("format", "minillm-checkpoint-1")], "format"),
+        ("format a number", [("format", 2)], "format"),
+        ("unknown model", [("model", "xlnet")], "model is 'xlnet'"),
+        ("model null", [("model", None)], "model is None"),
+        ("model_config a list", [("model_config", [])], "model_config is a list"),
+        ("model_config extra", [("model_config.n_foo", 1)], "n_foo"),
+        ("model_config.n_embd missing", [("model_config.n_embd", MISSING)], "n_embd"),
+        ("n_embd negative", [("model_config.n_embd", -1)], "model_config.n_embd is -1"),
+        ("n_embd a string", [("model_config.n_embd", "16")], "model_config.n_embd"),
+        ("n_embd a float", [("model_config.n_embd", 16.0)], "model_config.n_embd"),
+        ("n_embd true", [("model_config.n_embd", True)], "model_config.n_embd"),
+        ("n_embd huge", [("model_config.n_embd", 10**9)], "do not match"),
+        ("n_head huge", [("model_config.n_head", 10**9)], "multiple of n_head"),
+        ("n_layer huge", [("model_config.n_layer", 10**12)], "model_config.n_layer"),
+        ("vocab_size huge", [("model_config.vocab_size", 10**9)], "do not match"),
+        ("n_ctx huge", [("model_config.n_ctx", 10**9)], "do not match"),
+        ("ln_eps negative", [("model_config.ln_eps", -1.0)], "model_config.ln_eps"),
+        ("ln_eps a string", [("model_config.ln_eps", "x")], "model_config.ln_eps"),
+        ("n_inner zero", [("model_config.n_inner", 0)], "model_config.n_inner"),
+        ("train_config extra", [("train_config.n_foo", 1)], "n_foo"),
+        ("train_config.steps missing", [("train_config.steps", MISSING)], "steps"),
+        ("steps negative", [("train_config.steps", -1)], "train_config.steps"),
+        ("steps zero", [("train_config.steps", 0)], "steps must be a positive integer"),
+        ("steps a string", [("train_config.steps", "300")], "train_config.steps"),
+        ("lr a string", [("train_config.lr", "x")], "train_config.lr"),
+        ("lr negative", [("train_config.lr", -1.0)], "lr must be"),
+        ("clip a string", [("train_config.clip", "x")], "train_config.clip"),
+        ("dtype float16", [("train_config.dtype", "float16")], "dtype"),
+        ("dtype float64 for float32 tensors", [("train_config.dtype", "float64")],
+         "do not match"),
+        ("objective of another model", [("train_config.objective", "mlm")],
+         "does not train a gpt model"),
+        ("unknown objective", [("train_config.objective", "xlnet")], "xlnet"),
+        ("masking unknown", [("train_config.masking", "x")], "masking"),
+        ("pool negative", [("train_config.pool", -1)], "train_config.pool"),
+        ("nsp a string", [("train_config.nsp", "yes")], "train_config.nsp"),
+        ("seed negative", [("train_config.seed", -1)], "train_config.seed"),
+        ("log_every zero", [("train_config.log_every", 0)], "log_every"),
+        ("warmup negative", [("train_config.warmup", -1)], "train_config.warmup"),
+        ("tokenizer a list", [("tokenizer", [])], "tokenizer is a list"),
+        ("tokenizer extra", [("tokenizer.extra", 1)], "extra"),
+        ("tokenizer.ordinary missing", [("tokenizer.ordinary", MISSING)], "ordinary"),
+        ("a billion sentinels", [("tokenizer.n_sentinels", 10**9)], "sentinels"),
+        ("a billion sentinels and a vocabulary to match",
+         [("tokenizer.n_sentinels", 10**9), ("model_config.vocab_size", V + 10**9 - 20)],
+         "do not match"),
+        ("no sentinels: the size does not match", [("tokenizer.n_sentinels", 0)], "vocab_size"),
+        ("sentinels negative", [("tokenizer.n_sentinels", -1)], "tokenizer.n_sentinels"),
+        ("ordinary reversed", [("tokenizer.ordinary", ordinary[::-1])], "same vocabulary"),
+        ("ordinary a number", [("tokenizer.ordinary", 5)], "tokenizer.ordinary"),
+        ("ordinary with an empty token", [("tokenizer.ordinary", [""] + ordinary[1:])],
+         "non-empty"),
+        ("step negative", [("step", -1)], "step is -1"),
+        ("step a string", [("step", "3")], "step"),
+        ("step beyond the run", [("step", steps + 1), ("adam_step", steps + 1)], "beyond"),
+        ("step and the history disagree", [("step", steps - 1), ("adam_step", steps - 1)],
+         "history"),
+        ("adam_step negative", [("adam_step", -1)], "adam_step"),
+        ("adam_step ahead", [("adam_step", steps + 1)], "adam_step"),
+        ("adam_step true", [("adam_step", True)], "adam_step"),
+        ("data_rng null", [("data_rng", None)], "data_rng"),
+        ("data_rng empty", [("data_rng", {})], "data_rng lacks"),
+        ("another bit generator", [("data_rng.bit_generator", "MT19937")], "PCG64"),
+        ("rng state negative", [("data_rng.state.state", -1)], "data_rng.state.state"),
+        ("rng state too wide", [("data_rng.state.state", 2**200)], "128 bits"),
+        ("rng increment even", [("data_rng.state.inc", 2)], "odd"),
+        ("has_uint32 two", [("data_rng.has_uint32", 2)], "has_uint32"),
+        ("uinteger too wide", [("data_rng.uinteger", 2**40)], "32 bits"),
+        ("data a number", [("data", 5)], "data is"),
+        ("data hash not hex", [("data", {"path": "x.txt", "sha256": "zz"})], "sha256"),
+        ("data path empty", [("data", {"path": "", "sha256": "0" * 64})], "data.path"),
+    ]
+    return cases
+
+
+def tensor_cases(tensors):
+    def with_(name, change):
+        t = {k: v.copy() for k, v in tensors.items()}
+        change(t, name)
+        return t
+
+    def poke(value):
+        def change(t, name):
+            t[name].reshape(-1)[0] = value
+        return change
+
+    return [
+        ("NaN in a parameter", with_("param/wte", poke(np.nan)), "param/wte holds non-finite"),
+        ("inf in a moment", with_("adam.m/wpe", poke(np.inf)), "adam.m/wpe holds non-finite"),
+        ("a negative second moment", with_("adam.v/wpe", poke(-1.0)), "negative"),
+        ("NaN in the history", with_("history", poke(np.nan)), "history holds non-finite"),
+        ("a parameter in float64",
+         with_("param/wpe", lambda t, n: t.__setitem__(n, t[n].astype(np.float64))),
+         "param/wpe is F64"),
+        ("a parameter missing", with_("param/ln_f.b", lambda t, n: t.pop(n)),
+         "missing param/ln_f.b"),
+        ("an extra tensor", with_("junk", lambda t, n: t.__setitem__(n, np.zeros(2))),
+         "unexpected junk"),
+    ]
+
+
+# The child process: every case through the command line, under an address-space limit. It
+# reports, per case and command, the exit status, what went to stderr, and any exception that
+# escaped main() (a traceback, in a real run).
+CHILD = r"""
+import contextlib, io, json, os, resource, sys
+from minillm.__main__ import main
+import minillm.checkpoint, minillm.train, minillm.demo, minillm.hf  # imported before the limit
+
+def vm_size():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+
+limit = vm_size() + int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+results = []
+for case_id, argv in json.load(open(sys.argv[1])):
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = main(argv)
+        escaped = None
+    except BaseException as e:
+        status, escaped = None, f"{type(e).__name__}: {e}"[:300]
+    results.append([case_id, argv[0], status, err.getvalue(), escaped])
+print(json.dumps(results))
+"""
+EXTRA_MEMORY = 1 << 30  # the child may grow by 1 GiB beyond what it has after its imports
+
+
+def run_child(tmp_path, runs):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(runs))
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(plan), str(EXTRA_MEMORY)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def commands(path, folder):
+    return [["generate", "今天", "--checkpoint", path], ["score", "今天", "--checkpoint", path],
+            ["export", path, folder], ["train", "--resume", "--out", path]]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+def test_every_metadata_and_tensor_mutation_is_one_error_line_naming_the_field(tmp_path):
+    base = str(tmp_path / "base.safetensors")
+    assert main(["train", "--steps", "3", *SMALL, "--log-every", "3", "--out", base]) == 0
+    tensors, meta = read(base)
+    runs, expect = [], {}
+    for n, (case_id, change, words) in enumerate(meta_cases(meta)):
+        path = str(tmp_path / f"m{n}.safetensors")
+        write(path, tensors, change if isinstance(change, str) else mutated(meta, change))
+        expect[case_id] = words
+        runs += [[case_id, argv] for argv in commands(path, str(tmp_path / f"hf{n}"))]
+    for n, (case_id, changed, words) in enumerate(tensor_cases(tensors)):
+        path = str(tmp_path / f"t{n}.safetensors")
+        write(path, changed, meta)
+        expect[case_id] = words
+        runs += [[case_id, argv] for argv in commands(path, str(tmp_path / f"hft{n}"))]
+    results = run_child(tmp_path, runs)
+    assert len(results) == len(runs) >= 300
+    failures = []
+    for case_id, command, status, err, escaped in results:
+        lines = err.strip().splitlines()
+        ok = (escaped is None and status == 2 and len(lines) == 1
+              and lines[0].startswith("minillm: error:") and expect[case_id] in lines[0])
+        if not ok:
+            failures.append(f"{case_id} / {command}: status {status}, escaped {escaped}, "
+                            f"stderr {err.strip()[:300]!r}")
+    assert not failures, f"{len(failures)} of {len(results)}:\n" + "\n".join(failures[:30])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+def test_bert_and_encoder_decoder_fields_are_checked_too(tmp_path):
+    runs, expect = [], {}
+    for model, objective, command in (("bert", "mlm", "fill"), ("seq2seq", "tasks", "seq2seq")):
+        base = str(tmp_path / f"{model}.safetensors")
+        assert main(["train", "--objective", objective, "--steps", "1", *SMALL,
+                     "--n-ctx", "48", "--out", base]) == 0
+        tensors, meta = read(base)
+        field = "n_types" if model == "bert" else "n_dec_layer"
+        for value in (0, -1, "2", 10**12, None):
+            case_id = f"{model} {field} {value!r}"
+            path = str(tmp_path / f"{model}-{len(runs)}.safetensors")
+            write(path, tensors, mutated(meta, [(f"model_config.{field}", value)]))
+            # A huge count of segments is a wte-sized table the file does not hold.
+            huge_types = field == "n_types" and value == 10**12
+            expect[case_id] = "do not match" if huge_types else f"model_config.{field}"
+            text = "今天[MASK]很好" if command == "fill" else "总结：今天天气很好。"
+            runs.append([case_id, [command, text, "--checkpoint", path]])
+    for case_id, command, status, err, escaped in run_child(tmp_path, runs):
+        assert escaped is None and status == 2, (case_id, status, escaped, err)
+        assert err.count("\n") == 1 and expect[case_id] in err, (case_id, err)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+def test_sizes_too_large_for_memory_are_refused_by_name_before_anything_is_allocated(tmp_path):
+    """Each of these used to end in a MemoryError traceback (or, for /dev/zero, in reading an
+    endless file); now one line names the option and the memory it would need."""
+    seq = str(tmp_path / "s.safetensors")
+    assert main(["train", "--objective", "tasks", "--steps", "1", *SMALL, "--n-ctx", "48",
+                 "--out", seq]) == 0
+    out = str(tmp_path / "never.safetensors")
+    cases = [
+        ("--batch-size", ["train", "--batch-size", "1000000000", "--out", out], "would need"),
+        ("--n-embd", ["train", "--n-embd", "1000000", "--n-head", "1", "--out", out],
+         "would need"),
+        ("--n-ctx", ["train", "--n-ctx", "1000000000", "--out", out], "would need"),
+        ("--pool", ["train", "--pool", "1000000000", "--out", out], "would need"),
+        ("--data", ["train", "--data", "/dev/zero", "--out", out], "larger than"),
+        ("--beam", ["seq2seq", "总结：今天天气很好。", "--checkpoint", seq, "--beam", "1000000000"],
+         "would need"),
+    ]
+    results = run_child(tmp_path, [[flag, argv] for flag, argv, _ in cases])
+    for (flag, _, words), (_, _, status, err, escaped) in zip(cases, results):
+        assert escaped is None and status == 2, (flag, status, escaped, err)
+        line = err.strip()
+        assert line.count("\n") == 0 and flag in line and words in line, (flag, line)
+    assert not os.path.exists(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a checkpoint holds
+
+
+def test_the_loss_history_is_a_tensor_so_a_long_run_keeps_a_small_header(tmp_path):
+    """A history of a million steps used to sit in the JSON header (about 20 MB of text), over
+    the reader's limit after long enough runs; now it is a float64 tensor."""
+    tok = default_grammar().tokenizer()
+    cfg = GPTConfig(vocab_size=len(tok), n_ctx=32, n_embd=8, n_head=2, n_layer=1)
+    train_cfg = TrainConfig(steps=10**6, batch_size=1)
+    state = train(cfg, TrainConfig(steps=1, batch_size=1), GrammarData(default_grammar(), tok),
+                  tok, log=lambda line: None)
+    history = np.random.default_rng(0).random(10**6) * 3
+    state.update(step=10**6, history=list(history))
+    state["opt"]["step"] = 10**6
+    path = str(tmp_path / "long.safetensors")
+    save_checkpoint(path, cfg, train_cfg, tok, state)
+    entries, metadata = safetensors.read_header(path)
+    assert len(metadata["minillm"]) < 20_000
+    assert entries["history"][:2] == ("F64", (10**6,))
+    loaded = load_checkpoint(path)[3]
+    np.testing.assert_array_equal(loaded["history"], history)
+
+
+def test_save_refuses_a_non_finite_parameter(tmp_path):
+    tok = default_grammar().tokenizer()
+    cfg = GPTConfig(vocab_size=len(tok), n_ctx=32, n_embd=8, n_head=2, n_layer=1)
+    state = train(cfg, TrainConfig(steps=1, batch_size=1), GrammarData(default_grammar(), tok),
+                  tok, log=lambda line: None)
+    state["params"]["h.0.ln_1.b"][3] = np.inf
+    path = str(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match=r"param/h\.0\.ln_1\.b holds non-finite"):
+        save_checkpoint(path, cfg, TrainConfig(steps=1, batch_size=1), tok, state)
+    assert not os.path.exists(path)
+
+
+def test_a_checkpoint_error_is_a_value_error_naming_the_file(tmp_path):
+    path = str(tmp_path / "x.safetensors")
+    safetensors.save_file({"a": np.zeros(2)}, path, metadata={"other": "1"})
+    with pytest.raises(CheckpointError, match="x.safetensors: not a minillm checkpoint"):
+        load_checkpoint(path)
