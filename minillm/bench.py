@@ -701,6 +701,12 @@ def build_parser(config_names):
                         help=f"timed steps, each followed by a timed floor (default "
                         f"{DEFAULT_STEPS})")
     parser.add_argument("--json", metavar="FILE", help="also write every number to FILE")
+    parser.add_argument("--busy", action="store_true",
+                        help="instead: time the demo's training with another program keeping a "
+                        "core busy, with the automatic BLAS thread choice against 1 and 2 "
+                        "threads, and on a quiet machine (bench_busy.py; about 90 s a round)")
+    parser.add_argument("--repeat", type=_int_at_least(1), default=2, metavar="R",
+                        help="--busy: rounds of the six conditions (default 2)")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: one cell, in this process
     return parser
 
@@ -727,6 +733,10 @@ def main(argv=None, configs=None):
             return _run_one_cell(args.cell)
         if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
             raise ValueError(f"--json {args.json!r}: its folder does not exist")
+        if args.busy:
+            from . import bench_busy
+
+            return bench_busy.main(args.repeat, args.json)
         names = list(configs) if args.config == "all" else [args.config]
         chosen = list(MODEL_NAMES) if args.model == "all" else [args.model]
         cells = [(m, c) for c in names for m in chosen]

@@ -141,7 +141,7 @@ class AdaptiveThreads:
         self.set_threads, self.clock = set_threads, clock
         self.first_recheck, self.max_recheck = first_recheck, max_recheck
         self.recheck = first_recheck
-        self.current = max(counts)  # what OpenBLAS runs before the first choice
+        self.current = None  # set at the first step; until then, whatever OpenBLAS runs
         self.chosen = None  # the count kept after the last trial or re-check
         self.skip_next = True  # the first step is not timed
         self.plan = [c for _ in range(self.TRIAL_STEPS) for c in (max(counts), min(counts))]

@@ -330,6 +330,10 @@ def load(folder):
     except (TypeError, ValueError) as err:  # a field of the wrong type or out of range
         raise ValueError(f"{path}: {err}") from None
     tensors = safetensors.load_file(os.path.join(folder, "model.safetensors"))
+    for name in ("n_layer", "n_dec_layer"):  # before name_table lists every block's names
+        if getattr(cfg, name, 0) > len(tensors):
+            raise ValueError(f"{path}: {name} = {getattr(cfg, name)} blocks, but "
+                             f"model.safetensors holds only {len(tensors)} tensors")
     # Older GPT-2 files (saved from GPT2Model) lack the "transformer." prefix.
     if arch == "gpt2" and "wte.weight" in tensors:
         tensors = {"transformer." + k: v for k, v in tensors.items()}

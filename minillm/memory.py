@@ -74,10 +74,26 @@ def check_fits(need, what):
 
 
 def parameter_count(model, cfg):
-    """The number of parameters of a model, from its table of shapes (nothing allocated)."""
+    """The number of parameters of a model, from its table of shapes (nothing allocated).
+
+    The table is built for at most two blocks of each stack: the count is linear in the number
+    of blocks, and a config asking for a billion of them must not build a billion-entry table
+    just to be refused."""
+    from dataclasses import replace
+
     from .models import MODELS
 
-    return sum(_product(shape) for shape in MODELS[model][2](cfg).values())
+    def count(**layers):
+        return sum(_product(s) for s in MODELS[model][2](replace(cfg, **layers)).values())
+
+    stacks = [name for name in ("n_layer", "n_dec_layer") if hasattr(cfg, name)]
+    ones = {name: 1 for name in stacks}
+    base = count(**ones)
+    total = base
+    for name in stacks:  # each further block of a stack adds what the second one added
+        per_block = count(**{**ones, name: 2}) - base
+        total += (getattr(cfg, name) - 1) * per_block
+    return total
 
 
 def training_step_bytes(model, cfg, batch_size, itemsize):

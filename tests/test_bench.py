@@ -286,3 +286,36 @@ def test_a_float32_step_stays_float32_end_to_end(model):
     assert loss.dtype == np.float32
     step.run()
     assert {v.dtype for v in step.params.values()} == {np.dtype(np.float32)}
+
+
+@pytest.mark.skipif(not bench.blas_info() or bench.blas_info()["threads"] < 2,
+                    reason="--busy compares thread counts of NumPy's OpenBLAS")
+def test_busy_runs_every_condition_with_its_thread_count_and_stops_its_busy_loop(monkeypatch):
+    """The plumbing of bench --busy (no timing asserted): each condition runs the demo's
+    training with the thread count it names, under a busy child process where it says busy,
+    and no busy loop is left running."""
+    import subprocess
+
+    from minillm import bench_busy, blas
+
+    seen, children = [], []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        children.append(real_popen(*args, **kwargs))
+        return children[-1]
+
+    def fake_training(threads):
+        chooser = threads()
+        busy = bool(children) and children[-1].poll() is None
+        seen.append((busy, "auto" if chooser is not None else blas.blas_info()["threads"]))
+        return 1.0
+
+    monkeypatch.setattr(bench_busy.subprocess, "Popen", popen)
+    monkeypatch.setattr(bench_busy, "run_demo_training", fake_training)
+    seconds = bench_busy.measure(repeat=2)
+    expected = [(load == "busy", threads) for load, threads in bench_busy.CONDITIONS]
+    assert seen == expected * 2
+    assert len(children) == 6 and all(child.poll() is not None for child in children)
+    table = bench_busy.format_table(seconds)
+    assert table.count("\n") == 1 + len(bench_busy.CONDITIONS) and "| busy | 2 |" in table

@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minillm import safetensors
 from minillm.__main__ import main
@@ -260,7 +262,19 @@ def test_sizes_too_large_for_memory_are_refused_by_name_before_anything_is_alloc
     assert main(["train", "--objective", "tasks", "--steps", "1", *SMALL, "--n-ctx", "48",
                  "--out", seq]) == 0
     out = str(tmp_path / "never.safetensors")
+    # A finished run whose stored batch size and pool are too large to resume.
+    gpt = str(tmp_path / "g.safetensors")
+    assert main(["train", "--steps", "1", *SMALL, "--out", gpt]) == 0
+    tensors, meta = read(gpt)
+    stored = {}
+    for field, value in (("batch_size", 10**9), ("pool", 10**12)):
+        stored[field] = str(tmp_path / f"{field}.safetensors")
+        write(stored[field], tensors, mutated(meta, [(f"train_config.{field}", value),
+                                                     ("train_config.steps", 5)]))
     cases = [
+        ("batch_size", ["train", "--resume", "--out", stored["batch_size"]], "would need"),
+        ("pool", ["train", "--resume", "--out", stored["pool"]], "would need"),
+        ("--n-layer", ["train", "--n-layer", "1000000000", "--out", out], "would need"),
         ("--batch-size", ["train", "--batch-size", "1000000000", "--out", out], "would need"),
         ("--n-embd", ["train", "--n-embd", "1000000", "--n-head", "1", "--out", out],
          "would need"),
@@ -312,6 +326,24 @@ def test_save_refuses_a_non_finite_parameter(tmp_path):
     with pytest.raises(ValueError, match=r"param/h\.0\.ln_1\.b holds non-finite"):
         save_checkpoint(path, cfg, TrainConfig(steps=1, batch_size=1), tok, state)
     assert not os.path.exists(path)
+
+
+@settings(max_examples=10)
+@given(model=st.sampled_from(["gpt", "bert", "seq2seq"]), layers=st.integers(1, 4),
+       dec_layers=st.integers(1, 4), width=st.sampled_from([8, 16]), ctx=st.integers(1, 40))
+def test_the_parameter_count_is_the_table_s_whatever_the_depth(model, layers, dec_layers, width,
+                                                               ctx):
+    import math
+
+    from minillm.memory import parameter_count
+    from minillm.models import MODELS
+
+    shape = dict(vocab_size=50, n_ctx=ctx, n_embd=width, n_head=2, n_layer=layers)
+    if model == "seq2seq":
+        shape["n_dec_layer"] = dec_layers
+    cfg = MODELS[model][0](**shape)
+    table = sum(math.prod(s) for s in MODELS[model][2](cfg).values())
+    assert parameter_count(model, cfg) == table
 
 
 def test_a_checkpoint_error_is_a_value_error_naming_the_file(tmp_path):

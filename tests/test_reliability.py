@@ -514,3 +514,19 @@ def test_ctrl_c_once_or_twice_exits_130_without_a_traceback(tmp_path, delays):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in err and err.startswith("minillm: "), err
+
+
+def test_import_of_a_config_with_a_trillion_layers_is_one_error_line(tmp_path, capsys):
+    """The table of Hugging Face names used to be built for every one of them first."""
+    import json
+
+    ckpt, folder = str(tmp_path / "m.safetensors"), tmp_path / "hf"
+    assert cli.main(["train", "--steps", "1", *SMALL, "--out", ckpt]) == 0
+    assert cli.main(["export", ckpt, str(folder)]) == 0
+    config = json.loads((folder / "config.json").read_text())
+    config["n_layer"] = 10**12
+    (folder / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert cli.main(["import", str(folder), str(tmp_path / "back.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "n_layer = 1000000000000 blocks" in err
