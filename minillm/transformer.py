@@ -178,86 +178,88 @@ def block_forward(x, p, pre, spec, self_allowed, enc=None, cross_allowed=None, p
     enc, cross_allowed   the encoder output (B, S_enc, C) and its key mask (cross blocks only)
     past     generation only: a dict with the previous step's ``"k"``, ``"v"`` (and for cross
              blocks ``"xk"``, ``"xv"``); the returned cache holds the updated ones.
+
+    Pre-LN (GPT-2) and post-LN (BERT, BART) are the two branches below, each the sequence of
+    its sublayers as the papers write it. The cache keeps each sublayer's and each norm's own
+    cache under its parameter name (``ln_1``, ``attn``, ``ln_x``, ``xattn``, ``ln_2``, ``mlp``).
     """
     H, eps = spec.n_head, spec.ln_eps
-    cache = {"spec": spec}
-
-    # Sublayer 1: self-attention.
-    def attend(h):
-        kv = None if past is None else (past["k"], past["v"])
-        return self_attention_forward(h, p, pre + "attn.", H, self_allowed, kv)
-
-    x, cache["sa"] = _residual_forward(x, attend, p, pre + "ln_1.", eps, spec.pre_ln)
-    cache["k"], cache["v"] = cache["sa"]["sub"]["k"], cache["sa"]["sub"]["v"]
-
-    # Sublayer 2 (cross blocks only): cross-attention over the encoder output.
+    self_kv = None if past is None else (past["k"], past["v"])
+    cross_kv = None if past is None or "xk" not in past else (past["xk"], past["xv"])
+    c = {"spec": spec}
+    if spec.pre_ln:  # x = x + f(LN(x)), sublayer by sublayer
+        h, c["ln_1"] = layernorm_forward(x, p[pre + "ln_1.g"], p[pre + "ln_1.b"], eps)
+        s, c["attn"] = self_attention_forward(h, p, pre + "attn.", H, self_allowed, self_kv)
+        x = x + s
+        if spec.cross:
+            h, c["ln_x"] = layernorm_forward(x, p[pre + "ln_x.g"], p[pre + "ln_x.b"], eps)
+            s, c["xattn"] = cross_attention_forward(h, enc, p, pre + "xattn.", H, cross_allowed,
+                                                    cross_kv)
+            x = x + s
+        h, c["ln_2"] = layernorm_forward(x, p[pre + "ln_2.g"], p[pre + "ln_2.b"], eps)
+        s, c["mlp"] = mlp_forward(h, p, pre + "mlp.", spec.activation)
+        x = x + s
+    else:  # x = LN(x + f(x)), sublayer by sublayer
+        s, c["attn"] = self_attention_forward(x, p, pre + "attn.", H, self_allowed, self_kv)
+        x, c["ln_1"] = layernorm_forward(x + s, p[pre + "ln_1.g"], p[pre + "ln_1.b"], eps)
+        if spec.cross:
+            s, c["xattn"] = cross_attention_forward(x, enc, p, pre + "xattn.", H, cross_allowed,
+                                                    cross_kv)
+            x, c["ln_x"] = layernorm_forward(x + s, p[pre + "ln_x.g"], p[pre + "ln_x.b"], eps)
+        s, c["mlp"] = mlp_forward(x, p, pre + "mlp.", spec.activation)
+        x, c["ln_2"] = layernorm_forward(x + s, p[pre + "ln_2.g"], p[pre + "ln_2.b"], eps)
+    # The keys and values seen so far, for the next generation step.
+    c["k"], c["v"] = c["attn"]["k"], c["attn"]["v"]
     if spec.cross:
-        def cross(h):
-            kv = None if past is None or "xk" not in past else (past["xk"], past["xv"])
-            return cross_attention_forward(h, enc, p, pre + "xattn.", H, cross_allowed, kv)
-
-        x, cache["ca"] = _residual_forward(x, cross, p, pre + "ln_x.", eps, spec.pre_ln)
-        cache["xk"], cache["xv"] = cache["ca"]["sub"]["k"], cache["ca"]["sub"]["v"]
-
-    # Sublayer 3: feed-forward.
-    def feed(h):
-        return mlp_forward(h, p, pre + "mlp.", spec.activation)
-
-    x, cache["ff"] = _residual_forward(x, feed, p, pre + "ln_2.", eps, spec.pre_ln)
-    return x, cache
+        c["xk"], c["xv"] = c["xattn"]["k"], c["xattn"]["v"]
+    return x, c
 
 
 def block_backward(dy, cache, pre):
-    """dy (B, T, C) -> dx (B, T, C), denc (B, S_enc, C) or None, grads of the block."""
-    spec = cache["spec"]
-    grads = {}
-    dx = _residual_backward(
-        dy, cache["ff"], pre + "ln_2.", grads,
-        lambda d, c: mlp_backward(d, c, pre + "mlp."),
-    )
-    denc = None
-    if spec.cross:
-        def cross_back(d, c):
-            dh, de, g = cross_attention_backward(d, c, pre + "xattn.")
-            nonlocal denc
-            denc = de
-            return dh, g
+    """dy (B, T, C) -> dx (B, T, C), denc (B, S_enc, C) or None, grads of the block.
 
-        dx = _residual_backward(dx, cache["ca"], pre + "ln_x.", grads, cross_back)
-    dx = _residual_backward(
-        dx, cache["sa"], pre + "ln_1.", grads,
-        lambda d, c: self_attention_backward(d, c, pre + "attn."),
-    )
-    return dx, denc, grads
-
-
-def _residual_forward(x, sublayer, p, ln, eps, pre_ln):
-    """pre-LN: ``x + f(LN(x))``.  post-LN: ``LN(x + f(x))``.  x (B, T, C) -> (B, T, C)."""
-    if pre_ln:
-        h, ln_cache = layernorm_forward(x, p[ln + "g"], p[ln + "b"], eps)
-        s, sub = sublayer(h)
-        return x + s, {"ln": ln_cache, "sub": sub, "pre_ln": True}
-    s, sub = sublayer(x)
-    y, ln_cache = layernorm_forward(x + s, p[ln + "g"], p[ln + "b"], eps)
-    return y, {"ln": ln_cache, "sub": sub, "pre_ln": False}
-
-
-def _residual_backward(dy, cache, ln, grads, sublayer_backward):
-    """dy (B, T, C) -> dx (B, T, C); the norm's and the sublayer's grads are added to grads.
-
-    pre-LN, y = x + f(LN(x)): the residual passes dy straight to x, and the sublayer path adds
-    its part.  post-LN, y = LN(x + f(x)): the norm comes first in backward, then the sum
-    splits into the residual and the sublayer.
+    The forward's steps in reverse, each undoing one line of ``block_forward``. A residual sum
+    x + s passes its gradient to both terms unchanged; a norm comes first in backward in
+    post-LN, last in pre-LN. The grads come out in backward order: ln_2, mlp, ln_x, xattn, ln_1,
+    attn.
     """
-    if cache["pre_ln"]:
-        dh, g = sublayer_backward(dy, cache["sub"])
-        dx_ln, grads[ln + "g"], grads[ln + "b"] = layernorm_backward(dh, cache["ln"])
-        grads.update(g)
-        return dy + dx_ln
-    dsum, grads[ln + "g"], grads[ln + "b"] = layernorm_backward(dy, cache["ln"])
-    dx_sub, g = sublayer_backward(dsum, cache["sub"])
-    grads.update(g)
-    return dsum + dx_sub
+    c, spec, grads = cache, cache["spec"], {}
+    denc = None
+    if spec.pre_ln:
+        # Pre-LN.
+        # 3. x = x + mlp(LN_2(x)): dy reaches x directly and through the feed-forward path.
+        dh, g_mlp = mlp_backward(dy, c["mlp"], pre + "mlp.")
+        dx_ln, grads[pre + "ln_2.g"], grads[pre + "ln_2.b"] = layernorm_backward(dh, c["ln_2"])
+        grads.update(g_mlp)
+        dy = dy + dx_ln
+        # 2. x = x + xattn(LN_x(x), enc)  (cross blocks only)
+        if spec.cross:
+            dh, denc, g_x = cross_attention_backward(dy, c["xattn"], pre + "xattn.")
+            dx_ln, grads[pre + "ln_x.g"], grads[pre + "ln_x.b"] = layernorm_backward(dh, c["ln_x"])
+            grads.update(g_x)
+            dy = dy + dx_ln
+        # 1. x = x + attn(LN_1(x))
+        dh, g_attn = self_attention_backward(dy, c["attn"], pre + "attn.")
+        dx_ln, grads[pre + "ln_1.g"], grads[pre + "ln_1.b"] = layernorm_backward(dh, c["ln_1"])
+        grads.update(g_attn)
+        return dy + dx_ln, denc, grads
+    # Post-LN.
+    # 3. x = LN_2(x + mlp(x)): back through the norm, then the sum splits in two.
+    dsum, grads[pre + "ln_2.g"], grads[pre + "ln_2.b"] = layernorm_backward(dy, c["ln_2"])
+    dh, g_mlp = mlp_backward(dsum, c["mlp"], pre + "mlp.")
+    grads.update(g_mlp)
+    dy = dsum + dh
+    # 2. x = LN_x(x + xattn(x, enc))  (cross blocks only)
+    if spec.cross:
+        dsum, grads[pre + "ln_x.g"], grads[pre + "ln_x.b"] = layernorm_backward(dy, c["ln_x"])
+        dh, denc, g_x = cross_attention_backward(dsum, c["xattn"], pre + "xattn.")
+        grads.update(g_x)
+        dy = dsum + dh
+    # 1. x = LN_1(x + attn(x))
+    dsum, grads[pre + "ln_1.g"], grads[pre + "ln_1.b"] = layernorm_backward(dy, c["ln_1"])
+    dh, g_attn = self_attention_backward(dsum, c["attn"], pre + "attn.")
+    grads.update(g_attn)
+    return dsum + dh, denc, grads
 
 
 # ----------------------------------------------------------------------------------------------

@@ -177,6 +177,7 @@ LAYERS = {
     "block_pre_ln": _block_entry(pre_ln=True, cross=False),
     "block_post_ln": _block_entry(pre_ln=False, cross=False),
     "block_post_ln_cross": _block_entry(pre_ln=False, cross=True),
+    "block_pre_ln_cross": _block_entry(pre_ln=True, cross=True),
     "block_post_ln_erf": _block_entry(pre_ln=False, cross=False, activation="gelu_erf"),
 }
 
