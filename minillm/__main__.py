@@ -669,7 +669,10 @@ def _run(argv):
             where = f"minillm {args.command}" if args.command else "minillm"
             raise UserError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         from . import blas
+        from .allocator import keep_freed_memory
 
+        if args.command in (None, "demo", "train"):
+            keep_freed_memory()  # each training step reuses the last one's memory (allocator.py)
         if args.command in (None, "demo"):
             from .demo import run_demo
 

@@ -1,9 +1,9 @@
-"""The training loop, its progress line, and checkpoints.
+"""The training loop, one training step, and the progress line.
 
 One loop serves every objective (see DESIGN in walkthrough.md):
 
-    sequences ──objective.make_batch──▶ batch ──objective.loss_and_grads──▶ loss, grads
-    grads ──clip──▶ AdamW(lr from the schedule) ──▶ params
+    sequences ──objective.training_batch──▶ batch                                 (train)
+    batch ──objective.loss_and_grads──▶ loss, grads ──clip──▶ AdamW(lr) ──▶ params (train_step)
 
 All randomness comes from two generators made from the seed: one draws the initial
 parameters, the other draws the training data. Same seed, same settings: same bits.
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .allocator import keep_freed_memory
 from .checkpoint import save_checkpoint
 from .models import MODELS
 from .objectives import get_objective
@@ -253,6 +252,32 @@ class _StopOnSigint:
         return False
 
 
+def train_step(params, opt, model_cfg, train_cfg, batch, step):
+    """One optimizer step on one batch, in place: -> the batch's mean loss.
+
+        L, g = the loss of the batch and its gradient      (objective.loss_and_grads)
+        g    = g · min(1, clip / ||g||)                     (clip_by_global_norm)
+        θ    = AdamW(θ, g, lr(step))                        (adamw_step, learning_rate)
+
+    ``step`` counts from 0. A NaN or an infinity in the loss, a gradient or an updated parameter
+    raises NonFiniteError naming step + 1 and the first tensor that went bad.
+    """
+    objective = get_objective(train_cfg.objective)
+    # The gradient of the mean loss: the step size then does not depend on batch size.
+    loss, n_tokens, grads = objective.loss_and_grads(params, model_cfg, batch, "mean")
+    norm = clip_by_global_norm(grads, train_cfg.clip)
+    if not (np.isfinite(loss) and np.isfinite(norm)):
+        what = first_non_finite(loss, grads) or f"the gradient norm is {norm}"
+        raise NonFiniteError(f"step {step + 1}: {what}")
+    lr = learning_rate(step, train_cfg.lr, train_cfg.warmup, train_cfg.steps, train_cfg.min_lr)
+    adamw_step(params, grads, opt, lr, weight_decay=train_cfg.weight_decay)
+    bad = first_non_finite_parameter(params)
+    if bad is not None:  # finite gradients, but the update overflowed (a huge lr)
+        raise NonFiniteError(f"step {step + 1}: the update (learning rate {lr:g}) made "
+                             f"parameter {bad} non-finite")
+    return loss
+
+
 def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoint=None,
           checkpoint_every=None, until=None, threads=None):
     """Train the model of ``train_cfg.objective`` on ``data``. Returns the final state dict:
@@ -272,7 +297,6 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     """
     dtype = np.dtype(train_cfg.dtype)
     objective = get_objective(train_cfg.objective)
-    keep_freed_memory()  # every step reuses the last step's memory instead of faulting it in
     resumed = state is not None
     if state is None:
         init_rng = np.random.default_rng([train_cfg.seed, 0])
@@ -293,11 +317,6 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     # The step of the checkpoint on disk that is this run's (written, or resumed from), if any.
     saved = first if resumed and checkpoint and os.path.exists(checkpoint) else None
 
-    def stop(step, what):
-        kept = (f"; the last finite checkpoint, of step {saved}, stays at {checkpoint}"
-                if saved is not None else "; no checkpoint of this run was written")
-        return NonFiniteError(f"step {step}: {what}; training stopped{kept}")
-
     # NaN and infinity are caught below, by name: NumPy's own warnings would only come first.
     with _StopOnSigint() as sigint, np.errstate(all="ignore"):
         while state["step"] < last:
@@ -305,18 +324,12 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
             step_start = time.perf_counter()
             indices, examples = data.sample(rng, train_cfg.batch_size)
             batch = objective.training_batch(examples, indices, rng, tokenizer, train_cfg)
-            # The gradient of the mean loss: the step size then does not depend on batch size.
-            loss, n_tokens, grads = objective.loss_and_grads(params, model_cfg, batch, "mean")
-            norm = clip_by_global_norm(grads, train_cfg.clip)
-            if not (np.isfinite(loss) and np.isfinite(norm)):
-                raise stop(step + 1, first_non_finite(loss, grads) or f"the gradient norm is {norm}")
-            lr = learning_rate(step, train_cfg.lr, train_cfg.warmup, train_cfg.steps,
-                               train_cfg.min_lr)
-            adamw_step(params, grads, opt, lr, weight_decay=train_cfg.weight_decay)
-            bad = first_non_finite_parameter(params)
-            if bad is not None:  # finite gradients, but the update overflowed (a huge lr)
-                raise stop(step + 1, f"the update (learning rate {lr:g}) made parameter {bad} "
-                                     "non-finite")
+            try:
+                loss = train_step(params, opt, model_cfg, train_cfg, batch, step)
+            except NonFiniteError as err:
+                kept = (f"; the last finite checkpoint, of step {saved}, stays at {checkpoint}"
+                        if saved is not None else "; no checkpoint of this run was written")
+                raise NonFiniteError(f"{err}; training stopped{kept}") from None
             state["history"].append(loss)
             state["step"] = step + 1
             tokens_seen += int(batch["attention_mask"].sum())  # tokens read, predicted or not
