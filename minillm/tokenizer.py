@@ -39,6 +39,19 @@ def pad(text, width):
     return f"{text:<{max(width - wide, 0)}}"
 
 
+def right_pad(rows, fill):
+    """Rows of token ids (lists of any lengths) -> (N, T) int64 array, each row followed by
+    ``fill`` up to the longest (T), and the (N, T) attention mask: 1 on the rows' own tokens, 0
+    on the padding. The one place where a batch is padded."""
+    N, T = len(rows), max((len(r) for r in rows), default=0)
+    out = np.full((N, T), fill, dtype=np.int64)
+    mask = np.zeros((N, T), dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return out, mask
+
+
 def sentinel(k):
     """The string of the k-th sentinel, ``<extra_id_k>`` as in T5's vocabulary."""
     return f"<extra_id_{k}>"

@@ -19,23 +19,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minillm.layers import IGNORE_INDEX
-from minillm.objectives.mlm import (
+from minillm.corruption.bert import (
     ACTION_KEEP,
     ACTION_MASK,
     ACTION_NONE,
     ACTION_RANDOM,
-    IS_NEXT,
-    IS_RANDOM,
     SPECIAL_IDS,
     DynamicMasker,
     StaticMasker,
     fixed_num_to_predict,
-    make_nsp_pairs,
     mask_tokens,
-    span_budget,
-    span_length_distribution,
-    span_mask,
 )
+from minillm.corruption.nsp import IS_NEXT, IS_RANDOM, make_nsp_pairs
+from minillm.corruption.spanbert import span_budget, span_length_distribution, span_mask
 from minillm.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, Tokenizer
 
 # A vocabulary of the tests' own, so that nothing depends on the tokenizer's: ids 0..6 are the

@@ -14,16 +14,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minillm.objectives.seq2seq import (
+from minillm.corruption.bart import (
     draw_span_lengths,
-    noise_spans_to_sentinels,
     permute_sentences,
+    split_sentences,
+    text_infilling,
+)
+from minillm.corruption.t5 import (
+    noise_spans_to_sentinels,
     random_spans_noise_mask,
     span_corruption,
-    split_sentences,
     t5_input_and_target_lengths,
     t5_noise_counts,
-    text_infilling,
 )
 from minillm.tokenizer import BOS_ID, EOS_ID, MASK_ID, SPECIAL_TOKENS
 
@@ -414,7 +416,7 @@ def test_split_sentences_cuts_after_each_full_stop():
     (lambda: random_spans_noise_mask(10, np.random.default_rng(0), mean_span_length=0.5),
      r"mean_span_length must be >= 1 .*got 0.5"),
     (lambda: random_spans_noise_mask(0, np.random.default_rng(0)),
-     r"length must be an integer >= 1, got 0"),
+     r"length must be an integer >= 1, got length=0"),
     (lambda: random_spans_noise_mask(40, np.random.default_rng(0), noise_density=0.9,
                                      mean_span_length=1.0),
      r"noise_density=0.9 with mean_span_length=1.0 asks for 36 noise spans"),
@@ -425,7 +427,7 @@ def test_split_sentences_cuts_after_each_full_stop():
     (lambda: noise_spans_to_sentinels([1001, 1002], [True], SENTINELS),
      r"noise_mask must have the shape of ids \(2,\), got \(1,\)"),
     (lambda: t5_input_and_target_lengths(2),
-     r"inputs_length must be an integer >= 3, got 2"),
+     r"inputs_length must be an integer >= 3, got inputs_length=2"),
     (lambda: text_infilling([], np.random.default_rng(0)),
      r"ids must be a non-empty 1-D sequence"),
     (lambda: text_infilling([1001, 1002], np.random.default_rng(0), mask_ratio=1.5),

@@ -63,7 +63,7 @@ def test_the_corruption_table_is_what_its_snippet_prints():
     import numpy as np
 
     from minillm.grammar import default_grammar
-    from minillm.objectives.mlm import corruption_table, mask_tokens
+    from minillm.corruption.bert import corruption_table, mask_tokens
     from minillm.tokenizer import CLS_ID, SEP_ID
 
     tok = default_grammar().tokenizer()

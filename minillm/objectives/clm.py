@@ -17,11 +17,9 @@ unless a mean is asked for.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from ..models import gpt_backward, gpt_forward
-from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
+from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, right_pad
 
 NAME = "clm"
 TITLE = "next-token prediction"
@@ -42,16 +40,8 @@ def make_batch(sequences, add_eos=True):
     if len(sequences) == 0:
         raise ValueError("sequences must hold at least one sequence, got an empty batch")
     rows = [[BOS_ID, *seq, *([EOS_ID] if add_eos else [])] for seq in sequences]
-    T = max(len(r) for r in rows) - 1
-    B = len(rows)
-    inputs = np.full((B, T), PAD_ID, dtype=np.int64)
-    targets = np.full((B, T), IGNORE_INDEX, dtype=np.int64)
-    attention_mask = np.zeros((B, T), dtype=np.int64)
-    for b, r in enumerate(rows):
-        n = len(r) - 1
-        inputs[b, :n] = r[:-1]
-        targets[b, :n] = r[1:]
-        attention_mask[b, :n] = 1
+    inputs, attention_mask = right_pad([r[:-1] for r in rows], PAD_ID)  # (B, T)
+    targets, _ = right_pad([r[1:] for r in rows], IGNORE_INDEX)  # (B, T)
     return {"inputs": inputs, "targets": targets, "attention_mask": attention_mask}
 
 
