@@ -43,7 +43,43 @@ def projected(out, upstream):
     return float(np.sum(out * upstream))
 
 
-def relative_error(a, b):
-    """max |a - b| / max(|a|, |b|, 1e-12), elementwise, as one number."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)))
+# A gradient this large somewhere shows that a check compared something (a gradient that is ~0
+# everywhere would pass any comparison).
+NOT_VACUOUS = 1e-4
+# What "exactly zero" allows of an analytic gradient: rounding of sums that are 0 in exact
+# arithmetic (the key bias's gradient is Σ_s of a softmax gradient, which sums to 0).
+ROUNDING = 1e-12
+
+
+def check_grads(f, arrays, analytic, zero=None, rtol=1e-5, atol=1e-7):
+    """Check ``analytic[name]``, the gradient of the scalar ``f()`` w.r.t. ``arrays[name]``,
+    against central differences, for every name of ``arrays`` (float64, perturbed in place).
+
+    ``zero`` maps a name to an index (``np.s_[C:2*C]``, a boolean mask) of the part of its
+    gradient that is zero by construction: the key part of an attention bias (softmax ignores a
+    shift shared by all keys), the rows of a position table that no position reads. That part
+    must be zero (to rounding) in both gradients; everywhere else the numeric gradient must be
+    clearly non-zero somewhere, so that no comparison passes vacuously.
+    """
+    zero = zero or {}
+    assert set(analytic) >= set(arrays), f"no gradient for {sorted(set(arrays) - set(analytic))}"
+    for name, value in arrays.items():
+        numeric = numerical_gradient(f, value)
+        np.testing.assert_allclose(analytic[name], numeric, rtol=rtol, atol=atol, err_msg=name)
+        rest = np.ones(value.shape, dtype=bool)
+        if name in zero:
+            np.testing.assert_allclose(analytic[name][zero[name]], 0.0, rtol=0, atol=ROUNDING,
+                                       err_msg=f"{name}: the part that must be zero")
+            rest[zero[name]] = False
+        assert rest.any() and np.max(np.abs(numeric[rest])) > NOT_VACUOUS, (
+            f"{name}: gradient ~0 where it should not be; the check proves nothing")
+
+
+def key_bias_zeros(names, C):
+    """The exactly-zero parts of attention biases among ``names``: the key third [C, 2C) of a
+    fused q, k, v bias (``c_attn.b``) and the key half [0, C) of a cross-attention k, v bias
+    (``c_kv.b``). Adding the same vector to every key adds the same number to every score of a
+    query, which softmax takes away."""
+    zero = {n: np.s_[C:2 * C] for n in names if n.endswith("c_attn.b")}
+    zero.update({n: np.s_[:C] for n in names if n.endswith("c_kv.b")})
+    return zero
