@@ -452,32 +452,32 @@ def causal_mask(T, S=None):
 def attention_forward(q, k, v, allowed=None):
     """Scaled dot-product attention, every head at once.
 
-        scores = q k^T / sqrt(D),   a = softmax(scores) over keys,   out = a v
+        scores = q k^T / sqrt(D),   att = softmax(scores) over keys,   out = att v
 
     q (B, H, T, D), k (B, H, S, D), v (B, H, S, D), allowed broadcastable to (B, H, T, S)
-    -> out (B, H, T, D). The cache holds the attention weights ``a``: a debugger stopped here
+    -> out (B, H, T, D). The cache holds the attention weights ``att``: a debugger stopped here
     shows a (T, S) grid per head whose rows sum to 1 (0 above the diagonal when causal).
     """
     D = q.shape[-1]
     scale = 1.0 / math.sqrt(D)
     scores = (q * scale) @ k.swapaxes(-1, -2)  # (B, H, T, S); scaling q costs T*D, not T*S
-    a, sm_cache = softmax_forward(scores, allowed)  # (B, H, T, S)
-    out = a @ v  # (B, H, T, D)
-    cache = {"q": q, "k": k, "v": v, "a": a, "sm": sm_cache, "scale": scale}
+    att, sm_cache = softmax_forward(scores, allowed)  # (B, H, T, S)
+    out = att @ v  # (B, H, T, D)
+    cache = {"q": q, "k": k, "v": v, "att": att, "sm": sm_cache, "scale": scale}
     return out, cache
 
 
 def attention_backward(dout, cache):
     """dout (B, H, T, D) -> dq (B, H, T, D), dk (B, H, S, D), dv (B, H, S, D).
 
-    In the forward pass out = a v, so da = dout v^T and dv = a^T dout. Then a = softmax(scores)
-    gives dscores, and scores = q k^T * scale gives dq = dscores k * scale and
-    dk = dscores^T q * scale.
+    In the forward pass out = att v, so datt = dout v^T and dv = att^T dout. Then
+    att = softmax(scores) gives dscores, and scores = q k^T * scale gives
+    dq = dscores k * scale and dk = dscores^T q * scale.
     """
-    q, k, v, a, scale = cache["q"], cache["k"], cache["v"], cache["a"], cache["scale"]
-    da = dout @ v.swapaxes(-1, -2)  # (B, H, T, S)
-    dv = a.swapaxes(-1, -2) @ dout  # (B, H, S, D)
-    dscores = softmax_backward(da, cache["sm"])  # (B, H, T, S), before the scale
+    q, k, v, att, scale = cache["q"], cache["k"], cache["v"], cache["att"], cache["scale"]
+    datt = dout @ v.swapaxes(-1, -2)  # (B, H, T, S)
+    dv = att.swapaxes(-1, -2) @ dout  # (B, H, S, D)
+    dscores = softmax_backward(datt, cache["sm"])  # (B, H, T, S), before the scale
     dq = dscores @ k  # (B, H, T, D)
     dq *= scale
     dk = dscores.swapaxes(-1, -2) @ q  # (B, H, S, D)

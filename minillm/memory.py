@@ -116,15 +116,15 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
     """What a backward pass needs to keep, in bytes per token (of the B·T predicted tokens).
 
     Per block, per token, in floats: each linear layer's input, each layer norm's normalised
-    input and 1/std, attention's q, k, v and its weights a (H·S per query, stored in full even
+    input and 1/std, attention's q, k, v and its weights att (H·S per query, stored in full even
     where causal), GELU's input and its Φ(x) (kept so that the backward pass need not compute
     the tanh or erf again; GELU's output is the next linear's input):
 
-        GPT, BERT block     ln (C+1) + c_attn in C + qkv 3C + a H·T + c_proj in C
+        GPT, BERT block     ln (C+1) + c_attn in C + qkv 3C + att H·T + c_proj in C
                             + ln (C+1) + c_fc in C + gelu in, Φ 2F + c_proj in F
                           = 8C + 3F + H·T + 2
-        BART decoder block  self: c_attn in C + qkv 3C + a H·T + c_proj in C + ln (C+1)
-                            cross: c_q in C + q C + a H·S + c_proj in C + ln (C+1)
+        BART decoder block  self: c_attn in C + qkv 3C + att H·T + c_proj in C + ln (C+1)
+                            cross: c_q in C + q C + att H·S + c_proj in C + ln (C+1)
                                    + k, v 2C per source token
                             ffn: c_fc in C + gelu in, Φ 2F + c_proj in F + ln (C+1)
                           = 12C + 3F + H·T + H·S + 3, + 2C per source token

@@ -75,16 +75,17 @@ def _heads_forward(q, k, v, H, allowed, w_proj, b_proj):
 
     q (B, T, C), k and v (B, S, C) -> y (B, T, C).
     """
-    o, att = attention_forward(split_heads(q, H), split_heads(k, H), split_heads(v, H), allowed)
+    o, attention = attention_forward(split_heads(q, H), split_heads(k, H), split_heads(v, H),
+                                     allowed)  # (B, H, T, D)
     y, proj = linear_forward(merge_heads(o), w_proj, b_proj)  # (B, T, C)
-    return y, {"att": att, "proj": proj, "H": H}
+    return y, {"attention": attention, "proj": proj, "H": H}
 
 
 def _heads_backward(dy, cache):
     """dy (B, T, C) -> dq (B, T, C), dk (B, S, C), dv (B, S, C), dw_proj, db_proj."""
     do, dw_proj, db_proj = linear_backward(dy, cache["proj"])
     H = cache["H"]
-    dq, dk, dv = attention_backward(split_heads(do, H), cache["att"])
+    dq, dk, dv = attention_backward(split_heads(do, H), cache["attention"])
     return merge_heads(dq), merge_heads(dk), merge_heads(dv), dw_proj, db_proj
 
 

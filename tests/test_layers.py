@@ -254,7 +254,7 @@ def test_attention_with_one_token_returns_its_value():
     rng = np.random.default_rng(1)
     q, k, v = (rng.normal(size=(1, 2, 1, 4)) for _ in range(3))
     out, cache = L.attention_forward(q, k, v, L.causal_mask(1)[None, None])
-    np.testing.assert_array_equal(cache["a"], np.ones((1, 2, 1, 1)))
+    np.testing.assert_array_equal(cache["att"], np.ones((1, 2, 1, 1)))
     np.testing.assert_allclose(out, v, rtol=1e-15)
 
 
@@ -263,9 +263,9 @@ def test_causal_attention_weights_are_lower_triangular_rows_summing_to_one():
     T = 5
     q, k, v = (rng.normal(size=(2, 3, T, 4)) for _ in range(3))
     _, cache = L.attention_forward(q, k, v, L.causal_mask(T)[None, None])
-    a = cache["a"]
-    assert np.all(a[..., np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0.0)
-    np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-14)
+    att = cache["att"]
+    assert np.all(att[..., np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0.0)
+    np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-14)
 
 
 def test_fully_masked_row_is_finite_in_forward_and_backward():
