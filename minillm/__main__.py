@@ -42,6 +42,7 @@ if __name__ == "__main__":  # python -m minillm: Ctrl-C is handled from here on
     signal.signal(signal.SIGINT, _interrupt_once)
 
 import argparse  # noqa: E402  (after the handler: a Ctrl-C during these imports is handled too)
+import shlex  # noqa: E402
 import sys  # noqa: E402
 
 DEFAULT_CHECKPOINT = os.path.join("runs", "gpt.safetensors")
@@ -277,6 +278,15 @@ def _load(path, model="gpt"):
     return loaded
 
 
+def _check_input_fits(model, model_cfg, state, batch, T, what):
+    """Refuse, before the forward pass, an input whose activations would not fit in memory
+    (a long text on a model with a long context)."""
+    from .memory import check_fits, forward_backward_bytes
+
+    itemsize = state["params"]["wte"].dtype.itemsize
+    check_fits(forward_backward_bytes(model, model_cfg, batch, T, itemsize), what)
+
+
 def _refuse_mask(text, name):
     if "[MASK]" in text:
         raise UserError(f"{name} {text!r} holds [MASK], which a GPT never learned (it predicts "
@@ -294,6 +304,7 @@ def cmd_fill(args):
         raise UserError(f"text {args.text!r} has no [MASK] to fill")
     if len(ids) > model_cfg.n_ctx:
         raise UserError(f"text of {len(ids) - 2} tokens is longer than the model's context")
+    _check_input_fits("bert", model_cfg, state, 1, len(ids), f"a text of {len(ids) - 2} tokens")
     grammar = default_grammar()
     truth = tokenizer.vocab == grammar.tokenizer().vocab
     words = tokenizer.tokenize(args.text)
@@ -325,6 +336,7 @@ def cmd_score(args):
     if len(ids) + 1 > model_cfg.n_ctx:
         raise UserError(f"text of {len(ids)} tokens (+[EOS]) is longer than the model's "
                         f"n_ctx={model_cfg.n_ctx}")
+    _check_input_fits("gpt", model_cfg, state, 1, len(ids) + 1, f"a text of {len(ids)} tokens")
     total, per_step = clm.log_prob(state["params"], model_cfg, ids, add_eos=True)
     grammar = default_grammar()
     truth = tokenizer.vocab == grammar.tokenizer().vocab
@@ -358,13 +370,10 @@ def cmd_seq2seq(args):
     if len(ids) > model_cfg.n_ctx:
         raise UserError(f"text of {len(ids)} tokens (with [EOS]) is longer than the model's "
                         f"n_ctx={model_cfg.n_ctx}")
-    from .memory import analytic_cache_bytes_per_token, check_fits
-
-    # Each live beam keeps a decoder cache over up to n_ctx tokens and rows of V scores.
-    per_beam = (model_cfg.n_ctx * analytic_cache_bytes_per_token("bart", model_cfg,
-                                                                 model_cfg.n_ctx, 8)
-                + 3 * 8 * model_cfg.vocab_size)
-    check_fits(args.beam * per_beam, f"--beam {args.beam}")
+    # Each live beam keeps a decoder cache of up to n_ctx tokens.
+    _check_input_fits("seq2seq", model_cfg, state, args.beam, model_cfg.n_ctx,
+                      f"--beam {args.beam}, decoding up to the model's n_ctx={model_cfg.n_ctx} "
+                      "tokens,")
     out, score = seq2seq_beam_search(state["params"], model_cfg, ids, beam_width=args.beam,
                                      length_penalty=args.length_penalty)
     print(tokenizer.decode(out, skip_special=True))
@@ -373,38 +382,56 @@ def cmd_seq2seq(args):
 # minillm's model families and Hugging Face's architectures, one to one.
 HF_ARCH = {"gpt": "gpt2", "bert": "bert", "seq2seq": "bart"}
 VOCAB_FILE = "minillm_vocab.json"
+# The largest vocabulary file import reads: every character of Unicode and 200 pairs fit in
+# a few MB.
+MAX_VOCAB_FILE_BYTES = 64 << 20
+
+
+def _make_folder(folder, what):
+    """Create ``folder`` (and its parents) if needed; an error names ``what`` it is."""
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (OSError, RecursionError) as err:  # a file in the way, no permission, too deep
+        reason = getattr(err, "strerror", None) or "the path is too deep"
+        raise UserError(f"{what} {folder!r} cannot be made: {reason}") from None
 
 
 def cmd_export(args):
     import json
 
-    from . import hf
+    from . import hf, safetensors
+    from .objectives import get_objective
     from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
     if not os.path.exists(args.checkpoint):
         raise UserError(f"checkpoint {args.checkpoint!r} does not exist")
+    if not args.folder.strip():
+        raise UserError("folder is empty: name the folder to write")
     model_cfg, train_cfg, tokenizer, state = _read_checkpoint(args.checkpoint, "checkpoint")
-    from .objectives import get_objective
-
     arch = HF_ARCH[get_objective(train_cfg.objective).MODEL]
     model = hf.from_minillm(arch, model_cfg, state["params"],
                             special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
+    # The folder and its three files are checked before any is written: each a new name or a
+    # regular file (a FIFO, a device or a folder in their place is refused, not replaced).
+    _make_folder(args.folder, "folder")
+    for name in ("config.json", "model.safetensors", VOCAB_FILE):
+        safetensors.check_writable(os.path.join(args.folder, name))
     hf.save(model, args.folder)
-    with open(os.path.join(args.folder, VOCAB_FILE), "w", encoding="utf-8") as f:
-        json.dump(tokenizer.to_dict(), f, ensure_ascii=False, indent=1)
+    text = json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1)
+    safetensors.write_atomically(os.path.join(args.folder, VOCAB_FILE), [text.encode("utf-8")])
     folder = args.folder.rstrip(os.sep) or args.folder
     print(f"wrote {arch} to {folder}{os.sep} (config.json, model.safetensors, {VOCAB_FILE})")
 
 
 def cmd_import(args):
-    import json
-
     import numpy as np
 
     from . import hf
-    from .checkpoint import tokenizer_from_description
+    from .checkpoint import save_checkpoint, tokenizer_from_description
+    from .files import read_json
     from .optim import adamw_init
-    from .checkpoint import save_checkpoint
     from .train import TrainConfig
 
     vocab = os.path.join(args.folder, VOCAB_FILE)
@@ -413,12 +440,8 @@ def cmd_import(args):
     if not os.path.exists(vocab):
         raise UserError(f"folder {args.folder!r} has no {VOCAB_FILE}: import reads folders "
                         "written by 'minillm export'")
-    model = hf.load(args.folder)
-    try:
-        with open(vocab, encoding="utf-8") as f:
-            description = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise UserError(f"{vocab} is not a JSON file ({err})") from None
+    model = hf.load(args.folder)  # every tensor checked against config.json first
+    description = read_json(vocab, "the vocabulary file", MAX_VOCAB_FILE_BYTES)
     tokenizer = tokenizer_from_description(description, model.cfg.vocab_size, vocab,
                                            "the vocabulary")
     objective = {"gpt2": "clm", "bert": "mlm", "bart": "tasks"}[model.arch]
@@ -486,21 +509,21 @@ def _check_resume_options(args, given, out, model_cfg, train_cfg, state):
         stored = getattr(train_cfg if where == "train" else model_cfg, name)
         if getattr(args, name) != stored:
             flag = "--" + name.replace("_", "-")
-            raise UserError(f"--resume continues {out} with its stored settings ({flag} "
+            raise UserError(f"--resume continues {out!r} with its stored settings ({flag} "
                             f"{stored}); {flag} {getattr(args, name)} cannot change them: "
                             "train afresh with another --out instead")
     data = state["data"]
     if data is None and args.data is not None:
-        raise UserError(f"--resume: {out} was trained on the built-in grammar, not on --data "
+        raise UserError(f"--resume: {out!r} was trained on the built-in grammar, not on --data "
                         f"{args.data!r}")
     if data is not None and args.data is None:
-        raise UserError(f"--resume: {out} was trained on the text file {data['path']!r}: give "
+        raise UserError(f"--resume: {out!r} was trained on the text file {data['path']!r}: give "
                         f"it again with --data")
     if data is not None:
         from .checkpoint import file_sha256
 
         if file_sha256(args.data) != data["sha256"]:
-            raise UserError(f"--resume: --data {args.data!r} is not the file {out} was trained "
+            raise UserError(f"--resume: --data {args.data!r} is not the file {out!r} was trained "
                             f"on (its SHA-256 differs from the stored {data['sha256'][:12]}...): "
                             "give the same file, unchanged")
 
@@ -526,8 +549,6 @@ def _check_memory(model_cfg, train_cfg, objective, where):
 
 
 def _resume_command(out, data):
-    import shlex
-
     command = f"python -m minillm train --resume --out {shlex.quote(out)}"
     return command + (f" --data {shlex.quote(data)}" if data is not None else "")
 
@@ -551,6 +572,16 @@ def cmd_train(args, threads=None):
         from .checkpoint import file_sha256
         from .corpus import read_text_corpus
 
+        from .corpus import CORPUS_BYTES_PER_BYTE, MAX_CORPUS_BYTES
+        from .memory import check_fits
+
+        try:
+            size = os.stat(args.data).st_size
+        except OSError as err:
+            raise UserError(f"--data: corpus file {args.data!r}: {err.strerror}") from None
+        if size <= MAX_CORPUS_BYTES:  # a larger file is refused by read_text_corpus
+            check_fits(size * CORPUS_BYTES_PER_BYTE, f"reading --data {args.data!r} "
+                       f"({size:,} bytes)")
         try:
             documents = read_text_corpus(args.data)
         except ValueError as err:
@@ -585,9 +616,7 @@ def cmd_train(args, threads=None):
         state = None
     # Everything about --out is checked now, not after the training: the folder exists (or is
     # made) and takes a new file, and --out is a file or a new name (a symlink is followed).
-    folder = os.path.dirname(out)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    _make_folder(os.path.dirname(out), f"--out {out!r}: its folder")
     safetensors.check_writable(out)
     data = make_data(train_cfg, model_cfg, tokenizer, documents, name=args.data, source=source)
     try:
@@ -608,17 +637,17 @@ def cmd_train(args, threads=None):
         print(f"next-sentence prediction: {accuracy:.0%} of 400 held-out pairs right "
               "(chance: 50%)")
     if objective.MODEL == "gpt":
-        print(f"try: python -m minillm generate --checkpoint {out} \"今天\"")
+        print(f"try: python -m minillm generate --checkpoint {shlex.quote(out)} \"今天\"")
     elif objective.MODEL == "bert":
-        print(f"try: python -m minillm fill --checkpoint {out} \"今天[MASK]很好\"")
+        print(f"try: python -m minillm fill --checkpoint {shlex.quote(out)} \"今天[MASK]很好\"")
     elif train_cfg.objective in TASK_OBJECTIVES:
-        print(f"try: python -m minillm seq2seq --checkpoint {out} \"总结：今天天气很好，我们去公园玩。\"")
+        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"总结：今天天气很好，我们去公园玩。\"")
     elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks
-        print(f"try: python -m minillm seq2seq --checkpoint {out} \"今天天气很好，我们去公园玩"
+        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"今天天气很好，我们去公园玩"
               "<extra_id_0>\" (it prints the missing words; on sentences this short T5's "
               "masked span is always the last one)")
     else:  # bart: it learned to rewrite corrupted text whole
-        print(f"try: python -m minillm seq2seq --checkpoint {out} \"今天[MASK]很好，我们去公园玩。\"")
+        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"今天[MASK]很好，我们去公园玩。\"")
 
 
 def cmd_generate(args):
@@ -634,6 +663,8 @@ def cmd_generate(args):
     if len(prompt_ids) + 1 >= model_cfg.n_ctx:
         raise UserError(f"prompt of {len(prompt_ids)} tokens leaves no room in the model's "
                         f"context of n_ctx={model_cfg.n_ctx}")
+    longest = min(model_cfg.n_ctx, len(prompt_ids) + 1 + args.max_new_tokens)
+    _check_input_fits("gpt", model_cfg, state, 1, longest, f"generating up to {longest} tokens")
     rng = np.random.default_rng(args.seed)
     for _ in range(args.samples):
         new = generate(state["params"], model_cfg, prompt_ids, args.max_new_tokens, rng,
@@ -681,8 +712,7 @@ def _run(argv):
             cmd_train(args, threads=blas.adaptive_threads())
         elif args.command in ("generate", "score", "fill", "seq2seq"):
             blas.use_one_thread()  # one input at a time: a second thread would not pay
-            {"generate": cmd_generate, "score": cmd_score, "fill": cmd_fill,
-             "seq2seq": cmd_seq2seq}[args.command](args)
+            _run_model(args)
         elif args.command == "export":
             cmd_export(args)
         elif args.command == "import":
@@ -691,7 +721,7 @@ def _run(argv):
         print(f"minillm: {err}", file=sys.stderr)
         if err.checkpoint:
             resume = getattr(err, "resume", None) or \
-                f"python -m minillm train --resume --out {err.checkpoint}"
+                f"python -m minillm train --resume --out {shlex.quote(err.checkpoint)}"
             print(f"minillm: resume with: {resume}", file=sys.stderr)
         return 130
     except NonFiniteError as err:
@@ -705,7 +735,35 @@ def _run(argv):
     except (UserError, ValueError, OSError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError:  # what the estimates before a run (memory.py) did not foresee
+        print(f"minillm: error: out of memory running '{argv[0] if argv else 'demo'}': use smaller "
+              "sizes (--batch-size, --n-ctx, --n-embd, a shorter text or --data file)",
+              file=sys.stderr)
+        return 2
+    except RecursionError:  # a path or a file nested beyond what Python's recursion allows
+        print("minillm: error: an input is nested too deeply to read (a path or a file)",
+              file=sys.stderr)
+        return 2
     return 0
+
+
+def _run_model(args):
+    """generate, score, fill or seq2seq: one model on one input. A model whose output is not
+    finite (its parameters grew too large in training) is refused in one line, and NumPy's
+    overflow warnings on the way are not printed."""
+    import numpy as np
+
+    from .models import NonFiniteOutput
+
+    command = {"generate": cmd_generate, "score": cmd_score, "fill": cmd_fill,
+               "seq2seq": cmd_seq2seq}[args.command]
+    try:
+        with np.errstate(all="ignore"):
+            command(args)
+    except NonFiniteOutput:
+        raise UserError(f"--checkpoint {args.checkpoint!r}: the model's output is not finite "
+                        "for this input: its parameters grew too large in training (a learning "
+                        "rate far too high); train it again with a smaller --lr") from None
 
 
 def cli():

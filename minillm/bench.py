@@ -731,8 +731,10 @@ def main(argv=None, configs=None):
         args = build_parser(tuple(configs)).parse_args(argv)
         if args.cell:
             return _run_one_cell(args.cell)
-        if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-            raise ValueError(f"--json {args.json!r}: its folder does not exist")
+        if args.json:  # checked now, not after the whole benchmark: a folder, a FIFO, ...
+            from .safetensors import check_writable
+
+            check_writable(args.json)
         if args.busy:
             from . import bench_busy
 
@@ -755,7 +757,7 @@ def main(argv=None, configs=None):
                                 args.warmup)
         print(format_table(results, meta))
         if args.json:
-            with open(args.json, "w") as f:
+            with open(check_writable(args.json), "w") as f:
                 json.dump({"meta": meta, "results": results}, f, indent=1)
     except BenchError as err:
         print(f"minillm bench: error: {err}", file=sys.stderr)

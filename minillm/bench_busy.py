@@ -97,7 +97,9 @@ def main(repeat, json_path=None):
           f"{info.get('threads')} threads by default\n")
     print(format_table(seconds))
     if json_path:
-        with open(json_path, "w") as f:
+        from .safetensors import check_writable
+
+        with open(check_writable(json_path), "w") as f:
             json.dump({"rounds": repeat, "blas": info,
                        "seconds": [{"machine": load, "threads": threads, "seconds": values}
                                    for (load, threads), values in seconds.items()]}, f, indent=1)

@@ -37,6 +37,7 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from . import safetensors
+from .files import loads_json, open_regular
 from .models import MODELS
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -46,6 +47,9 @@ META_KEYS = ("format", "model", "model_config", "train_config", "tokenizer", "st
              "adam_step", "data_rng", "data")
 # safetensors dtype codes of the two parameter dtypes.
 DTYPE_CODES = {"float32": "F32", "float64": "F64"}
+# The longest name a setting may have (an objective, a dtype), and the longest stored path:
+# values from a file are echoed in messages, which must stay one readable line.
+MAX_NAME, MAX_PATH = 32, 4096
 # PCG64's state and increment are 128-bit integers; the buffered half-draw a 32-bit one.
 PCG64_BITS, UINT32 = 128, 2**32
 
@@ -57,7 +61,7 @@ class CheckpointError(ValueError):
 def file_sha256(path):
     """The SHA-256 of a file's bytes (hex): how a resumed run knows its --data file again."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "the file") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -145,16 +149,16 @@ def read_metadata(metadata, entries, path):
     if "minillm" not in metadata:
         raise fail("not a minillm checkpoint (no 'minillm' metadata)")
     try:
-        meta = json.loads(metadata["minillm"], parse_constant=_no_constant)
-    except (ValueError, RecursionError) as err:
-        raise fail(f"the minillm metadata is not valid JSON ({err})") from None
+        meta = loads_json(metadata["minillm"], "the minillm metadata")
+    except ValueError as err:  # not JSON, a key twice, NaN, too deep
+        raise fail(str(err)) from None
     if not isinstance(meta, dict):
         raise fail(f"the minillm metadata is a {_kind(meta)}, not a JSON object")
     if meta.get("format") != FORMAT:
         raise fail(f"format is {_short(meta.get('format'))}, not {FORMAT!r} (a checkpoint of "
                    "another minillm version: train it again)")
     _exact_keys(meta, META_KEYS, "the metadata", fail)
-    if meta["model"] not in MODELS:
+    if not isinstance(meta["model"], str) or meta["model"] not in MODELS:
         raise fail(f"model is {_short(meta['model'])}, not one of {sorted(MODELS)}")
     config_class, _, param_shapes = MODELS[meta["model"]]
 
@@ -188,8 +192,9 @@ def read_metadata(metadata, entries, path):
             _number(value, where, fail)
         elif types[name] == "bool" and not isinstance(value, bool):
             raise fail(f"{where} is {_short(value)}, not true or false")
-        elif types[name] == "str" and not isinstance(value, str):
-            raise fail(f"{where} is {_short(value)}, not a string")
+        elif types[name] == "str" and not (isinstance(value, str) and len(value) <= MAX_NAME):
+            raise fail(f"{where} is {_short(value)}, not a name (a string of at most {MAX_NAME} "
+                       "characters)")
     try:
         train_cfg = TrainConfig(**meta["train_config"])
     except ValueError as err:
@@ -202,14 +207,15 @@ def read_metadata(metadata, entries, path):
     _integer(meta["step"], "step", fail, low=0)
     if meta["step"] > train_cfg.steps:
         raise fail(f"step is {meta['step']}, beyond train_config.steps = {train_cfg.steps}")
-    if meta["adam_step"] != meta["step"] or isinstance(meta["adam_step"], bool):
+    _integer(meta["adam_step"], "adam_step", fail, low=0)
+    if meta["adam_step"] != meta["step"]:
         raise fail(f"adam_step is {_short(meta['adam_step'])}, but step is {meta['step']}: "
                    "AdamW makes one update per step")
     _check_rng_state(meta["data_rng"], fail)
     data = meta["data"]
     if data is not None:
         _exact_keys(data, ("path", "sha256"), "data", fail)
-        if not isinstance(data["path"], str) or not data["path"]:
+        if not isinstance(data["path"], str) or not 0 < len(data["path"]) <= MAX_PATH:
             raise fail(f"data.path is {_short(data['path'])}, not a file name")
         sha = data["sha256"]
         if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
@@ -287,8 +293,12 @@ def _integer(value, where, fail, low=0):
 
 
 def _number(value, where, fail, positive=False):
-    """A finite number (> 0 if positive)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """A finite number (> 0 if positive); an integer too large for a float is not one."""
+    try:
+        finite = not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        finite = False
+    if not finite:
         raise fail(f"{where} is {_short(value)}, not a finite number")
     if positive and value <= 0:
         raise fail(f"{where} is {value}, not > 0")
@@ -308,15 +318,12 @@ def _check_rng_state(rng, fail):
             raise fail(f"data_rng.state.{name} does not fit in {PCG64_BITS} bits")
     if rng["state"]["inc"] % 2 == 0:
         raise fail("data_rng.state.inc is even; PCG64's increment is always odd")
-    if rng["has_uint32"] not in (0, 1) or isinstance(rng["has_uint32"], bool):
+    _integer(rng["has_uint32"], "data_rng.has_uint32", fail)
+    if rng["has_uint32"] not in (0, 1):
         raise fail(f"data_rng.has_uint32 is {_short(rng['has_uint32'])}, not 0 or 1")
     _integer(rng["uinteger"], "data_rng.uinteger", fail)
     if rng["uinteger"] >= UINT32:
         raise fail("data_rng.uinteger does not fit in 32 bits")
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _kind(value):

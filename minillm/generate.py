@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import log_softmax
-from .models import gpt_forward
+from .models import check_finite, gpt_forward
 from .tokenizer import BOS_ID, EOS_ID
 
 
@@ -28,7 +28,7 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     top_p        keep the smallest set of most probable tokens whose mass reaches top_p
                  (nucleus sampling, Holtzman et al. 2020), renormalised
     """
-    z = np.asarray(logits, dtype=np.float64)
+    z = check_finite(np.asarray(logits, dtype=np.float64))
     V = z.shape[-1]
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
@@ -162,7 +162,7 @@ def seq2seq_beam_search(params, cfg, src_ids, beam_width=4, max_len=None, length
         rows = np.zeros(len(beams), dtype=np.int64)
         logits, cache = _decode_logits(params, cfg, enc[rows], None,
                                        [b[0] for b in beams], past, use_cache)
-        logp = log_softmax(logits)  # (n, V): log P(next token | prefix, source)
+        logp = log_softmax(check_finite(logits))  # (n, V): log P(next token | prefix, source)
         scores = np.array([b[1] for b in beams])[:, None] + logp  # (n, V)
         flat = np.argsort(-scores, axis=None, kind="stable")[: 2 * beam_width]
         candidates = []

@@ -36,17 +36,27 @@ import numpy as np
 
 from . import safetensors
 from .layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from .files import read_json
 from .models import (
     BertConfig,
     GPTConfig,
     Seq2SeqConfig,
     bert_backward,
     bert_forward,
+    bert_param_shapes,
+    check_params,
     gpt_backward,
     gpt_forward,
+    gpt_param_shapes,
     seq2seq_backward,
     seq2seq_forward,
+    seq2seq_param_shapes,
 )
+
+# Each architecture's table of minillm parameter shapes.
+PARAM_SHAPES = {"gpt2": gpt_param_shapes, "bert": bert_param_shapes, "bart": seq2seq_param_shapes}
+# The largest config.json read: Hugging Face's are a few kilobytes.
+MAX_CONFIG_BYTES = 1 << 20
 
 # ----------------------------------------------------------------------------------------------
 # The name tables: (minillm name, kind, Hugging Face name(s))
@@ -316,11 +326,7 @@ class HFModel:
 def load(folder):
     """Read ``folder/config.json`` and ``folder/model.safetensors``."""
     path = os.path.join(folder, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            hf_config = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise ValueError(f"{path} is not a JSON file ({err})") from None
+    hf_config = read_json(path, "config file", MAX_CONFIG_BYTES)
     if not isinstance(hf_config, dict):
         raise ValueError(f"{path} holds a JSON {type(hf_config).__name__}, not an object")
     try:
@@ -337,20 +343,30 @@ def load(folder):
     # Older GPT-2 files (saved from GPT2Model) lack the "transformer." prefix.
     if arch == "gpt2" and "wte.weight" in tensors:
         tensors = {"transformer." + k: v for k, v in tensors.items()}
-    return HFModel(arch, cfg, to_minillm(arch, cfg, tensors), hf_config)
+    try:
+        params = to_minillm(arch, cfg, tensors)
+    except ValueError as err:  # arrays that cannot be put together: shapes that do not fit
+        raise ValueError(f"{folder}: model.safetensors does not fit config.json ({err})") from None
+    # The tensors must be the shapes config.json says, in a float dtype: checked here, before
+    # anything (a vocabulary, a checkpoint) is built on config.json's numbers.
+    check_params(params, PARAM_SHAPES[arch](cfg), what=f"{folder}: model.safetensors")
+    return HFModel(arch, cfg, params, hf_config)
 
 
 def save(model, folder):
     """Write ``config.json`` and ``model.safetensors`` (float32, Hugging Face names)."""
     os.makedirs(folder, exist_ok=True)
-    tensors = {k: np.asarray(v, dtype=np.float32)
-               for k, v in to_hf(model.arch, model.cfg, model.params).items()}
+    with np.errstate(over="ignore"):  # an overflow is refused just below, by name
+        tensors = {k: np.asarray(v, dtype=np.float32)
+                   for k, v in to_hf(model.arch, model.cfg, model.params).items()}
+    for name, value in tensors.items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} does not fit float32 (a value beyond ±3.4e38, or one "
+                             "not finite): nothing written")
     safetensors.save_file(tensors, os.path.join(folder, "model.safetensors"),
                           metadata={"format": "pt"})
-    tmp = os.path.join(folder, "config.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(model.hf_config, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(folder, "config.json"))
+    text = json.dumps(model.hf_config, indent=2, sort_keys=True)
+    safetensors.write_atomically(os.path.join(folder, "config.json"), [text.encode("utf-8")])
 
 
 def from_minillm(arch, cfg, params, special=None):

@@ -20,6 +20,13 @@ MODEL_KINDS = ("gpt", "bert", "bart")
 PARAMETER_COPIES = 4
 # The backward pass holds the cache and, beside it, gradients of about the same size.
 CACHE_FACTOR = 2
+# The backward pass of one attention makes the gradient of its weights, of its scores, and
+# softmax's product of the two before the sum, all (B, H, T, S), while every layer's weights are
+# still cached; the output layer's backward makes dlogits and a temporary, (B, T, V) each.
+# (Measured: BERT at --batch-size 99 --n-head 16 --n-ctx 256 peaked at 2.41 GB, where twice
+# the cache alone is 2.12 GB; tests/test_checkpoint.py compares with tracemalloc.)
+ATTENTION_TEMPORARIES = 3
+OUTPUT_TEMPORARIES = 2
 # A sentence of the built-in grammar in a --pool: token ids as a Python list and its index
 # (about 160 bytes measured with tracemalloc, 270 at the peak of drawing); with room to spare.
 POOL_BYTES_PER_SENTENCE = 512
@@ -99,10 +106,22 @@ def parameter_count(model, cfg):
 def training_step_bytes(model, cfg, batch_size, itemsize):
     """An upper bound on the memory of training ``model`` ("gpt", "bert" or "seq2seq") with
     config ``cfg`` on batches of ``batch_size`` sequences of up to n_ctx tokens."""
+    return (PARAMETER_COPIES * parameter_count(model, cfg) * itemsize
+            + forward_backward_bytes(model, cfg, batch_size, cfg.n_ctx, itemsize))
+
+
+def forward_backward_bytes(model, cfg, batch_size, T, itemsize):
+    """An upper bound on the activations of a forward and backward pass (or of a forward pass
+    alone, which keeps less) over ``batch_size`` sequences of T tokens: the cache the backward
+    pass needs, twice (the gradients flowing beside it), and the temporaries of the largest
+    single layers on top: one attention's backward (scores, weights and their gradients, H·T²
+    each) and the output layer's (probabilities and their gradient, V each)."""
     kind = "bart" if model == "seq2seq" else model
-    tokens = batch_size * cfg.n_ctx
-    cache = analytic_cache_bytes_per_token(kind, cfg, cfg.n_ctx, itemsize) * tokens
-    return PARAMETER_COPIES * parameter_count(model, cfg) * itemsize + CACHE_FACTOR * cache
+    tokens = batch_size * T
+    cache = analytic_cache_bytes_per_token(kind, cfg, T, itemsize) * tokens
+    attention = ATTENTION_TEMPORARIES * batch_size * cfg.n_head * T * T * itemsize
+    output = OUTPUT_TEMPORARIES * tokens * cfg.vocab_size * itemsize
+    return CACHE_FACTOR * cache + attention + output
 
 
 def _product(shape):

@@ -112,6 +112,19 @@ def check_mask(mask, shape, name):
     return mask
 
 
+class NonFiniteOutput(ValueError):
+    """The model's logits hold a NaN or an infinity: parameters that grew too large in training
+    (a learning rate far too high), so that the forward pass overflows. Nothing sensible can be
+    drawn or ranked from them."""
+
+
+def check_finite(logits):
+    """``logits`` unchanged if every value is finite; NonFiniteOutput otherwise."""
+    if not np.all(np.isfinite(logits)):
+        raise NonFiniteOutput("the model's output (its logits) is not finite")
+    return logits
+
+
 def check_inputs(cfg, ids, mask, ids_name="ids", mask_name="attention_mask", start=0):
     """The checks every forward pass makes: ``ids`` (B, T) against the vocabulary; the
     sequence, after ``start`` positions already processed, against the context n_ctx; ``mask``

@@ -62,6 +62,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .files import open_regular
+
 try:
     import fcntl  # flock: how a writer marks its temporary file as still in use (POSIX)
 except ImportError:  # Windows: no flock, so stale temporary files are never removed there
@@ -170,17 +172,24 @@ def save_file(tensors, path, metadata=None):
     Arrays are written in C order and little-endian whatever their layout in memory; any array
     NumPy can convert with ``np.asarray`` is accepted if its dtype is in DTYPES.
     """
-    path = os.fsdecode(path)
     header, arrays = _build_header(tensors, metadata)  # every check happens before any write
+    chunks = [struct.pack(HEADER_LENGTH_FORMAT, len(header)), header]
+    # One array's bytes at a time: a generator, so that no second copy of the model is held.
+    write_atomically(path, itertools.chain(chunks, (a.tobytes(order="C") for a in arrays)))
+
+
+def write_atomically(path, chunks):
+    """Write the byte strings of the iterable ``chunks``, in order, to ``path``, crash-safe and with
+    save_file's rules for the target (see save_file): the way every file minillm writes is
+    written (checkpoints, and the JSON files of a Hugging Face folder)."""
+    path = os.fsdecode(path)
     target, name_max = _check_target(path)  # symlinks followed, a regular file or a new name
     _remove_stale_temp_files(target, name_max)
     tmp, fd = _create_temp_file(path, target, name_max)  # new, and locked until fd is closed
     try:
         with open(fd, "wb") as f:  # f owns fd from here on: closing f releases the lock
-            f.write(struct.pack(HEADER_LENGTH_FORMAT, len(header)))
-            f.write(header)
-            for array in arrays:
-                f.write(array.tobytes(order="C"))
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()  # Python's buffer -> the OS
             os.fsync(f.fileno())  # the OS's cache -> the disk, before the rename makes it visible
             if os.name == "posix":  # renamed while still locked, so no cleaner takes it for stale
@@ -511,7 +520,7 @@ def load_file_with_metadata(path):
     Raises SafetensorsError for a malformed file.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "file") as f:  # a FIFO or a device is refused, not waited on
         entries, metadata, data_start = _read_header(f, path)
         tensors = {}
         for name, (code, shape, begin, end) in sorted(entries.items(), key=lambda e: e[1][2:]):
@@ -525,7 +534,7 @@ def read_header(path):
     begin, end)}, metadata {str: str}). For a reader that checks the tensors' names, dtypes and
     shapes (and the metadata) before it reads them, as checkpoint.load_checkpoint does."""
     path = os.fspath(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "file") as f:
         entries, metadata, _ = _read_header(f, path)
     return entries, metadata
 

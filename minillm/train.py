@@ -17,6 +17,7 @@ the gradients and the updated parameters of every step before anything is saved.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -61,7 +62,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         for name in ("lr", "min_lr", "weight_decay", "clip"):
             value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
+            try:
+                ok = not isinstance(value, bool) and math.isfinite(float(value)) and value >= 0
+            except (TypeError, ValueError, OverflowError):  # a string; an int beyond float
+                ok = False
+            if not ok:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
@@ -203,7 +208,7 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, step, checkpoint):
         self.step, self.checkpoint = step, checkpoint
-        where = f"; checkpoint saved to {checkpoint}" if checkpoint else ""
+        where = f"; checkpoint saved to {checkpoint!r}" if checkpoint else ""
         super().__init__(f"interrupted after step {step}{where}")
 
 
@@ -327,7 +332,7 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
             try:
                 loss = train_step(params, opt, model_cfg, train_cfg, batch, step)
             except NonFiniteError as err:
-                kept = (f"; the last finite checkpoint, of step {saved}, stays at {checkpoint}"
+                kept = (f"; the last finite checkpoint, of step {saved}, stays at {checkpoint!r}"
                         if saved is not None else "; no checkpoint of this run was written")
                 raise NonFiniteError(f"{err}; training stopped{kept}") from None
             state["history"].append(loss)

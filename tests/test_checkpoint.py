@@ -188,11 +188,11 @@ print(json.dumps(results))
 EXTRA_MEMORY = 1 << 30  # the child may grow by 1 GiB beyond what it has after its imports
 
 
-def run_child(tmp_path, runs):
+def run_child(tmp_path, runs, timeout=600):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(runs))
     proc = subprocess.run([sys.executable, "-c", CHILD, str(plan), str(EXTRA_MEMORY)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
@@ -262,6 +262,9 @@ def test_sizes_too_large_for_memory_are_refused_by_name_before_anything_is_alloc
     assert main(["train", "--objective", "tasks", "--steps", "1", *SMALL, "--n-ctx", "48",
                  "--out", seq]) == 0
     out = str(tmp_path / "never.safetensors")
+    huge = str(tmp_path / "huge.txt")  # 10 GB of nothing: a sparse file, no disk used
+    with open(huge, "wb") as f:
+        f.truncate(10 * 2**30)
     # A finished run whose stored batch size and pool are too large to resume.
     gpt = str(tmp_path / "g.safetensors")
     assert main(["train", "--steps", "1", *SMALL, "--out", gpt]) == 0
@@ -280,7 +283,8 @@ def test_sizes_too_large_for_memory_are_refused_by_name_before_anything_is_alloc
          "would need"),
         ("--n-ctx", ["train", "--n-ctx", "1000000000", "--out", out], "would need"),
         ("--pool", ["train", "--pool", "1000000000", "--out", out], "would need"),
-        ("--data", ["train", "--data", "/dev/zero", "--out", out], "larger than"),
+        ("--data", ["train", "--data", "/dev/zero", "--out", out], "not a regular file"),
+        ("--data", ["train", "--data", huge, "--out", out], "bytes, more than"),
         ("--beam", ["seq2seq", "总结：今天天气很好。", "--checkpoint", seq, "--beam", "1000000000"],
          "would need"),
     ]
@@ -351,3 +355,177 @@ def test_a_checkpoint_error_is_a_value_error_naming_the_file(tmp_path):
     safetensors.save_file({"a": np.zeros(2)}, path, metadata={"other": "1"})
     with pytest.raises(CheckpointError, match="x.safetensors: not a minillm checkpoint"):
         load_checkpoint(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by an adversarial pass over the first version of these checks
+
+
+def test_type_confusions_in_metadata_are_one_error_line(tmp_path, capsys):
+    """Numbers beyond a float, a model name that is a list, a key given twice, floats where
+    integers belong: each used to be a traceback or to be accepted."""
+    base = str(tmp_path / "base.safetensors")
+    assert main(["train", "--steps", "2", *SMALL, "--out", base]) == 0
+    tensors, meta = read(base)
+    text = json.dumps(meta)
+    cases = [
+        (mutated(meta, [("train_config.lr", 10**30)]), None),  # an int: still a finite float
+        (mutated(meta, [("train_config.clip", 10**400)]), "train_config.clip"),
+        (mutated(meta, [("model_config.ln_eps", 10**400)]), "model_config.ln_eps"),
+        (mutated(meta, [("model", ["gpt"])]), "model is ['gpt']"),
+        (mutated(meta, [("model", {})]), "model is {}"),
+        (mutated(meta, [("adam_step", 2.0)]), "adam_step is 2.0"),
+        (mutated(meta, [("data_rng.has_uint32", 0.0)]), "data_rng.has_uint32"),
+        (mutated(meta, [("train_config.objective", "x" * 10**6)]), "not a name"),
+        (text.replace('"step": 2', '"step": 0, "step": 2'), "appears twice"),
+    ]
+    for n, (changed, words) in enumerate(cases):
+        path = str(tmp_path / f"c{n}.safetensors")
+        write(path, tensors, changed)
+        capsys.readouterr()
+        status = main(["generate", "今天", "--checkpoint", path])
+        err = capsys.readouterr().err
+        if words is None:
+            assert status == 0, err
+            continue
+        assert status == 2 and err.count("\n") == 1 and words in err and len(err) < 1000, err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifos_given_as_inputs_are_refused_without_waiting_for_a_writer(tmp_path):
+    """Opening a FIFO blocks until a writer comes: each of these used to hang for ever."""
+    fifo = str(tmp_path / "pipe")
+    os.mkfifo(fifo)
+    gpt = str(tmp_path / "g.safetensors")
+    assert main(["train", "--steps", "1", *SMALL, "--out", gpt]) == 0
+    folder = tmp_path / "hf"
+    assert main(["export", gpt, str(folder)]) == 0
+    os.remove(folder / "config.json")
+    os.mkfifo(folder / "config.json")
+    runs = [["checkpoint", ["generate", "今天", "--checkpoint", fifo]],
+            ["checkpoint", ["export", fifo, str(tmp_path / "out")]],
+            ["--out", ["train", "--resume", "--out", fifo]],
+            ["--data", ["train", "--data", fifo, "--out", str(tmp_path / "x.safetensors")]],
+            ["config", ["import", str(folder), str(tmp_path / "y.safetensors")]]]
+    for case_id, command, status, err, escaped in run_child(tmp_path, runs, timeout=120):
+        assert escaped is None and status == 2, (case_id, status, escaped, err)
+        assert err.count("\n") == 1 and "FIFO" in err, (case_id, err)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_export_refuses_a_fifo_in_place_of_one_of_its_files_and_leaves_it(tmp_path, capsys):
+    import stat
+
+    gpt = str(tmp_path / "g.safetensors")
+    assert main(["train", "--steps", "1", *SMALL, "--out", gpt]) == 0
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for name in ("config.json", "minillm_vocab.json"):
+        os.mkfifo(folder / name)
+        capsys.readouterr()
+        assert main(["export", gpt, str(folder)]) == 2
+        assert "FIFO" in capsys.readouterr().err
+        assert stat.S_ISFIFO(os.lstat(folder / name).st_mode)
+        assert not (folder / "model.safetensors").exists()  # nothing was written
+        os.remove(folder / name)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+def test_import_checks_the_tensors_against_config_json_before_building_anything(tmp_path):
+    """A billion sentinels with a vocab_size to match used to build a billion strings; a
+    config.json that disagrees with the tensors used to be imported and refused only later."""
+    gpt = str(tmp_path / "g.safetensors")
+    assert main(["train", "--steps", "1", *SMALL, "--out", gpt]) == 0
+    runs = []
+    for n, (config_change, vocab_change) in enumerate([
+            ({"vocab_size": 10**9 + 164}, {"n_sentinels": 10**9 + 20}),
+            ({"n_positions": 10}, {}),
+            ({"n_embd": 32}, {})]):
+        folder = tmp_path / f"hf{n}"
+        assert main(["export", gpt, str(folder)]) == 0
+        for name, change in (("config.json", config_change), ("minillm_vocab.json", vocab_change)):
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+            data.update(change)
+            (folder / name).write_text(json.dumps(data), encoding="utf-8")
+        runs.append([str(config_change), ["import", str(folder), str(tmp_path / f"i{n}.st")]])
+    for case_id, command, status, err, escaped in run_child(tmp_path, runs):
+        assert escaped is None and status == 2, (case_id, status, escaped, err)
+        assert err.count("\n") == 1 and "model.safetensors" in err, (case_id, err)
+
+
+def test_a_model_whose_output_overflows_is_refused_in_one_line(tmp_path, capsys):
+    """--dtype float64 --lr 1e100 trains to finite parameters near 1e98, whose forward pass
+    overflows: generate used to print NumPy warnings and "Probabilities contain NaN", score a
+    table of nan, and export wrote infinities into the float32 file."""
+    ckpt = str(tmp_path / "big.safetensors")
+    assert main(["train", "--dtype", "float64", "--lr", "1e100", "--steps", "1", *SMALL,
+                 "--out", ckpt]) == 0
+    for argv in (["generate", "今天", "--checkpoint", ckpt], ["score", "今天", "--checkpoint", ckpt]):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "output is not finite" in err, err
+    capsys.readouterr()
+    assert main(["export", ckpt, str(tmp_path / "hf")]) == 2
+    assert "does not fit float32" in capsys.readouterr().err
+    assert not (tmp_path / "hf" / "model.safetensors").exists()
+
+
+def test_a_long_text_on_a_long_context_model_is_refused_before_the_forward_pass(tmp_path, capsys):
+    tok = default_grammar().tokenizer()
+    cfg = GPTConfig(vocab_size=len(tok), n_ctx=60000, n_embd=8, n_head=2, n_layer=1)
+    state = train(cfg, TrainConfig(steps=1, batch_size=1), GrammarData(default_grammar(), tok),
+                  tok, log=lambda line: None)
+    path = str(tmp_path / "long.safetensors")
+    save_checkpoint(path, cfg, TrainConfig(steps=1, batch_size=1), tok, state)
+    assert main(["score", "今" * 40000, "--checkpoint", path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a text of 40000 tokens would need about" in err, err
+
+
+@pytest.mark.parametrize("model, objective", [("gpt", "clm"), ("bert", "mlm"),
+                                              ("seq2seq", "tasks")])
+def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
+    """memory.training_step_bytes is an upper bound: measured with tracemalloc over one
+    training step (loss, gradients, AdamW) at a shape where attention dominates."""
+    import tracemalloc
+
+    from minillm.memory import training_step_bytes
+    from minillm.models import MODELS
+    from minillm.objectives import get_objective
+    from minillm.optim import adamw_init
+    from minillm.train import train_step
+
+    tok = default_grammar().tokenizer()
+    shape = dict(vocab_size=len(tok), n_ctx=96, n_embd=32, n_head=8, n_layer=2)
+    if model == "seq2seq":
+        shape["n_dec_layer"] = 2
+    cfg = MODELS[model][0](**shape)
+    train_cfg = TrainConfig(objective=objective, batch_size=6)
+    rng = np.random.default_rng(0)
+    params = MODELS[model][1](cfg, rng)
+    opt = adamw_init(params)
+    long_text = [[int(x) for x in rng.integers(tok.first_ordinary_id, len(tok), size=90)]
+                 for _ in range(6)]
+    examples = [(ids, ids[:80]) for ids in long_text] if objective == "tasks" else long_text
+    batch = get_objective(objective).training_batch(examples, None, rng, tok, train_cfg)
+    tracemalloc.start()
+    try:
+        train_step(params, opt, cfg, train_cfg, batch, 0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    estimate = training_step_bytes(model, cfg, train_cfg.batch_size, 4)
+    assert peak <= estimate, (peak, estimate)
+    assert estimate < 8 * peak  # an upper bound, not a refusal of everything
+
+
+def test_a_path_nested_too_deep_and_a_newline_in_out_give_one_line(tmp_path, capsys):
+    deep = str(tmp_path / ("a/" * 3000 + "m.safetensors"))
+    assert main(["train", "--steps", "1", *SMALL, "--out", deep]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    odd = str(tmp_path / "two\nlines.safetensors")
+    assert main(["train", "--steps", "1", *SMALL, "--out", odd]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", odd, "--steps", "7"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -46,5 +46,5 @@ def test_an_empty_corpus_says_so(tmp_path):
 def test_a_missing_file_or_a_directory_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"nope\.txt.*does not exist"):
         read_text_corpus(tmp_path / "nope.txt")
-    with pytest.raises(ValueError, match="is a directory"):
+    with pytest.raises(ValueError, match="is a folder, not a regular file"):
         read_text_corpus(tmp_path)

@@ -272,7 +272,7 @@ def test_a_diverging_update_keeps_the_last_finite_checkpoint_and_names_it(tmp_pa
               checkpoint=path, checkpoint_every=1, log=lambda line: None)
     message = str(err.value)
     assert "step 3: the update" in message and "h.0.attn.c_proj.w" in message
-    assert f"the last finite checkpoint, of step 2, stays at {path}" in message
+    assert f"the last finite checkpoint, of step 2, stays at {path!r}" in message
     state = load_checkpoint(path)[3]
     assert state["step"] == 2
     assert all(np.all(np.isfinite(v)) for v in state["params"].values())

@@ -18,7 +18,7 @@ unless a mean is asked for.
 from __future__ import annotations
 
 from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
-from ..models import gpt_backward, gpt_forward
+from ..models import check_finite, gpt_backward, gpt_forward
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, right_pad
 
 NAME = "clm"
@@ -55,7 +55,7 @@ def log_prob(params, cfg, ids, add_eos=False):
     """
     batch = make_batch([list(ids)], add_eos=add_eos)
     logits, _ = gpt_forward(params, cfg, batch["inputs"], batch["attention_mask"])
-    _, ce = cross_entropy_forward(logits, batch["targets"])
+    _, ce = cross_entropy_forward(check_finite(logits), batch["targets"])
     per_step = ce["logp_target"][0]  # (n,)
     return float(per_step.sum()), per_step
 
