@@ -44,10 +44,11 @@ def read_bytes(path, what, max_bytes):
     larger: refused by its size, before it is read)."""
     with open_regular(path, what) as f:
         size = os.fstat(f.fileno()).st_size
-        if size > max_bytes:
-            raise ValueError(f"{what} {os.fsdecode(path)!r} is {size:,} bytes, more than the "
-                             f"{max_bytes:,} minillm reads")
-        return f.read(max_bytes + 1)[:max_bytes]
+        data = b"" if size > max_bytes else f.read(max_bytes + 1)
+        if size > max_bytes or len(data) > max_bytes:  # a /proc file says 0; a file may grow
+            raise ValueError(f"{what} {os.fsdecode(path)!r} is {max(size, len(data)):,} bytes "
+                             f"or more, more than the {max_bytes:,} minillm reads")
+        return data
 
 
 def loads_json(text, what):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,13 +245,27 @@ def to_hf(arch, cfg, params, keep=None):
 # Configs
 
 
+# config.json settings that change what a model computes, with the one value minillm computes.
+# A folder that sets another is refused: imported, it would silently compute something else.
+COMPUTES = {
+    "gpt2": {"activation_function": "gelu_new", "scale_attn_weights": True,
+             "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False},
+    "bert": {"hidden_act": "gelu", "position_embedding_type": "absolute", "is_decoder": False,
+             "add_cross_attention": False},
+    "bart": {"activation_function": "gelu", "normalize_before": False,
+             "add_final_layer_norm": False, "scale_embedding": False,
+             "normalize_embedding": True},
+}
+
+
 def config_from_hf(hf_config):
     """(arch, minillm config) from a transformers config.json dict."""
     arch = hf_config.get("model_type")
+    for key, value in COMPUTES.get(arch, {}).items():
+        if key in hf_config and hf_config[key] != value:
+            raise ValueError(f"{arch} {key}={reprlib.repr(hf_config[key])} is not supported: "
+                             f"minillm computes {key}={value!r}")
     if arch == "gpt2":
-        if hf_config.get("activation_function", "gelu_new") != "gelu_new":
-            raise ValueError(f"gpt2 activation_function {hf_config['activation_function']!r} "
-                             "is not supported (only gelu_new)")
         return arch, GPTConfig(
             vocab_size=hf_config["vocab_size"], n_ctx=hf_config["n_positions"],
             n_embd=hf_config["n_embd"], n_head=hf_config["n_head"], n_layer=hf_config["n_layer"],
@@ -262,8 +277,6 @@ def config_from_hf(hf_config):
             n_layer=hf_config["num_hidden_layers"], n_inner=hf_config["intermediate_size"],
             n_types=hf_config.get("type_vocab_size", 2), ln_eps=hf_config.get("layer_norm_eps", 1e-12))
     if arch == "bart":
-        if hf_config.get("scale_embedding"):
-            raise ValueError("bart scale_embedding=true is not supported")
         if hf_config["encoder_ffn_dim"] != hf_config["decoder_ffn_dim"] or (
                 hf_config["encoder_attention_heads"] != hf_config["decoder_attention_heads"]):
             raise ValueError("bart with different encoder and decoder widths is not supported")
@@ -353,9 +366,9 @@ def load(folder):
     return HFModel(arch, cfg, params, hf_config)
 
 
-def save(model, folder):
-    """Write ``config.json`` and ``model.safetensors`` (float32, Hugging Face names)."""
-    os.makedirs(folder, exist_ok=True)
+def float32_tensors(model):
+    """The model's tensors under Hugging Face's names, in float32, as a folder holds them. A
+    value that float32 cannot hold (beyond ±3.4e38) is refused, naming the tensor."""
     with np.errstate(over="ignore"):  # an overflow is refused just below, by name
         tensors = {k: np.asarray(v, dtype=np.float32)
                    for k, v in to_hf(model.arch, model.cfg, model.params).items()}
@@ -363,6 +376,14 @@ def save(model, folder):
         if not np.all(np.isfinite(value)):
             raise ValueError(f"{name} does not fit float32 (a value beyond ±3.4e38, or one "
                              "not finite): nothing written")
+    return tensors
+
+
+def save(model, folder, tensors=None):
+    """Write ``config.json`` and ``model.safetensors`` (float32, Hugging Face names);
+    ``tensors`` are float32_tensors(model), if already made."""
+    tensors = float32_tensors(model) if tensors is None else tensors
+    os.makedirs(folder, exist_ok=True)
     safetensors.save_file(tensors, os.path.join(folder, "model.safetensors"),
                           metadata={"format": "pt"})
     text = json.dumps(model.hf_config, indent=2, sort_keys=True)

@@ -64,10 +64,10 @@ def _address_space_in_use():
 
 
 def format_bytes(n):
-    """1536 -> '1.5 KB' (powers of 1024)."""
+    """1536 -> '1.50 KB' (powers of 1024)."""
     for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
         if n < 1024 or unit == "PB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.2f} {unit}"
         n /= 1024
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm import safetensors
-from minillm.__main__ import main
+from minillm.cli import main
 from minillm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig
@@ -164,7 +164,7 @@ def tensor_cases(tensors):
 # escaped main() (a traceback, in a real run).
 CHILD = r"""
 import contextlib, io, json, os, resource, sys
-from minillm.__main__ import main
+from minillm.cli import main
 import minillm.checkpoint, minillm.train, minillm.demo, minillm.hf  # imported before the limit
 
 def vm_size():
@@ -284,7 +284,7 @@ def test_sizes_too_large_for_memory_are_refused_by_name_before_anything_is_alloc
         ("--n-ctx", ["train", "--n-ctx", "1000000000", "--out", out], "would need"),
         ("--pool", ["train", "--pool", "1000000000", "--out", out], "would need"),
         ("--data", ["train", "--data", "/dev/zero", "--out", out], "not a regular file"),
-        ("--data", ["train", "--data", huge, "--out", out], "bytes, more than"),
+        ("--data", ["train", "--data", huge, "--out", out], "bytes or more, more than"),
         ("--beam", ["seq2seq", "总结：今天天气很好。", "--checkpoint", seq, "--beam", "1000000000"],
          "would need"),
     ]
@@ -529,3 +529,39 @@ def test_a_path_nested_too_deep_and_a_newline_in_out_give_one_line(tmp_path, cap
     capsys.readouterr()
     assert main(["train", "--resume", "--out", odd, "--steps", "7"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("objective, key, value", [
+    ("mlm", "hidden_act", "relu"), ("mlm", "position_embedding_type", "relative_key"),
+    ("mlm", "is_decoder", True), ("tasks", "activation_function", "relu"),
+    ("tasks", "normalize_before", True), ("tasks", "add_final_layer_norm", True),
+    ("clm", "scale_attn_weights", False), ("clm", "scale_attn_by_inverse_layer_idx", True),
+])
+def test_import_refuses_a_config_whose_computation_minillm_does_not_make(
+        objective, key, value, tmp_path, capsys):
+    """Each of these was imported silently, into a model that computes something else."""
+    ckpt, folder = str(tmp_path / "m.safetensors"), tmp_path / "hf"
+    assert main(["train", "--objective", objective, "--steps", "1", *SMALL, "--n-ctx", "48",
+                 "--out", ckpt]) == 0
+    assert main(["export", ckpt, str(folder)]) == 0
+    config = json.loads((folder / "config.json").read_text())
+    config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["import", str(folder), str(tmp_path / "back.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{key}={value!r} is not supported" in err, err
+
+
+def test_a_refused_export_makes_no_folder_and_a_proc_file_is_bounded_by_what_it_holds(
+        tmp_path, capsys):
+    from minillm.files import read_bytes
+
+    ckpt = str(tmp_path / "big.safetensors")
+    assert main(["train", "--dtype", "float64", "--lr", "1e100", "--steps", "1", *SMALL,
+                 "--out", ckpt]) == 0
+    assert main(["export", ckpt, str(tmp_path / "new" / "deeper")]) == 2
+    assert not (tmp_path / "new").exists()
+    if os.path.exists("/proc/self/status"):  # a file whose size says 0 but which holds more
+        with pytest.raises(ValueError, match="or more, more than the 10 minillm reads"):
+            read_bytes("/proc/self/status", "status", 10)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from minillm.__main__ import main
+from minillm.cli import main
 from minillm.demo import run_bert_demo, run_gpt_demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minillm import __main__ as cli
+from minillm import cli
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig, gpt_forward, gpt_init
 from minillm.checkpoint import load_checkpoint, save_checkpoint
