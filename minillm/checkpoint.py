@@ -160,7 +160,7 @@ def read_metadata(metadata, entries, path):
     _exact_keys(meta, META_KEYS, "the metadata", fail)
     if not isinstance(meta["model"], str) or meta["model"] not in MODELS:
         raise fail(f"model is {_short(meta['model'])}, not one of {sorted(MODELS)}")
-    config_class, _, param_shapes = MODELS[meta["model"]]
+    config_class, param_shapes = MODELS[meta["model"]].config, MODELS[meta["model"]].param_shapes
 
     # The model: every field an integer >= 1 (ln_eps a positive float). The layer counts are
     # bounded by the tensors present before param_shapes loops over them.

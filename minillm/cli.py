@@ -358,8 +358,6 @@ def cmd_seq2seq(args):
     print(tokenizer.decode(out, skip_special=True))
 
 
-# minillm's model families and Hugging Face's architectures, one to one.
-HF_ARCH = {"gpt": "gpt2", "bert": "bert", "seq2seq": "bart"}
 VOCAB_FILE = "minillm_vocab.json"
 # The largest vocabulary file import reads: every character of Unicode and 200 pairs fit in
 # a few MB.
@@ -381,6 +379,7 @@ def cmd_export(args):
     import json
 
     from . import hf, safetensors
+    from .models import MODELS
     from .objectives import get_objective
     from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -389,7 +388,7 @@ def cmd_export(args):
     if not args.folder.strip():
         raise UserError("folder is empty: name the folder to write")
     model_cfg, train_cfg, tokenizer, state = _read_checkpoint(args.checkpoint, "checkpoint")
-    arch = HF_ARCH[get_objective(train_cfg.objective).MODEL]
+    arch = MODELS[get_objective(train_cfg.objective).MODEL].hf_arch
     model = hf.from_minillm(arch, model_cfg, state["params"],
                             special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
     tensors = hf.float32_tensors(model)  # refused here if float32 cannot hold them
@@ -592,7 +591,7 @@ def cmd_train(args, threads=None):
                      n_head=args.n_head, n_layer=args.n_layer)
         if objective.MODEL == "seq2seq":
             shape["n_dec_layer"] = args.n_layer  # as many decoder blocks as encoder blocks
-        model_cfg = MODELS[objective.MODEL][0](**shape)
+        model_cfg = MODELS[objective.MODEL].config(**shape)
         _check_memory(model_cfg, train_cfg, objective, "options")
         state = None
     # Everything about --out is checked now, not after the training: the folder exists (or is

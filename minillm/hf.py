@@ -39,23 +39,21 @@ from . import safetensors
 from .layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from .files import read_json
 from .models import (
+    MODELS,
     BertConfig,
     GPTConfig,
     Seq2SeqConfig,
     bert_backward,
     bert_forward,
-    bert_param_shapes,
     check_params,
     gpt_backward,
     gpt_forward,
-    gpt_param_shapes,
     seq2seq_backward,
     seq2seq_forward,
-    seq2seq_param_shapes,
 )
 
-# Each architecture's table of minillm parameter shapes.
-PARAM_SHAPES = {"gpt2": gpt_param_shapes, "bert": bert_param_shapes, "bart": seq2seq_param_shapes}
+# Each architecture's table of minillm parameter shapes (models.MODELS, by Hugging Face name).
+PARAM_SHAPES = {family.hf_arch: family.param_shapes for family in MODELS.values()}
 # The largest config.json read: Hugging Face's are a few kilobytes.
 MAX_CONFIG_BYTES = 1 << 20
 

@@ -91,7 +91,7 @@ def parameter_count(model, cfg):
     from .models import MODELS
 
     def count(**layers):
-        return sum(_product(s) for s in MODELS[model][2](replace(cfg, **layers)).values())
+        return sum(_product(s) for s in MODELS[model].param_shapes(replace(cfg, **layers)).values())
 
     stacks = [name for name in ("n_layer", "n_dec_layer") if hasattr(cfg, name)]
     ones = {name: 1 for name in stacks}

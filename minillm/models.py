@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -529,9 +530,19 @@ def seq2seq_backward(dlogits, cache):
     return grads
 
 
-# The model families by name: (config class, init, parameter table). Checkpoints record the name.
+class ModelFamily(NamedTuple):
+    """One model family: its config class, its initialisation, its table of parameter shapes,
+    and the Hugging Face architecture with the same computation (hf.py)."""
+
+    config: type
+    init: Callable
+    param_shapes: Callable
+    hf_arch: str
+
+
+# The model families by name; checkpoints record the name.
 MODELS = {
-    "gpt": (GPTConfig, gpt_init, gpt_param_shapes),
-    "bert": (BertConfig, bert_init, bert_param_shapes),
-    "seq2seq": (Seq2SeqConfig, seq2seq_init, seq2seq_param_shapes),
+    "gpt": ModelFamily(GPTConfig, gpt_init, gpt_param_shapes, "gpt2"),
+    "bert": ModelFamily(BertConfig, bert_init, bert_param_shapes, "bert"),
+    "seq2seq": ModelFamily(Seq2SeqConfig, seq2seq_init, seq2seq_param_shapes, "bart"),
 }

@@ -305,7 +305,7 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     resumed = state is not None
     if state is None:
         init_rng = np.random.default_rng([train_cfg.seed, 0])
-        params = MODELS[objective.MODEL][1](model_cfg, init_rng, dtype=dtype)
+        params = MODELS[objective.MODEL].init(model_cfg, init_rng, dtype=dtype)
         state = {"params": params, "opt": adamw_init(params), "step": 0,
                  "data_rng": np.random.default_rng([train_cfg.seed, 1]), "history": []}
     params, opt, rng = state["params"], state["opt"], state["data_rng"]

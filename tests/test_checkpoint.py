@@ -345,8 +345,8 @@ def test_the_parameter_count_is_the_table_s_whatever_the_depth(model, layers, de
     shape = dict(vocab_size=50, n_ctx=ctx, n_embd=width, n_head=2, n_layer=layers)
     if model == "seq2seq":
         shape["n_dec_layer"] = dec_layers
-    cfg = MODELS[model][0](**shape)
-    table = sum(math.prod(s) for s in MODELS[model][2](cfg).values())
+    cfg = MODELS[model].config(**shape)
+    table = sum(math.prod(s) for s in MODELS[model].param_shapes(cfg).values())
     assert parameter_count(model, cfg) == table
 
 
@@ -500,10 +500,10 @@ def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     shape = dict(vocab_size=len(tok), n_ctx=96, n_embd=32, n_head=8, n_layer=2)
     if model == "seq2seq":
         shape["n_dec_layer"] = 2
-    cfg = MODELS[model][0](**shape)
+    cfg = MODELS[model].config(**shape)
     train_cfg = TrainConfig(objective=objective, batch_size=6)
     rng = np.random.default_rng(0)
-    params = MODELS[model][1](cfg, rng)
+    params = MODELS[model].init(cfg, rng)
     opt = adamw_init(params)
     long_text = [[int(x) for x in rng.integers(tok.first_ordinary_id, len(tok), size=90)]
                  for _ in range(6)]

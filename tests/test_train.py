@@ -73,7 +73,7 @@ def test_n_steps_then_n_more_from_a_checkpoint_equals_2n_steps(objective, maskin
     from minillm.train import make_data
 
     family = get_objective(objective).MODEL
-    cfg = MODELS[family][0](vocab_size=len(TOKENIZER), n_ctx=48, n_embd=16, n_head=2, n_layer=1)
+    cfg = MODELS[family].config(vocab_size=len(TOKENIZER), n_ctx=48, n_embd=16, n_head=2, n_layer=1)
     cfg_t = TrainConfig(steps=12, batch_size=4, seed=1, warmup=3, objective=objective,
                         masking=masking, pool=pool, nsp=nsp)
     data = make_data(cfg_t, cfg, TOKENIZER)
