@@ -155,7 +155,7 @@ class AdaptiveThreads:
         self.steps += 1
         if self.skip_next:
             self.skip_next = False
-        elif self.plan is not None and self.steps > 1:
+        elif self.plan is not None:
             self.samples[self.current].append(seconds / max(tokens, 1))
         if self.plan:  # a trial is under way: run its next count
             self._use(self.plan.pop(0))

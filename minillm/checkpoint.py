@@ -29,7 +29,6 @@ field.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, fields
@@ -37,7 +36,8 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from . import safetensors
-from .files import loads_json, open_regular
+from .files import loads_json
+from .files import show as _short
 from .models import MODELS
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -56,15 +56,6 @@ PCG64_BITS, UINT32 = 128, 2**32
 
 class CheckpointError(ValueError):
     """A file that is not a valid minillm checkpoint; the message names the file and the field."""
-
-
-def file_sha256(path):
-    """The SHA-256 of a file's bytes (hex): how a resumed run knows its --data file again."""
-    digest = hashlib.sha256()
-    with open_regular(path, "the file") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,9 +321,3 @@ def _kind(value):
     """The JSON name of a parsed value's type."""
     return {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
             dict: "JSON object", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _short(value):
-    """repr() of a value from the file, cut to 60 characters."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

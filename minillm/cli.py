@@ -480,10 +480,11 @@ def _fill_defaults(args):
             setattr(args, name, default)
 
 
-def _check_resume_options(args, given, out, model_cfg, train_cfg, state):
+def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source):
     """--resume continues a run with the settings stored in its checkpoint: an option given
     with another value is an error, whether or not that value is the default (it would be
-    silently ignored), and the data must be the data the run started on, byte for byte."""
+    silently ignored), and the data must be the data the run started on, byte for byte
+    (``source``: the path and SHA-256 of the --data file given now, or None)."""
     for name in sorted(given, key=list(STORED_SETTINGS).index):
         where = STORED_SETTINGS[name][0]
         stored = getattr(train_cfg if where == "train" else model_cfg, name)
@@ -499,13 +500,10 @@ def _check_resume_options(args, given, out, model_cfg, train_cfg, state):
     if data is not None and args.data is None:
         raise UserError(f"--resume: {out!r} was trained on the text file {data['path']!r}: give "
                         f"it again with --data")
-    if data is not None:
-        from .checkpoint import file_sha256
-
-        if file_sha256(args.data) != data["sha256"]:
-            raise UserError(f"--resume: --data {args.data!r} is not the file {out!r} was trained "
-                            f"on (its SHA-256 differs from the stored {data['sha256'][:12]}...): "
-                            "give the same file, unchanged")
+    if data is not None and source["sha256"] != data["sha256"]:
+        raise UserError(f"--resume: --data {args.data!r} is not the file {out!r} was trained "
+                        f"on (its SHA-256 differs from the stored {data['sha256'][:12]}...): "
+                        "give the same file, unchanged")
 
 
 def _check_memory(model_cfg, train_cfg, objective, where):
@@ -549,8 +547,7 @@ def cmd_train(args, threads=None):
     out = args.out or DEFAULT_OUT[objective.MODEL]
     documents = source = None
     if args.data is not None:
-        from .checkpoint import file_sha256
-        from .corpus import read_text_corpus
+        from .corpus import read_corpus_file
 
         from .corpus import CORPUS_BYTES_PER_BYTE, MAX_CORPUS_BYTES
         from .memory import check_fits
@@ -559,19 +556,19 @@ def cmd_train(args, threads=None):
             size = os.stat(args.data).st_size
         except OSError as err:
             raise UserError(f"--data: corpus file {args.data!r}: {err.strerror}") from None
-        if size <= MAX_CORPUS_BYTES:  # a larger file is refused by read_text_corpus
+        if size <= MAX_CORPUS_BYTES:  # a larger file is refused by read_corpus_file
             check_fits(size * CORPUS_BYTES_PER_BYTE, f"reading --data {args.data!r} "
                        f"({size:,} bytes)")
         try:
-            documents = read_text_corpus(args.data)
+            documents, sha256 = read_corpus_file(args.data)
         except ValueError as err:
             raise UserError(f"--data: {err}") from None
-        source = {"path": args.data, "sha256": file_sha256(args.data)}
+        source = {"path": args.data, "sha256": sha256}
     if args.resume:
         if not os.path.exists(out):
             raise UserError(f"--resume: no checkpoint at --out {out!r}")
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
-        _check_resume_options(args, given, out, model_cfg, train_cfg, state)
+        _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
         objective = get_objective(train_cfg.objective)
         _check_memory(model_cfg, train_cfg, objective, f"--out {out!r}")
         print(f"resuming from {out} at step {state['step']} of {train_cfg.steps}", flush=True)

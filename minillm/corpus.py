@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from .files import read_bytes
 
 # The byte order mark some editors (Windows Notepad) write at the start of a UTF-8 file; it is
@@ -21,9 +23,16 @@ def read_text_corpus(path):
     """The non-blank lines of a UTF-8 text file, trailing whitespace removed.
 
     Anything but a regular file (a folder, a FIFO, a device such as /dev/zero) is refused, and
-    so is a file larger than MAX_CORPUS_BYTES, before it is read. A file that is not UTF-8 is refused with
-    the byte offset of the first bad byte, so the user can find it (``head -c OFFSET FILE | tail -c 20``). A leading byte order mark is dropped.
+    so is a file larger than MAX_CORPUS_BYTES, before it is read. A file that is not UTF-8 is
+    refused with the byte offset of the first bad byte, so the user can find it
+    (``head -c OFFSET FILE | tail -c 20``). A leading byte order mark is dropped.
     """
+    return read_corpus_file(path)[0]
+
+
+def read_corpus_file(path):
+    """read_text_corpus's documents, and the SHA-256 (hex) of the bytes they were read from: how
+    a resumed run knows its --data file again, from one read of the file."""
     try:
         raw = read_bytes(path, "corpus file", MAX_CORPUS_BYTES)  # a regular file, size checked
     except FileNotFoundError:
@@ -39,4 +48,4 @@ def read_text_corpus(path):
     documents = [d for d in documents if d]
     if not documents:
         raise ValueError(f"corpus file {str(path)!r} has no text (every line is blank)")
-    return documents
+    return documents, hashlib.sha256(raw).hexdigest()

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import stat
 
 # What a file that is not a regular file is, for messages (stat's tests, tried in this order).
 _KINDS = [(stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISSOCK, "a socket")]
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a loop of symbolic links")]
+
+
+def file_kind(mode):
+    """What a file of this st_mode is, for a message that refuses it: "a FIFO (named pipe)"."""
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
 def open_regular(path, what):
@@ -31,8 +37,8 @@ def open_regular(path, what):
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
-            raise ValueError(f"{what} {os.fsdecode(path)!r} is {kind}, not a regular file")
+            raise ValueError(f"{what} {os.fsdecode(path)!r} is {file_kind(mode)}, not a regular "
+                             "file")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -56,10 +62,13 @@ def loads_json(text, what):
     accepts and JSON does not) and nesting too deep to parse are each a ValueError naming
     ``what``."""
     try:
-        return json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_not_json)
+        return json.loads(text, object_pairs_hook=no_repeated_keys, parse_constant=not_json)
+    except RepeatedKey as err:
+        raise ValueError(f"{what} is not valid JSON: the key {show(err.args[0])} appears twice "
+                         "in one object") from None
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply to read") from None
-    except ValueError as err:  # JSONDecodeError, a repeated key, NaN, an over-long integer
+    except ValueError as err:  # JSONDecodeError, NaN, an over-long integer
         raise ValueError(f"{what} is not valid JSON: {_cut(str(err))}") from None
 
 
@@ -73,17 +82,34 @@ def read_json(path, what, max_bytes):
     return loads_json(text, f"{what} {os.fsdecode(path)!r}")
 
 
-def _no_repeated_keys(pairs):
+class RepeatedKey(Exception):
+    """A JSON object with the same key twice (json.loads would silently keep the last)."""
+
+
+def no_repeated_keys(pairs):
+    """object_pairs_hook for json.loads: build the dict, refusing a repeated key."""
     obj = {}
     for key, value in pairs:
         if key in obj:
-            raise ValueError(f"the key {_cut(repr(key))} appears twice in one object")
+            raise RepeatedKey(key)
         obj[key] = value
     return obj
 
 
-def _not_json(constant):
+def not_json(constant):
+    """parse_constant for json.loads: Python reads NaN, Infinity and -Infinity, JSON has none."""
     raise ValueError(f"{constant} is not a JSON value")
+
+
+# Messages quote values from files, which may be huge (a 100 MiB name): cut them short.
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = 80
+_SHORT_REPR.maxlist = _SHORT_REPR.maxdict = 8
+
+
+def show(value):
+    """repr() of a value read from a file, shortened with "..." past about 80 characters."""
+    return _SHORT_REPR.repr(value)
 
 
 def _cut(text, width=120):

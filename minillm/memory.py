@@ -13,6 +13,7 @@ address-space limit (``ulimit -v``) is set.
 
 from __future__ import annotations
 
+import math
 import os
 
 MODEL_KINDS = ("gpt", "bert", "bart")
@@ -91,7 +92,8 @@ def parameter_count(model, cfg):
     from .models import MODELS
 
     def count(**layers):
-        return sum(_product(s) for s in MODELS[model].param_shapes(replace(cfg, **layers)).values())
+        shapes = MODELS[model].param_shapes(replace(cfg, **layers))
+        return sum(math.prod(shape) for shape in shapes.values())
 
     stacks = [name for name in ("n_layer", "n_dec_layer") if hasattr(cfg, name)]
     ones = {name: 1 for name in stacks}
@@ -122,13 +124,6 @@ def forward_backward_bytes(model, cfg, batch_size, T, itemsize):
     attention = ATTENTION_TEMPORARIES * batch_size * cfg.n_head * T * T * itemsize
     output = OUTPUT_TEMPORARIES * tokens * cfg.vocab_size * itemsize
     return CACHE_FACTOR * cache + attention + output
-
-
-def _product(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):

@@ -54,7 +54,6 @@ import json
 import math
 import os
 import re
-import reprlib
 import stat
 import struct
 import threading
@@ -62,7 +61,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .files import open_regular
+from .files import RepeatedKey, file_kind, no_repeated_keys, not_json, open_regular
+from .files import show as _show
 
 try:
     import fcntl  # flock: how a writer marks its temporary file as still in use (POSIX)
@@ -343,10 +343,6 @@ _TEMP_NUMBERS = itertools.count()
 # no thread of this process takes another's new, not yet locked, file for a stale one.
 _TEMP_FILES_LOCK = threading.Lock()
 
-# What a file that is not a regular file is, for messages (stat's tests, tried in this order).
-_FILE_KINDS = [(stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a loop of symbolic links")]
 
 
 def _check_target(path):
@@ -379,8 +375,8 @@ def _check_target(path):
     except OSError as e:  # PermissionError: the folder cannot be searched
         raise _os_error(e.errno, f"cannot write {shown}: {e.strerror}") from e
     if mode is not None and not stat.S_ISREG(mode):
-        kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
-        raise TargetError(f"cannot write {shown}: it is {kind}; only a regular file is replaced")
+        raise TargetError(f"cannot write {shown}: it is {file_kind(mode)}; only a regular file "
+                          "is replaced")
     return target, name_max
 
 
@@ -586,8 +582,8 @@ def parse_header(header, data_size, path="<header>"):
     except UnicodeDecodeError as e:
         raise SafetensorsError(f"{path}: header is not valid UTF-8 ({e})") from None
     try:
-        obj = json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_not_json)
-    except _RepeatedKey as e:
+        obj = json.loads(text, object_pairs_hook=no_repeated_keys, parse_constant=not_json)
+    except RepeatedKey as e:
         raise SafetensorsError(f"{path}: header names {_show(e.args[0])} twice") from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError, over-long integers, deep nesting
         raise SafetensorsError(f"{path}: header is not valid JSON ({e})") from None
@@ -744,33 +740,3 @@ def _json_kind(value):
     kinds = [(bool, "boolean"), (int, "number"), (float, "number"), (str, "string"),
              (list, "array"), (dict, "object")]
     return next((kind for t, kind in kinds if isinstance(value, t)), "null")
-
-
-# Error messages quote values from the header, which may be huge (a 100 MiB name): cut them short.
-_SHORT_REPR = reprlib.Repr()
-_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = 80
-_SHORT_REPR.maxlist = _SHORT_REPR.maxdict = 8
-
-
-def _show(value):
-    """repr() of a value from the header, shortened with "..." past about 80 characters."""
-    return _SHORT_REPR.repr(value)
-
-
-def _not_json(constant):
-    """parse_constant for json.loads: Python reads NaN, Infinity and -Infinity, JSON has none."""
-    raise ValueError(f"{constant} is not a JSON value")
-
-
-class _RepeatedKey(Exception):
-    """A JSON object with the same key twice (json.loads would silently keep the last)."""
-
-
-def _no_repeated_keys(pairs):
-    """object_pairs_hook for json.loads: build the dict, refusing a repeated key."""
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _RepeatedKey(key)
-        obj[key] = value
-    return obj
