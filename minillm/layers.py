@@ -21,29 +21,11 @@ import math
 
 import numpy as np
 
+from .erf import erf
+
 # The label of a position that is not predicted. Cross-entropy skips it. -100 is the value
 # Hugging Face and PyTorch use, so minillm's labels mean the same thing as theirs.
 IGNORE_INDEX = -100
-
-
-# ----------------------------------------------------------------------------------------------
-# Sums along one axis, as products with a vector of ones
-#
-# NumPy's ``x.sum(axis=-1)`` restarts its reduction loop for every row: on the short rows of
-# attention (S = 64) and layer norm (C = 64) that costs 4 to 6 times a BLAS matrix-vector
-# product with a column of ones, and ``x.sum(axis=0)`` over many rows 2 to 5 times. The two
-# helpers are those products: the same sums, added in another order.
-
-
-def sum_last(x):
-    """Σ over the last axis, kept as an axis of length 1: (..., K) -> (..., 1). Float x."""
-    return x @ np.ones((x.shape[-1], 1), dtype=x.dtype)
-
-
-def sum_leading(x):
-    """Σ over every axis but the last: (..., K) -> (K,). Float x, K > 0."""
-    K = x.shape[-1]
-    return np.ones(x.size // K, dtype=x.dtype) @ x.reshape(-1, K)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,17 +49,8 @@ def embedding_backward(dout, cache):
     fancy-index assignment, ``dtable[ids] = dout``, would keep only the last one). The ids
     are 0 .. V-1, as every model's check_ids makes sure.
     """
-    ids = cache["ids"].reshape(-1)  # (N,)
-    dout = dout.reshape(-1, dout.shape[-1])  # (N, C)
     dtable = np.zeros(cache["table_shape"], dtype=cache["dtype"])
-    if ids.size == 0:
-        return dtable  # nothing was looked up
-    # np.add.at(dtable, ids, dout) says the same in one line, at twice the time: instead, sort
-    # the rows by token and add each run of equal ids with one reduceat.
-    order = np.argsort(ids, kind="stable")  # (N,)
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # each run's first
-    dtable[sorted_ids[starts]] = np.add.reduceat(dout[order], starts, axis=0)  # (runs, C)
+    np.add.at(dtable, cache["ids"].reshape(-1), dout.reshape(-1, dout.shape[-1]))  # (V, C)
     return dtable
 
 
@@ -117,8 +90,7 @@ def linear_forward(x, w, b):
     x (..., I), w (I, O), b (O,) -> y (..., O).
     """
     # One 2-D product over all N = B*T rows: a (B, T, I) @ (I, O) product would be B small ones.
-    y = x.reshape(-1, x.shape[-1]) @ w  # (N, O)
-    y += b
+    y = x.reshape(-1, x.shape[-1]) @ w + b  # (N, O)
     cache = {"x": x, "w": w}
     return y.reshape(*x.shape[:-1], w.shape[1]), cache
 
@@ -134,7 +106,7 @@ def linear_backward(dy, cache):
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, O)
     dx = (dy2 @ w.T).reshape(x.shape)  # (..., I)
     dw = x2.T @ dy2  # (I, O)
-    db = sum_leading(dy2)  # (O,)
+    db = dy2.sum(axis=0)  # (O,)
     return dx, dw, db
 
 
@@ -148,14 +120,11 @@ def layernorm_forward(x, g, b, eps):
     x (..., C), g (C,), b (C,) -> y (..., C). ``eps`` comes from the model's config (GPT-2 and
     BART 1e-5, BERT 1e-12); it is an argument because the three models differ.
     """
-    C = x.shape[-1]
-    mean = sum_last(x) / C  # (..., 1)
-    xhat = x - mean  # (..., C), centred; normalised in place below
-    var = sum_last(np.square(xhat)) / C  # (..., 1)
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (..., 1), biased
     rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
-    xhat *= rstd  # (..., C)
-    y = xhat * g  # (..., C)
-    y += b
+    xhat = (x - mean) * rstd  # (..., C)
+    y = xhat * g + b  # (..., C)
     cache = {"xhat": xhat, "rstd": rstd, "g": g}
     return y, cache
 
@@ -170,15 +139,65 @@ def layernorm_backward(dy, cache):
         dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
     """
     xhat, rstd, g = cache["xhat"], cache["rstd"], cache["g"]
+    leading = tuple(range(dy.ndim - 1))  # every axis but the last: the positions
+    dg = (dy * xhat).sum(axis=leading)  # (C,)
+    db = dy.sum(axis=leading)  # (C,)
+    dxhat = dy * g  # (..., C)
+    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                 - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))  # (..., C)
+    return dx, dg, db
+
+
+# Tuned layer norm: the same formulas in fewer passes over the array, for the models.
+#
+# The models call these (transformer.py and models.py import them under the reference's names);
+# tests/test_layers.py checks them against the two functions above. What they buy, measured by
+# ``python -m minillm bench --config all --model gpt --threads 1`` with the references in their
+# place: TUNED_LN_GAIN. Two ideas:
+# - NumPy's ``x.sum(axis=-1)`` restarts its reduction loop for every row, so on the short rows
+#   of layer norm (C = 64) it costs 4 to 6 times a BLAS matrix-vector product with a column of
+#   ones, and ``x.sum(axis=0)`` over many rows 2 to 5 times: ``_sum_last`` and
+#   ``_sum_leading`` are those products, the same sums added in another order.
+# - The backward's two row means come from ``dy`` without forming dxhat first, and dx is built
+#   in one buffer.
+
+
+def _sum_last(x):
+    """Σ over the last axis, kept as an axis of length 1: (..., K) -> (..., 1). Float x."""
+    return x @ np.ones((x.shape[-1], 1), dtype=x.dtype)
+
+
+def _sum_leading(x):
+    """Σ over every axis but the last: (..., K) -> (K,). Float x, K > 0."""
+    K = x.shape[-1]
+    return np.ones(x.size // K, dtype=x.dtype) @ x.reshape(-1, K)
+
+
+def layernorm_forward_tuned(x, g, b, eps):
+    """layernorm_forward, with sums as products and the normalisation in place."""
+    C = x.shape[-1]
+    mean = _sum_last(x) / C  # (..., 1)
+    xhat = x - mean  # (..., C), centred; normalised in place below
+    var = _sum_last(np.square(xhat)) / C  # (..., 1)
+    rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
+    xhat *= rstd  # (..., C)
+    y = xhat * g  # (..., C)
+    y += b
+    cache = {"xhat": xhat, "rstd": rstd, "g": g}
+    return y, cache
+
+
+def layernorm_backward_tuned(dy, cache):
+    """layernorm_backward, with mean(dxhat) = (dy @ g) / C and mean(dxhat * xhat) =
+    ((dy * xhat) @ g) / C, each one matrix-vector product, and dx built in one buffer."""
+    xhat, rstd, g = cache["xhat"], cache["rstd"], cache["g"]
     C = dy.shape[-1]
     dy_xhat = dy * xhat  # (..., C)
-    dg = sum_leading(dy_xhat)  # (C,)
-    db = sum_leading(dy)  # (C,)
-    # The two row means, without forming dxhat first: mean(dxhat) = (dy @ g) / C and
-    # mean(dxhat * xhat) = ((dy * xhat) @ g) / C, each one matrix-vector product.
+    dg = _sum_leading(dy_xhat)  # (C,)
+    db = _sum_leading(dy)  # (C,)
     mean_dxhat = (dy @ g)[..., None] / C  # (..., 1)
     mean_dxhat_xhat = (dy_xhat @ g)[..., None] / C  # (..., 1)
-    dx = dy * g  # (..., C) = dxhat; the formula is then built in this buffer
+    dx = dy * g  # (..., C) = dxhat
     dx -= mean_dxhat
     dx -= xhat * mean_dxhat_xhat
     dx *= rstd
@@ -200,18 +219,10 @@ def gelu_tanh_forward(x):
     x (...) -> y (...). BERT and BART use the exact erf form instead.
 
     Written as ``y = x * cdf`` with cdf = 0.5 (1 + tanh(u)), the tanh approximation of the
-    normal CDF Φ(x), the same shape as the erf form's ``x * Φ(x)``.
+    normal CDF Φ(x), the same shape as the erf form's ``x * Φ(x)``. (x * x * x, not x**3:
+    NumPy's float32 power is about 100 times slower than two products.)
     """
-    # In place on one buffer, u = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x²), which is
-    # sqrt(2/pi) (x + 0.044715 x³) in four passes, then cdf = 0.5 (1 + tanh(u)). (No x**3:
-    # it is about 100 times slower in float32.)
-    cdf = x * x  # (...)
-    cdf *= _SQRT_2_OVER_PI * _GELU_CUBIC
-    cdf += _SQRT_2_OVER_PI
-    cdf *= x  # u
-    np.tanh(cdf, out=cdf)
-    cdf += 1.0
-    cdf *= 0.5
+    cdf = 0.5 * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x * x * x)))  # (...)
     y = x * cdf
     cache = {"x": x, "cdf": cdf}
     return y, cache
@@ -226,7 +237,34 @@ def gelu_tanh_backward(dy, cache):
     that is  dy/dx = cdf (1 + 2 x (1 - cdf) du/dx).
     """
     x, cdf = cache["x"], cache["cdf"]
-    # The last line, built in one buffer to spare the temporaries of a one-liner:
+    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * x * x)  # (...)
+    return dy * cdf * (1.0 + 2.0 * x * (1.0 - cdf) * du_dx)
+
+
+# Tuned GELU (tanh form), for GPT: the same formulas in one buffer, without the temporaries of
+# the one-line expressions, and with u = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x²), one product
+# fewer than sqrt(2/pi) (x + 0.044715 x³). GPT calls these (transformer.py imports them under
+# the reference's names); tests/test_layers.py checks them against the two functions above.
+# What they buy, measured as for layer norm: TUNED_GELU_GAIN.
+
+
+def gelu_tanh_forward_tuned(x):
+    """gelu_tanh_forward, built in place in one buffer."""
+    cdf = x * x  # (...)
+    cdf *= _SQRT_2_OVER_PI * _GELU_CUBIC
+    cdf += _SQRT_2_OVER_PI
+    cdf *= x  # u
+    np.tanh(cdf, out=cdf)
+    cdf += 1.0
+    cdf *= 0.5
+    y = x * cdf
+    cache = {"x": x, "cdf": cdf}
+    return y, cache
+
+
+def gelu_tanh_backward_tuned(dy, cache):
+    """gelu_tanh_backward's last line, cdf (1 + 2 x (1 - cdf) du/dx) dy, built in one buffer."""
+    x, cdf = cache["x"], cache["cdf"]
     d = x * x  # (...)
     d *= 2.0 * _SQRT_2_OVER_PI * 3.0 * _GELU_CUBIC
     d += 2.0 * _SQRT_2_OVER_PI  # 2 du/dx
@@ -239,151 +277,23 @@ def gelu_tanh_backward(dy, cache):
 
 
 # ----------------------------------------------------------------------------------------------
-# GELU, the exact erf form of BERT and BART, and erf itself (NumPy has none)
-
-_SQRT_PI = math.sqrt(math.pi)
-# erf in three bands, each by the method that converges fastest there. Most GELU inputs lie in
-# the first band, which has the cheapest method, and an array wholly inside it takes no other.
-#   |x| <= 1   Taylor series of erf(x)/x in t = x², 18 terms, Horner (A&S 7.1.5); in float32
-#              the same series economized to 7 terms
-#   1 < |x| <= 3   the series without cancellation, 60 terms (A&S 7.1.6)
-#   |x| > 3    1 - erfc from its continued fraction, 40 levels (A&S 7.1.14)
-# Each reaches float64 rounding (~1e-15) for every x; tests/test_layers.py compares with math.erf.
-# float32 input beyond |x| = 1 takes two cheaper bands instead (see _ERFC_SCALED_FLOAT32).
-_ERF_TAYLOR = [2.0 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1))
-               for n in range(18)]  # erf(x) = x Σ_n c_n x^(2n)
-# float64 sums all 18 terms: the first omitted one, 1.13 / (n! (2n+1)), is below 1e-17 for n = 18.
-# float32 would need 11 (the first omitted term below 2e-9; float32's rounding is 6e-8), but
-# Lanczos' economization does it with 7: the series rewritten in Chebyshev polynomials on
-# 0 <= t <= 1, whose coefficients fall fast, the terms after the 7th dropped, and the rest
-# rewritten as powers of t. Evaluated in float32 its largest error on |x| <= 1 is 1.5e-7 (2.5
-# float32 steps of a value below 1, over every float32 there), a little under the 11-term
-# sum's 1.6e-7: 8 passes fewer over the array.
-_ERF_NEAR = {
-    np.dtype(np.float64): _ERF_TAYLOR,
-    np.dtype(np.float32): [  # Python floats, so float32 arithmetic stays float32
-        float(c) for c in np.polynomial.Polynomial(_ERF_TAYLOR)
-        .convert(kind=np.polynomial.Chebyshev, domain=[0.0, 1.0]).truncate(7)
-        .convert(kind=np.polynomial.Polynomial, domain=[-1.0, 1.0]).coef],
-}
-_ERF_SERIES_TERMS = 60
-_ERFC_FRACTION_DEPTH = 40
-
-
-def _erf_near(a):
-    """erf(a) = a (c_0 + t (c_1 + t (c_2 + ...))), t = a², for |a| <= 1 (either sign: the
-    series is odd)."""
-    coefficients = _ERF_NEAR[a.dtype]
-    t = a * a
-    r = np.full_like(a, coefficients[-1])
-    for c in reversed(coefficients[:-1]):
-        r *= t
-        r += c
-    return a * r
-
-
-# float32, 1 < |x| < 4: erf(x) = 1 - exp(-x²) g(x), where g(x) = exp(x²) erfc(x) is smooth and
-# slowly varying there (0.43 down to 0.14), so a polynomial of degree 10 in s = (x - 2.5) / 1.5
-# follows it: the one through g at the 11 Chebyshev points of [1, 4] (math.erfc gives the 11
-# values, once, at import). Evaluated in float32, erf is then within 1e-7 of math.erf on the
-# band, against 60 series terms or 40 fraction levels. From |x| = 4 on, erfc(x) < 1.6e-8 is less
-# than half of float32's spacing just below 1 (6e-8), so erf(x) rounds to ±1.
-_ERFC_SCALED_FLOAT32 = [  # the powers of s, lowest first; Python floats, as _ERF_NEAR
-    float(c) for c in np.polynomial.Chebyshev.interpolate(
-        lambda x: np.array([math.exp(v * v) * math.erfc(v) for v in x]), 10, domain=[1.0, 4.0])
-    .convert(kind=np.polynomial.Polynomial, domain=[1.0, 4.0], window=[-1.0, 1.0]).coef]
-_ERF_FLOAT32_ONE = 4.0  # from here on, float32's erf is 1
-
-
-def _erf_middle_float32(a):
-    """erf(a) = 1 - exp(-a²) g(a) for float32 1 < a < 4, g the polynomial above."""
-    s = (a - 2.5) * (1.0 / 1.5)  # [1, 4] -> [-1, 1]
-    g = np.full_like(a, _ERFC_SCALED_FLOAT32[-1])
-    for c in reversed(_ERFC_SCALED_FLOAT32[:-1]):
-        g *= s
-        g += c
-    g *= np.exp(-a * a)  # erfc(a)
-    return 1.0 - g
-
-
-def _erf_series(a):
-    """erf(a) = 2/sqrt(pi) · exp(-a²) · Σ_{n>=0} 2^n a^(2n+1) / (1·3·5···(2n+1)), a >= 0:
-    every term positive, so nothing cancels at larger a."""
-    a2 = a * a
-    term, total = a.copy(), a.copy()
-    for n in range(1, _ERF_SERIES_TERMS):
-        term *= 2.0 * a2 / (2 * n + 1)
-        total += term
-    return (2.0 / _SQRT_PI) * np.exp(-a2) * total
-
-
-def _erfc_fraction(a):
-    """erfc(a) = exp(-a²)/sqrt(pi) · 1/(a + (1/2)/(a + 1/(a + (3/2)/(a + ...)))), a > 0."""
-    f = a
-    for k in range(_ERFC_FRACTION_DEPTH, 0, -1):  # evaluated from the bottom up
-        f = a + (k / 2.0) / f
-    capped = np.minimum(a, 27.0)  # exp(-27²) ~ 1e-317: erfc is 0 in float64 from there on
-    return np.exp(-capped * capped) / _SQRT_PI / f
-
-
-def erf(x):
-    """The error function, ``erf(x) = 2/sqrt(pi) ∫_0^x exp(-t²) dt``, elementwise.
-
-    Computed in float32 for float32 input (as exact as the float32 model around it needs,
-    and twice as fast) and in float64 for anything else, using erf(-x) = -erf(x).
-    """
-    x = np.asarray(x)
-    dtype = np.float32 if x.dtype == np.float32 else np.float64
-    x = x.astype(dtype, copy=False)
-    # The common case, every |x| <= 1 (NaN fails the test): one odd series for both signs,
-    # and no bands to gather and scatter.
-    if x.size == 0 or (x.min() >= -1.0 and x.max() <= 1.0):
-        return _erf_near(x)
-    if dtype == np.float32:
-        # The first band over the whole array, on x clipped into it (the series is odd, so
-        # either sign is right), then the elements beyond it (by integer index: a boolean
-        # mask is several times slower) replaced by the middle band's value, on |x| capped at
-        # 4 where the middle band gives exactly 1. NaN is in neither and stays NaN.
-        out = _erf_near(np.clip(x, -1.0, 1.0))
-        flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-        wide = np.flatnonzero(np.abs(flat_x) > 1.0)
-        capped = np.minimum(np.abs(flat_x[wide]), _ERF_FLOAT32_ONE)
-        flat_out[wide] = np.copysign(_erf_middle_float32(capped), flat_x[wide])
-        return out
-    a = np.abs(x)
-    out = np.full_like(a, np.nan)  # NaN falls in no band and stays NaN
-    near = a <= 1.0
-    out[near] = _erf_near(a[near])
-    middle = ~near & (a <= 3.0)
-    out[middle] = _erf_series(a[middle])
-    far = a > 3.0
-    out[far] = 1.0 - _erfc_fraction(a[far])
-    return np.copysign(out, x)
-
+# GELU, the exact erf form of BERT and BART (erf itself is in erf.py: NumPy has none)
 
 def gelu_erf_forward(x):
     """``gelu(x) = x Φ(x) = 0.5 x (1 + erf(x / sqrt(2)))``, the exact form BERT and BART use.
 
     x (...) -> y (...).
     """
-    cdf = erf(x * (1.0 / math.sqrt(2.0)))  # (...), a new array: finished in place
-    cdf += 1.0
-    cdf *= 0.5  # Φ(x), the standard normal CDF
+    cdf = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))  # (...) Φ(x), the standard normal CDF
     y = x * cdf
     return y, {"x": x, "cdf": cdf}
 
 
 def gelu_erf_backward(dy, cache):
     """dy (...) -> dx (...).  y = x Φ(x), so dy/dx = Φ(x) + x φ(x), φ(x) = exp(-x²/2)/sqrt(2π)."""
-    x = cache["x"]
-    d = x * x  # (...), then built in place
-    d *= -0.5
-    np.exp(d, out=d)
-    d *= x
-    d *= 1.0 / math.sqrt(2.0 * math.pi)  # x φ(x)
-    d += cache["cdf"]
-    d *= dy
-    return d
+    x, cdf = cache["x"], cache["cdf"]
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)  # (...) φ(x)
+    return dy * (cdf + x * pdf)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,20 +308,14 @@ def softmax_forward(s, allowed=None):
     finite too: the mask is added as a -inf bias, and inf - inf is NaN). A row with nothing
     allowed (a query whose keys are all padding) becomes all zeros instead of 0/0 = NaN.
     """
-    if allowed is None:
-        p = s.copy()  # the caller's scores stay as they were; p is worked on in place
-    else:
-        # A masked score becomes -inf and never reaches exp: exp(-inf) = 0. Adding a 0/-inf
-        # bias the size of the mask costs a third of np.where(allowed, s, -inf) on the scores.
-        p = s + np.where(allowed, 0.0, -np.inf).astype(s.dtype)
-    m = p.max(axis=-1, keepdims=True)
     if allowed is not None:
-        m[~np.isfinite(m)] = 0.0  # a row with nothing allowed: all -inf, leave it at 0
-    p -= m
-    np.exp(p, out=p)
-    z = sum_last(p)  # (..., 1)
+        s = np.where(allowed, s, -np.inf)  # a masked score never reaches exp: exp(-inf) = 0
+    m = s.max(axis=-1, keepdims=True)  # (..., 1)
+    m[~np.isfinite(m)] = 0.0  # a row with nothing allowed: all -inf, leave it at 0
+    e = np.exp(s - m)  # (..., S)
+    z = e.sum(axis=-1, keepdims=True)  # (..., 1)
     z[z == 0.0] = 1.0  # ... and then its probabilities are 0/1 = 0, not 0/0
-    p /= z
+    p = e / z  # (..., S)
     return p, {"p": p}
 
 
@@ -422,11 +326,7 @@ def softmax_backward(dp, cache):
     A masked position has p = 0 and so gets ds = 0.
     """
     p = cache["p"]
-    # Σ_j dp_j p_j row by row, as einsum's dot products: no (..., S) temporary for dp * p.
-    dp_dot_p = np.einsum("...j,...j->...", dp, p)[..., None]  # (..., 1)
-    ds = dp - dp_dot_p  # (..., S)
-    ds *= p
-    return ds
+    return p * (dp - (dp * p).sum(axis=-1, keepdims=True))  # (..., S)
 
 
 def log_softmax(z):
@@ -460,7 +360,7 @@ def attention_forward(q, k, v, allowed=None):
     """
     D = q.shape[-1]
     scale = 1.0 / math.sqrt(D)
-    scores = (q * scale) @ k.swapaxes(-1, -2)  # (B, H, T, S); scaling q costs T*D, not T*S
+    scores = (q * scale) @ k.swapaxes(-1, -2)  # (B, H, T, S); scaling q: T*D products, not T*S
     att, sm_cache = softmax_forward(scores, allowed)  # (B, H, T, S)
     out = att @ v  # (B, H, T, D)
     cache = {"q": q, "k": k, "v": v, "att": att, "sm": sm_cache, "scale": scale}
@@ -478,10 +378,8 @@ def attention_backward(dout, cache):
     datt = dout @ v.swapaxes(-1, -2)  # (B, H, T, S)
     dv = att.swapaxes(-1, -2) @ dout  # (B, H, S, D)
     dscores = softmax_backward(datt, cache["sm"])  # (B, H, T, S), before the scale
-    dq = dscores @ k  # (B, H, T, D)
-    dq *= scale
-    dk = dscores.swapaxes(-1, -2) @ q  # (B, H, S, D)
-    dk *= scale
+    dq = (dscores @ k) * scale  # (B, H, T, D)
+    dk = (dscores.swapaxes(-1, -2) @ q) * scale  # (B, H, S, D)
     return dq, dk, dv
 
 
@@ -523,9 +421,9 @@ def cross_entropy_forward(logits, targets, reduction="sum", ignore_index=IGNORE_
     # log P(y) = z_y - m - log Σ exp(z - m), with m the row max. The softmax itself, exp(z - m)
     # normalised, is kept: the backward pass needs exactly it, so it is computed once.
     m = z.max(axis=-1, keepdims=True)  # (N, 1)
-    p = np.exp(z - m)  # (N, V), unnormalised
-    sum_e = sum_last(p)  # (N, 1)
-    p /= sum_e  # (N, V) = softmax(z)
+    e = np.exp(z - m)  # (N, V)
+    sum_e = e.sum(axis=-1, keepdims=True)  # (N, 1)
+    p = e / sum_e  # (N, V) = softmax(z)
     log_z = (m + np.log(sum_e))[:, 0]  # (N,) = log Σ exp(z)
     logp_target = np.where(keep, z[rows, safe_y] - log_z, 0.0)  # (N,)
     n = int(keep.sum())
@@ -546,14 +444,7 @@ def cross_entropy_backward(dloss, cache):
     """
     p, y, keep = cache["p"], cache["y"], cache["keep"]
     scale = dloss / max(cache["n"], 1) if cache["reduction"] == "mean" else dloss
-    # dz = (p - onehot(y)) * scale, written as p * scale first: one pass over the (N, V)
-    # probabilities that also leaves p as it was, so a second backward gives the same answer.
-    rows = np.arange(len(y))
-    if keep.all():
-        dz = p * np.asarray(scale, dtype=p.dtype)  # (N, V)
-        dz[rows, y] -= scale
-    else:
-        w = np.where(keep, scale, 0.0).astype(p.dtype)  # (N,): ignored rows get 0
-        dz = p * w[:, None]  # (N, V)
-        dz[rows, y] -= w
+    dz = p.copy()  # (N, V): softmax(z) - onehot(y), row by row; p itself stays as it was
+    dz[np.arange(len(y)), y] -= 1.0
+    dz *= np.where(keep, scale, 0.0).astype(p.dtype)[:, None]  # ignored rows get 0
     return dz.reshape(cache["shape"])

@@ -34,15 +34,20 @@ import numpy as np
 from .layers import (
     attention_backward,
     attention_forward,
-    gelu_tanh_backward,
-    gelu_tanh_forward,
-    layernorm_backward,
-    layernorm_forward,
+    gelu_erf_backward,
+    gelu_erf_forward,
     linear_backward,
     linear_forward,
     merge_heads,
     split_heads,
 )
+# Layer norm's and GPT's GELU's tuned pairs under the references' names: the same formulas in
+# fewer passes (layers.py says what they buy; tests/test_layers.py checks them against the
+# references, which a reader may put here instead to step through the plain formulas).
+from .layers import gelu_tanh_backward_tuned as gelu_tanh_backward
+from .layers import gelu_tanh_forward_tuned as gelu_tanh_forward
+from .layers import layernorm_backward_tuned as layernorm_backward
+from .layers import layernorm_forward_tuned as layernorm_forward
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,6 @@ def _activation(name):
     if name == "gelu_tanh":
         return gelu_tanh_forward, gelu_tanh_backward
     if name == "gelu_erf":
-        from .layers import gelu_erf_backward, gelu_erf_forward
-
         return gelu_erf_forward, gelu_erf_backward
     raise ValueError(f"activation must be 'gelu_tanh' or 'gelu_erf', got {name!r}")
 
@@ -89,58 +92,59 @@ def _heads_backward(dy, cache):
     return merge_heads(dq), merge_heads(dk), merge_heads(dv), dw_proj, db_proj
 
 
-def self_attention_forward(x, p, pre, H, allowed, past=None):
+def self_attention_forward(x, w, H, allowed, past=None):
     """Multi-head self-attention: q, k, v all come from x through one fused projection.
 
-    x (B, T, C) -> y (B, T, C). ``allowed`` (broadcastable to (B, H, T, S)) says which keys
-    each query may see. ``past`` = (k, v), each (B, S0, C), are keys and values of earlier
-    positions (generation's key/value cache); they are prepended, so S = S0 + T. The cache
-    returns the full ``k`` and ``v`` for the next step.
+    x (B, T, C) -> y (B, T, C). ``w`` holds the sublayer's weights: ``c_attn.w``, ``c_attn.b``,
+    ``c_proj.w``, ``c_proj.b``. ``allowed`` (broadcastable to (B, H, T, S)) says which keys each
+    query may see. ``past`` = (k, v), each (B, S0, C), are keys and values of earlier positions
+    (generation's key/value cache); they are prepended, so S = S0 + T. The cache returns the
+    full ``k`` and ``v`` for the next step.
     """
-    qkv, fused = linear_forward(x, p[pre + "c_attn.w"], p[pre + "c_attn.b"])  # (B, T, 3C)
+    qkv, fused = linear_forward(x, w["c_attn.w"], w["c_attn.b"])  # (B, T, 3C)
     q, k, v = np.split(qkv, 3, axis=-1)  # 3 x (B, T, C)
     if past is not None:
         k = np.concatenate([past[0], k], axis=1)  # (B, S, C)
         v = np.concatenate([past[1], v], axis=1)  # (B, S, C)
-    y, heads = _heads_forward(q, k, v, H, allowed, p[pre + "c_proj.w"], p[pre + "c_proj.b"])
+    y, heads = _heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"])
     return y, {"fused": fused, "heads": heads, "k": k, "v": v, "past": past is not None}
 
 
-def self_attention_backward(dy, cache, pre):
-    """dy (B, T, C) -> dx (B, T, C), grads of this sublayer's parameters."""
+def self_attention_backward(dy, cache):
+    """dy (B, T, C) -> dx (B, T, C), grads of the sublayer's weights (named as in ``w``)."""
     if cache["past"]:
         raise ValueError("backward through a key/value cache is not supported (generation only)")
     dq, dk, dv, dw_proj, db_proj = _heads_backward(dy, cache["heads"])
     dqkv = np.concatenate([dq, dk, dv], axis=-1)  # (B, T, 3C)
     dx, dw, db = linear_backward(dqkv, cache["fused"])
-    grads = {pre + "c_attn.w": dw, pre + "c_attn.b": db,
-             pre + "c_proj.w": dw_proj, pre + "c_proj.b": db_proj}
+    grads = {"c_attn.w": dw, "c_attn.b": db, "c_proj.w": dw_proj, "c_proj.b": db_proj}
     return dx, grads
 
 
-def cross_attention_forward(x, enc, p, pre, H, allowed, enc_kv=None):
+def cross_attention_forward(x, enc, w, H, allowed, enc_kv=None):
     """Multi-head cross-attention: queries from the decoder x, keys and values from enc.
 
-    x (B, T, C), enc (B, S, C) -> y (B, T, C). ``allowed`` (B, 1, 1, S) hides source padding.
-    ``enc_kv`` = (k, v) reuses projections of enc computed at an earlier generation step.
+    x (B, T, C), enc (B, S, C) -> y (B, T, C). ``w``: ``c_q``, ``c_kv`` and ``c_proj``'s
+    ``.w`` and ``.b``. ``allowed`` (B, 1, 1, S) hides source padding. ``enc_kv`` = (k, v)
+    reuses projections of enc computed at an earlier generation step.
     """
-    q, cq = linear_forward(x, p[pre + "c_q.w"], p[pre + "c_q.b"])  # (B, T, C)
+    q, cq = linear_forward(x, w["c_q.w"], w["c_q.b"])  # (B, T, C)
     if enc_kv is None:
-        kv, ckv = linear_forward(enc, p[pre + "c_kv.w"], p[pre + "c_kv.b"])  # (B, S, 2C)
+        kv, ckv = linear_forward(enc, w["c_kv.w"], w["c_kv.b"])  # (B, S, 2C)
         k, v = np.split(kv, 2, axis=-1)  # 2 x (B, S, C)
     else:
         (k, v), ckv = enc_kv, None
-    y, heads = _heads_forward(q, k, v, H, allowed, p[pre + "c_proj.w"], p[pre + "c_proj.b"])
+    y, heads = _heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"])
     return y, {"cq": cq, "ckv": ckv, "heads": heads, "k": k, "v": v}
 
 
-def cross_attention_backward(dy, cache, pre):
+def cross_attention_backward(dy, cache):
     """dy (B, T, C) -> dx (B, T, C), denc (B, S, C), grads. The gradient reaches both sides."""
     dq, dk, dv, dw_proj, db_proj = _heads_backward(dy, cache["heads"])
     dx, dwq, dbq = linear_backward(dq, cache["cq"])
     denc, dwkv, dbkv = linear_backward(np.concatenate([dk, dv], axis=-1), cache["ckv"])
-    grads = {pre + "c_q.w": dwq, pre + "c_q.b": dbq, pre + "c_kv.w": dwkv,
-             pre + "c_kv.b": dbkv, pre + "c_proj.w": dw_proj, pre + "c_proj.b": db_proj}
+    grads = {"c_q.w": dwq, "c_q.b": dbq, "c_kv.w": dwkv, "c_kv.b": dbkv,
+             "c_proj.w": dw_proj, "c_proj.b": db_proj}
     return dx, denc, grads
 
 
@@ -148,32 +152,44 @@ def cross_attention_backward(dy, cache, pre):
 # Feed-forward
 
 
-def mlp_forward(x, p, pre, activation):
+def mlp_forward(x, w, activation):
     """``y = act(x W_fc + b_fc) W_proj + b_proj``.  x (B, T, C) -> h (B, T, F) -> y (B, T, C)."""
     act_forward, _ = _activation(activation)
-    h, fc = linear_forward(x, p[pre + "c_fc.w"], p[pre + "c_fc.b"])  # (B, T, F)
+    h, fc = linear_forward(x, w["c_fc.w"], w["c_fc.b"])  # (B, T, F)
     a, act = act_forward(h)  # (B, T, F)
-    y, proj = linear_forward(a, p[pre + "c_proj.w"], p[pre + "c_proj.b"])  # (B, T, C)
+    y, proj = linear_forward(a, w["c_proj.w"], w["c_proj.b"])  # (B, T, C)
     return y, {"fc": fc, "act": act, "proj": proj, "activation": activation}
 
 
-def mlp_backward(dy, cache, pre):
+def mlp_backward(dy, cache):
+    """dy (B, T, C) -> dx (B, T, C), grads of the sublayer's weights (named as in ``w``)."""
     _, act_backward = _activation(cache["activation"])
     da, dw2, db2 = linear_backward(dy, cache["proj"])
     dh = act_backward(da, cache["act"])
     dx, dw1, db1 = linear_backward(dh, cache["fc"])
-    grads = {pre + "c_fc.w": dw1, pre + "c_fc.b": db1, pre + "c_proj.w": dw2, pre + "c_proj.b": db2}
-    return dx, grads
+    return dx, {"c_fc.w": dw1, "c_fc.b": db1, "c_proj.w": dw2, "c_proj.b": db2}
 
 
 # ----------------------------------------------------------------------------------------------
 # The block
 
 
-def block_forward(x, p, pre, spec, self_allowed, enc=None, cross_allowed=None, past=None):
+def weights_under(params, prefix):
+    """The parameters whose names start with ``prefix``, under the rest of their names:
+    ``weights_under(params, "h.0.")["ln_1.g"]`` is ``params["h.0.ln_1.g"]``."""
+    return {name[len(prefix):]: v for name, v in params.items() if name.startswith(prefix)}
+
+
+def with_prefix(prefix, grads):
+    """The inverse naming: ``{prefix + name: g}``."""
+    return {prefix + name: g for name, g in grads.items()}
+
+
+def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=None):
     """One block. x (B, T, C) -> y (B, T, C).
 
-    pre      the block's name prefix, e.g. ``"h.0."``
+    w        the block's weights under their names inside the block (``ln_1.g``,
+             ``attn.c_attn.w``, ...: the table of the module docstring), as weights_under makes
     spec     a BlockSpec
     self_allowed  boolean, broadcastable to (B, H, T, S): which keys each query sees
     enc, cross_allowed   the encoder output (B, S_enc, C) and its key mask (cross blocks only)
@@ -185,30 +201,29 @@ def block_forward(x, p, pre, spec, self_allowed, enc=None, cross_allowed=None, p
     cache under its parameter name (``ln_1``, ``attn``, ``ln_x``, ``xattn``, ``ln_2``, ``mlp``).
     """
     H, eps = spec.n_head, spec.ln_eps
+    attn, xattn, mlp = (weights_under(w, name) for name in ("attn.", "xattn.", "mlp."))
     self_kv = None if past is None else (past["k"], past["v"])
     cross_kv = None if past is None or "xk" not in past else (past["xk"], past["xv"])
     c = {"spec": spec}
     if spec.pre_ln:  # x = x + f(LN(x)), sublayer by sublayer
-        h, c["ln_1"] = layernorm_forward(x, p[pre + "ln_1.g"], p[pre + "ln_1.b"], eps)
-        s, c["attn"] = self_attention_forward(h, p, pre + "attn.", H, self_allowed, self_kv)
+        h, c["ln_1"] = layernorm_forward(x, w["ln_1.g"], w["ln_1.b"], eps)
+        s, c["attn"] = self_attention_forward(h, attn, H, self_allowed, self_kv)
         x = x + s
         if spec.cross:
-            h, c["ln_x"] = layernorm_forward(x, p[pre + "ln_x.g"], p[pre + "ln_x.b"], eps)
-            s, c["xattn"] = cross_attention_forward(h, enc, p, pre + "xattn.", H, cross_allowed,
-                                                    cross_kv)
+            h, c["ln_x"] = layernorm_forward(x, w["ln_x.g"], w["ln_x.b"], eps)
+            s, c["xattn"] = cross_attention_forward(h, enc, xattn, H, cross_allowed, cross_kv)
             x = x + s
-        h, c["ln_2"] = layernorm_forward(x, p[pre + "ln_2.g"], p[pre + "ln_2.b"], eps)
-        s, c["mlp"] = mlp_forward(h, p, pre + "mlp.", spec.activation)
+        h, c["ln_2"] = layernorm_forward(x, w["ln_2.g"], w["ln_2.b"], eps)
+        s, c["mlp"] = mlp_forward(h, mlp, spec.activation)
         x = x + s
     else:  # x = LN(x + f(x)), sublayer by sublayer
-        s, c["attn"] = self_attention_forward(x, p, pre + "attn.", H, self_allowed, self_kv)
-        x, c["ln_1"] = layernorm_forward(x + s, p[pre + "ln_1.g"], p[pre + "ln_1.b"], eps)
+        s, c["attn"] = self_attention_forward(x, attn, H, self_allowed, self_kv)
+        x, c["ln_1"] = layernorm_forward(x + s, w["ln_1.g"], w["ln_1.b"], eps)
         if spec.cross:
-            s, c["xattn"] = cross_attention_forward(x, enc, p, pre + "xattn.", H, cross_allowed,
-                                                    cross_kv)
-            x, c["ln_x"] = layernorm_forward(x + s, p[pre + "ln_x.g"], p[pre + "ln_x.b"], eps)
-        s, c["mlp"] = mlp_forward(x, p, pre + "mlp.", spec.activation)
-        x, c["ln_2"] = layernorm_forward(x + s, p[pre + "ln_2.g"], p[pre + "ln_2.b"], eps)
+            s, c["xattn"] = cross_attention_forward(x, enc, xattn, H, cross_allowed, cross_kv)
+            x, c["ln_x"] = layernorm_forward(x + s, w["ln_x.g"], w["ln_x.b"], eps)
+        s, c["mlp"] = mlp_forward(x, mlp, spec.activation)
+        x, c["ln_2"] = layernorm_forward(x + s, w["ln_2.g"], w["ln_2.b"], eps)
     # The keys and values seen so far, for the next generation step.
     c["k"], c["v"] = c["attn"]["k"], c["attn"]["v"]
     if spec.cross:
@@ -216,8 +231,9 @@ def block_forward(x, p, pre, spec, self_allowed, enc=None, cross_allowed=None, p
     return x, c
 
 
-def block_backward(dy, cache, pre):
-    """dy (B, T, C) -> dx (B, T, C), denc (B, S_enc, C) or None, grads of the block.
+def block_backward(dy, cache):
+    """dy (B, T, C) -> dx (B, T, C), denc (B, S_enc, C) or None, grads of the block's weights
+    (named as in block_forward's ``w``).
 
     The forward's steps in reverse, each undoing one line of ``block_forward``. A residual sum
     x + s passes its gradient to both terms unchanged; a norm comes first in backward in
@@ -229,37 +245,37 @@ def block_backward(dy, cache, pre):
     if spec.pre_ln:
         # Pre-LN.
         # 3. x = x + mlp(LN_2(x)): dy reaches x directly and through the feed-forward path.
-        dh, g_mlp = mlp_backward(dy, c["mlp"], pre + "mlp.")
-        dx_ln, grads[pre + "ln_2.g"], grads[pre + "ln_2.b"] = layernorm_backward(dh, c["ln_2"])
-        grads.update(g_mlp)
+        dh, g_mlp = mlp_backward(dy, c["mlp"])
+        dx_ln, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward(dh, c["ln_2"])
+        grads.update(with_prefix("mlp.", g_mlp))
         dy = dy + dx_ln
         # 2. x = x + xattn(LN_x(x), enc)  (cross blocks only)
         if spec.cross:
-            dh, denc, g_x = cross_attention_backward(dy, c["xattn"], pre + "xattn.")
-            dx_ln, grads[pre + "ln_x.g"], grads[pre + "ln_x.b"] = layernorm_backward(dh, c["ln_x"])
-            grads.update(g_x)
+            dh, denc, g_x = cross_attention_backward(dy, c["xattn"])
+            dx_ln, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward(dh, c["ln_x"])
+            grads.update(with_prefix("xattn.", g_x))
             dy = dy + dx_ln
         # 1. x = x + attn(LN_1(x))
-        dh, g_attn = self_attention_backward(dy, c["attn"], pre + "attn.")
-        dx_ln, grads[pre + "ln_1.g"], grads[pre + "ln_1.b"] = layernorm_backward(dh, c["ln_1"])
-        grads.update(g_attn)
+        dh, g_attn = self_attention_backward(dy, c["attn"])
+        dx_ln, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward(dh, c["ln_1"])
+        grads.update(with_prefix("attn.", g_attn))
         return dy + dx_ln, denc, grads
     # Post-LN.
     # 3. x = LN_2(x + mlp(x)): back through the norm, then the sum splits in two.
-    dsum, grads[pre + "ln_2.g"], grads[pre + "ln_2.b"] = layernorm_backward(dy, c["ln_2"])
-    dh, g_mlp = mlp_backward(dsum, c["mlp"], pre + "mlp.")
-    grads.update(g_mlp)
+    dsum, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward(dy, c["ln_2"])
+    dh, g_mlp = mlp_backward(dsum, c["mlp"])
+    grads.update(with_prefix("mlp.", g_mlp))
     dy = dsum + dh
     # 2. x = LN_x(x + xattn(x, enc))  (cross blocks only)
     if spec.cross:
-        dsum, grads[pre + "ln_x.g"], grads[pre + "ln_x.b"] = layernorm_backward(dy, c["ln_x"])
-        dh, denc, g_x = cross_attention_backward(dsum, c["xattn"], pre + "xattn.")
-        grads.update(g_x)
+        dsum, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward(dy, c["ln_x"])
+        dh, denc, g_x = cross_attention_backward(dsum, c["xattn"])
+        grads.update(with_prefix("xattn.", g_x))
         dy = dsum + dh
     # 1. x = LN_1(x + attn(x))
-    dsum, grads[pre + "ln_1.g"], grads[pre + "ln_1.b"] = layernorm_backward(dy, c["ln_1"])
-    dh, g_attn = self_attention_backward(dsum, c["attn"], pre + "attn.")
-    grads.update(g_attn)
+    dsum, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward(dy, c["ln_1"])
+    dh, g_attn = self_attention_backward(dsum, c["attn"])
+    grads.update(with_prefix("attn.", g_attn))
     return dsum + dh, denc, grads
 
 
@@ -267,7 +283,7 @@ def block_backward(dy, cache, pre):
 # A stack of blocks
 
 
-def stack_forward(x, p, prefix, n_layer, spec, self_allowed, enc=None, cross_allowed=None,
+def stack_forward(x, params, prefix, n_layer, spec, self_allowed, enc=None, cross_allowed=None,
                   past=None):
     """Blocks ``<prefix>0.`` .. ``<prefix>{n_layer-1}.`` in order.  x (B, T, C) -> (B, T, C).
 
@@ -276,8 +292,8 @@ def stack_forward(x, p, prefix, n_layer, spec, self_allowed, enc=None, cross_all
     caches = []
     for layer in range(n_layer):
         block_past = None if past is None else past[layer]
-        x, c = block_forward(x, p, f"{prefix}{layer}.", spec, self_allowed, enc, cross_allowed,
-                             block_past)
+        w = weights_under(params, f"{prefix}{layer}.")
+        x, c = block_forward(x, w, spec, self_allowed, enc, cross_allowed, block_past)
         caches.append(c)
     return x, caches
 
@@ -287,8 +303,8 @@ def stack_backward(dy, caches, prefix, grads):
     cross-attending block, or None). The blocks' grads are added to ``grads``."""
     denc = None
     for layer in reversed(range(len(caches))):
-        dy, de, g = block_backward(dy, caches[layer], f"{prefix}{layer}.")
-        grads.update(g)
+        dy, de, g = block_backward(dy, caches[layer])
+        grads.update(with_prefix(f"{prefix}{layer}.", g))
         if de is not None:
             denc = de if denc is None else denc + de
     return dy, denc
