@@ -36,23 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import safetensors
-from .layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from .files import read_json
-from .models import (
-    MODELS,
-    BertConfig,
-    GPTConfig,
-    Seq2SeqConfig,
-    bert_backward,
-    bert_forward,
-    check_params,
-    gpt_backward,
-    gpt_forward,
-    seq2seq_backward,
-    seq2seq_forward,
-)
+from .layers import IGNORE_INDEX
+from .models import MODELS, BertConfig, GPTConfig, Seq2SeqConfig, check_params
+from .objectives import objective_of_model
 
-# Each architecture's table of minillm parameter shapes (models.MODELS, by Hugging Face name).
+# Each Hugging Face architecture's minillm model family, and its table of parameter shapes.
+ARCH_MODEL = {family.hf_arch: name for name, family in MODELS.items()}
 PARAM_SHAPES = {family.hf_arch: family.param_shapes for family in MODELS.values()}
 # The largest config.json read: Hugging Face's are a few kilobytes.
 MAX_CONFIG_BYTES = 1 << 20
@@ -393,6 +383,30 @@ def from_minillm(arch, cfg, params, special=None):
     return HFModel(arch, cfg, params, config_to_hf(arch, cfg, special))
 
 
+def objective_batch(arch, arrays):
+    """A Hugging Face batch (arrays named as in the fixtures' case.npz) as the batch of the
+    minillm objective that trains the same model (objectives/clm.py, mlm.py, seq2seq.py)."""
+    if arch == "gpt2":
+        # Hugging Face shifts inside the loss: position t predicts labels[t + 1]; the last
+        # position predicts nothing.
+        targets = np.full_like(arrays["labels"], IGNORE_INDEX)
+        targets[:, :-1] = arrays["labels"][:, 1:]
+        return {"inputs": arrays["input_ids"], "targets": targets,
+                "attention_mask": arrays.get("attention_mask")}
+    if arch == "bert":
+        names = {"inputs": "input_ids", "labels": "labels", "attention_mask": "attention_mask",
+                 "token_type_ids": "token_type_ids", "next_sentence_label": "next_sentence_label"}
+    elif arch == "bart":
+        names = {"src": "input_ids", "dec_in": "decoder_input_ids", "src_mask": "attention_mask",
+                 "dec_mask": "decoder_attention_mask", "targets": "labels"}
+    else:
+        raise ValueError(f"unknown architecture {arch!r}")
+    batch = {ours: arrays.get(theirs) for ours, theirs in names.items()}
+    if batch.get("next_sentence_label") is None:
+        batch.pop("next_sentence_label", None)  # BERT without the NSP loss
+    return batch
+
+
 def forward_backward(model, case, dtype=np.float64):
     """Hugging Face's forward pass, loss and gradients, computed by minillm.
 
@@ -402,41 +416,15 @@ def forward_backward(model, case, dtype=np.float64):
     the Hugging Face names stored in model.safetensors.
     """
     params = {k: v.astype(dtype) for k, v in model.params.items()}
-    arrays = {k: np.asarray(case[k]) for k in case.keys()}
-    out = {}
-    if model.arch == "gpt2":
-        logits, cache = gpt_forward(params, model.cfg, arrays["input_ids"], arrays.get("attention_mask"))
-        # Hugging Face shifts inside the loss: position t predicts labels[t + 1]; the last
-        # position predicts nothing.
-        targets = np.full_like(arrays["labels"], IGNORE_INDEX)
-        targets[:, :-1] = arrays["labels"][:, 1:]
-        loss, ce = cross_entropy_forward(logits, targets, reduction="mean")
-        grads = gpt_backward(cross_entropy_backward(1.0, ce), cache)
-        out["logits"] = logits
-    elif model.arch == "bert":
-        mlm_logits, nsp_logits, cache = bert_forward(
-            params, model.cfg, arrays["input_ids"], arrays.get("token_type_ids"),
-            arrays.get("attention_mask"))
-        mlm_loss, ce_mlm = cross_entropy_forward(mlm_logits, arrays["labels"], reduction="mean")
-        dmlm = cross_entropy_backward(1.0, ce_mlm)
-        dnsp, nsp_loss = None, 0.0
-        if "next_sentence_label" in arrays:
-            nsp_loss, ce_nsp = cross_entropy_forward(
-                nsp_logits, arrays["next_sentence_label"], reduction="mean")
-            dnsp = cross_entropy_backward(1.0, ce_nsp)
-        loss = mlm_loss + nsp_loss
-        grads = bert_backward(dmlm, dnsp, cache)
-        out.update(prediction_logits=mlm_logits, seq_relationship_logits=nsp_logits,
-                   mlm_loss=float(mlm_loss), nsp_loss=float(nsp_loss))
-    elif model.arch == "bart":
-        logits, cache = seq2seq_forward(
-            params, model.cfg, arrays["input_ids"], arrays["decoder_input_ids"],
-            arrays.get("attention_mask"), arrays.get("decoder_attention_mask"))
-        loss, ce = cross_entropy_forward(logits, arrays["labels"], reduction="mean")
-        grads = seq2seq_backward(cross_entropy_backward(1.0, ce), cache)
-        out["logits"] = logits
+    batch = objective_batch(model.arch, {k: np.asarray(case[k]) for k in case.keys()})
+    objective = objective_of_model(ARCH_MODEL[model.arch])
+    loss, _, cache = objective.loss(params, model.cfg, batch, reduction="mean")
+    grads = objective.backward(cache)
+    if model.arch == "bert":
+        out = {"prediction_logits": cache["logits"], "seq_relationship_logits": cache["nsp_logits"],
+               "mlm_loss": cache["mlm_loss"], "nsp_loss": cache["nsp_loss"]}
     else:
-        raise ValueError(f"unknown architecture {model.arch!r}")
+        out = {"logits": cache["logits"]}
     stored = to_hf(model.arch, model.cfg, model.params)
     out["loss"] = float(loss)
     out["grads"] = to_hf(model.arch, model.cfg, grads,

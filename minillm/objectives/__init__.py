@@ -5,6 +5,8 @@ train.py is the same for all of them. An objective module provides:
 
     NAME, TITLE, MODEL, MODEL_TITLE    its name, a one-line description, the model family it trains
     training_batch(examples, indices, rng, tokenizer, train_cfg) -> batch
+    loss(params, cfg, batch, reduction) -> (L, n_predicted, cache), cache["logits"] the logits
+    backward(cache) -> grads, dL/dθ for every parameter
     loss_and_grads(params, cfg, batch, reduction) -> (L, n_predicted, grads)
 
     clm       next-token prediction (GPT), the tutorial's section 1 and its math section
@@ -28,3 +30,14 @@ def get_objective(name):
     if name not in _REGISTRY:
         raise ValueError(f"objective must be one of {sorted(_REGISTRY)}, got {name!r}")
     return importlib.import_module(f".{_REGISTRY[name]}", __name__)
+
+
+# model family (models.MODELS) -> the module whose loss trains it: hf.py and bench.py compute
+# a model's loss and gradients through it, so each model's forward, loss and backward are
+# called in one place.
+_MODULE_OF_MODEL = {"gpt": "clm", "bert": "mlm", "seq2seq": "seq2seq"}
+
+
+def objective_of_model(model):
+    """The objective module that trains the model family ``model`` ("gpt", "bert", "seq2seq")."""
+    return importlib.import_module(f".{_MODULE_OF_MODEL[model]}", __name__)

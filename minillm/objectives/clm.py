@@ -67,7 +67,13 @@ def loss(params, cfg, batch, reduction="sum"):
     """
     logits, model_cache = gpt_forward(params, cfg, batch["inputs"], batch["attention_mask"])
     L, ce_cache = cross_entropy_forward(logits, batch["targets"], reduction=reduction)
-    return float(L), ce_cache["n"], {"model": model_cache, "ce": ce_cache}
+    return float(L), ce_cache["n"], {"model": model_cache, "ce": ce_cache, "logits": logits}
+
+
+def backward(cache):
+    """dL/dθ for every parameter θ, from loss's cache: a dict with the same keys as params."""
+    dlogits = cross_entropy_backward(1.0, cache["ce"])  # dL/dlogits (B, T, V)
+    return gpt_backward(dlogits, cache["model"])
 
 
 def loss_and_grads(params, cfg, batch, reduction="sum"):
@@ -76,9 +82,7 @@ def loss_and_grads(params, cfg, batch, reduction="sum"):
     Returns (L, n_tokens, grads), grads a dict with the same keys as params.
     """
     L, n, cache = loss(params, cfg, batch, reduction)
-    dlogits = cross_entropy_backward(1.0, cache["ce"])  # dL/dlogits (B, T, V)
-    grads = gpt_backward(dlogits, cache["model"])
-    return L, n, grads
+    return L, n, backward(cache)
 
 
 def training_batch(examples, indices, rng, tokenizer, train_cfg):

@@ -86,24 +86,29 @@ def loss(params, cfg, batch, reduction="sum"):
     mlm_logits, nsp_logits, model_cache = bert_forward(
         params, cfg, batch["inputs"], batch.get("token_type_ids"), batch.get("attention_mask"))
     L, ce = cross_entropy_forward(mlm_logits, batch["labels"], reduction=reduction)
-    cache = {"model": model_cache, "ce": ce, "nsp": None}
-    total = float(L)
+    cache = {"model": model_cache, "ce": ce, "nsp": None, "logits": mlm_logits,
+             "nsp_logits": nsp_logits, "mlm_loss": float(L), "nsp_loss": 0.0}
     if "next_sentence_label" in batch:
         L_nsp, cache["nsp"] = cross_entropy_forward(nsp_logits, batch["next_sentence_label"],
                                                     reduction=reduction)
-        total += float(L_nsp)
-    return total, ce["n"], cache
+        cache["nsp_loss"] = float(L_nsp)
+    return cache["mlm_loss"] + cache["nsp_loss"], ce["n"], cache
+
+
+def backward(cache):
+    """dL/dθ for every BERT parameter, from loss's cache."""
+    from ..layers import cross_entropy_backward
+    from ..models import bert_backward
+
+    dmlm = cross_entropy_backward(1.0, cache["ce"])  # (B, T, V)
+    dnsp = None if cache["nsp"] is None else cross_entropy_backward(1.0, cache["nsp"])  # (B, 2)
+    return bert_backward(dmlm, dnsp, cache["model"])
 
 
 def loss_and_grads(params, cfg, batch, reduction="sum"):
     """The loss and dL/dθ for every BERT parameter. Returns (L, n_predicted, grads)."""
-    from ..layers import cross_entropy_backward
-    from ..models import bert_backward
-
     L, n, cache = loss(params, cfg, batch, reduction)
-    dmlm = cross_entropy_backward(1.0, cache["ce"])  # (B, T, V)
-    dnsp = None if cache["nsp"] is None else cross_entropy_backward(1.0, cache["nsp"])  # (B, 2)
-    return L, n, bert_backward(dmlm, dnsp, cache["model"])
+    return L, n, backward(cache)
 
 
 def nsp_accuracy(params, cfg, data, tokenizer, train_cfg, rng, n=400):

@@ -102,13 +102,18 @@ def loss(params, cfg, batch, reduction="sum"):
     logits, model_cache = seq2seq_forward(params, cfg, batch["src"], batch["dec_in"],
                                           batch["src_mask"], batch["dec_mask"])
     L, ce = cross_entropy_forward(logits, batch["targets"], reduction=reduction)
-    return float(L), ce["n"], {"model": model_cache, "ce": ce}
+    return float(L), ce["n"], {"model": model_cache, "ce": ce, "logits": logits}
+
+
+def backward(cache):
+    """dL/dθ for every encoder-decoder parameter, from loss's cache."""
+    from ..layers import cross_entropy_backward
+    from ..models import seq2seq_backward
+
+    return seq2seq_backward(cross_entropy_backward(1.0, cache["ce"]), cache["model"])
 
 
 def loss_and_grads(params, cfg, batch, reduction="sum"):
     """The loss and dL/dθ for every encoder-decoder parameter."""
-    from ..layers import cross_entropy_backward
-    from ..models import seq2seq_backward
-
     L, n, cache = loss(params, cfg, batch, reduction)
-    return L, n, seq2seq_backward(cross_entropy_backward(1.0, cache["ce"]), cache["model"])
+    return L, n, backward(cache)
