@@ -292,7 +292,7 @@ def config_to_hf(arch, cfg, special=None):
         return {"model_type": "bert", "architectures": ["BertForPreTraining"],
                 "vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd,
                 "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
-                "intermediate_size": cfg.ffn, "max_position_embeddings": cfg.n_ctx,
+                "intermediate_size": cfg.n_inner, "max_position_embeddings": cfg.n_ctx,
                 "type_vocab_size": cfg.n_types, "hidden_act": "gelu", "layer_norm_eps": cfg.ln_eps,
                 "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
                 "pad_token_id": s["pad"], "tie_word_embeddings": True}
@@ -301,7 +301,7 @@ def config_to_hf(arch, cfg, special=None):
                 "vocab_size": cfg.vocab_size, "d_model": cfg.n_embd,
                 "encoder_layers": cfg.n_layer, "decoder_layers": cfg.n_dec_layer,
                 "encoder_attention_heads": cfg.n_head, "decoder_attention_heads": cfg.n_head,
-                "encoder_ffn_dim": cfg.ffn, "decoder_ffn_dim": cfg.ffn,
+                "encoder_ffn_dim": cfg.n_inner, "decoder_ffn_dim": cfg.n_inner,
                 "max_position_embeddings": cfg.n_ctx, "activation_function": "gelu",
                 "scale_embedding": False, "dropout": 0.0, "attention_dropout": 0.0,
                 "activation_dropout": 0.0, "tie_word_embeddings": True,

@@ -153,7 +153,7 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
     log-probability (a float: the per-step terms of the chain rule) and whether it counts
     (1 byte). BART here has S = T.
     """
-    C, H, F, V = cfg.n_embd, cfg.n_head, cfg.ffn, cfg.vocab_size
+    C, H, F, V = cfg.n_embd, cfg.n_head, cfg.n_inner, cfg.vocab_size
     block = 8 * C + 3 * F + H * T + 2
     if model == "gpt":
         floats = cfg.n_layer * block + (C + 1) + C + V

@@ -3,8 +3,9 @@
 GPT (GPT-2's architecture) is here now: pre-LN blocks, causal self-attention, learned
 positions, a final layer norm, and an output layer tied to the token embedding.
 
-Parameters live in one flat ``dict[str, np.ndarray]`` with dotted names; ``describe`` prints
-them as a table. Gradients come back as a new dict with exactly the same keys.
+Parameters live in one flat ``dict[str, np.ndarray]`` with dotted names (``gpt_param_shapes``
+and its siblings list them with their shapes). Gradients come back as a new dict with exactly
+the same keys.
 """
 
 from __future__ import annotations
@@ -68,11 +69,6 @@ class GPTConfig:
                 0 < self.ln_eps < math.inf):
             raise ValueError(
                 f"{type(self).__name__}.ln_eps must be a finite number > 0, got {self.ln_eps!r}")
-
-    @property
-    def ffn(self):
-        """F, the feed-forward width."""
-        return self.n_inner
 
     def block_spec(self):
         return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=True,
@@ -187,7 +183,7 @@ def gpt_param_shapes(cfg):
     C = cfg.n_embd
     shapes = {"wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)}
     for layer in range(cfg.n_layer):
-        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.ffn))
+        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner))
     shapes.update({"ln_f.g": (C,), "ln_f.b": (C,)})
     return shapes
 
@@ -219,16 +215,6 @@ def init_params(shapes, rng, dtype=np.float32, proj_std=INIT_STD):
 def gpt_init(cfg, rng, dtype=np.float32):
     """Fresh GPT-2 parameters for ``cfg``, with its residual projections scaled by 1/sqrt(2L)."""
     return init_params(gpt_param_shapes(cfg), rng, dtype, INIT_STD / math.sqrt(2 * cfg.n_layer))
-
-
-def describe(params):
-    """A table of every parameter: name, shape, count; and the total. Returns the text."""
-    width = max(len(n) for n in params)
-    lines = [f"{'name':<{width}}  {'shape':<14}  {'count':>9}"]
-    for name, value in params.items():
-        lines.append(f"{name:<{width}}  {str(tuple(value.shape)):<14}  {value.size:>9,}")
-    lines.append(f"{'total':<{width}}  {'':<14}  {sum(v.size for v in params.values()):>9,}")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,7 +287,6 @@ class BertConfig:
     ln_eps: float = 1e-12  # BERT's layer_norm_eps
 
     __post_init__ = GPTConfig.__post_init__
-    ffn = GPTConfig.ffn
     to_dict = GPTConfig.to_dict
 
     def block_spec(self):
@@ -315,7 +300,7 @@ def bert_param_shapes(cfg):
     shapes = {"wte": (V, C), "wpe": (cfg.n_ctx, C), "wtt": (cfg.n_types, C),
               "ln_e.g": (C,), "ln_e.b": (C,)}
     for layer in range(cfg.n_layer):
-        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.ffn))
+        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner))
     shapes.update({
         "mlm.dense.w": (C, C), "mlm.dense.b": (C,), "mlm.ln.g": (C,), "mlm.ln.b": (C,),
         "mlm.bias": (V,),  # the output bias; the output weight is wte, tied
@@ -428,7 +413,6 @@ class Seq2SeqConfig:
     ln_eps: float = 1e-5  # PyTorch's LayerNorm default, which BART uses
 
     __post_init__ = GPTConfig.__post_init__
-    ffn = GPTConfig.ffn
     to_dict = GPTConfig.to_dict
 
     def block_spec(self, cross=False):
@@ -442,10 +426,10 @@ def seq2seq_param_shapes(cfg):
     shapes = {"wte": (V, C)}  # one table: encoder input, decoder input, and the output layer
     shapes.update({"enc.wpe": (P, C), "enc.ln_e.g": (C,), "enc.ln_e.b": (C,)})
     for layer in range(cfg.n_layer):
-        shapes.update(_block_shapes(f"enc.h.{layer}.", C, cfg.ffn))
+        shapes.update(_block_shapes(f"enc.h.{layer}.", C, cfg.n_inner))
     shapes.update({"dec.wpe": (P, C), "dec.ln_e.g": (C,), "dec.ln_e.b": (C,)})
     for layer in range(cfg.n_dec_layer):
-        shapes.update(_block_shapes(f"dec.h.{layer}.", C, cfg.ffn, cross=True))
+        shapes.update(_block_shapes(f"dec.h.{layer}.", C, cfg.n_inner, cross=True))
     shapes["out_bias"] = (V,)  # BART's final_logits_bias
     return shapes
 

@@ -156,16 +156,16 @@ def mlp_forward(x, w, activation):
     """``y = act(x W_fc + b_fc) W_proj + b_proj``.  x (B, T, C) -> h (B, T, F) -> y (B, T, C)."""
     act_forward, _ = _activation(activation)
     h, fc = linear_forward(x, w["c_fc.w"], w["c_fc.b"])  # (B, T, F)
-    a, act = act_forward(h)  # (B, T, F)
-    y, proj = linear_forward(a, w["c_proj.w"], w["c_proj.b"])  # (B, T, C)
+    h_act, act = act_forward(h)  # (B, T, F)
+    y, proj = linear_forward(h_act, w["c_proj.w"], w["c_proj.b"])  # (B, T, C)
     return y, {"fc": fc, "act": act, "proj": proj, "activation": activation}
 
 
 def mlp_backward(dy, cache):
     """dy (B, T, C) -> dx (B, T, C), grads of the sublayer's weights (named as in ``w``)."""
     _, act_backward = _activation(cache["activation"])
-    da, dw2, db2 = linear_backward(dy, cache["proj"])
-    dh = act_backward(da, cache["act"])
+    dh_act, dw2, db2 = linear_backward(dy, cache["proj"])
+    dh = act_backward(dh_act, cache["act"])
     dx, dw1, db1 = linear_backward(dh, cache["fc"])
     return dx, {"c_fc.w": dw1, "c_fc.b": db1, "c_proj.w": dw2, "c_proj.b": db2}
 
@@ -303,8 +303,8 @@ def stack_backward(dy, caches, prefix, grads):
     cross-attending block, or None). The blocks' grads are added to ``grads``."""
     denc = None
     for layer in reversed(range(len(caches))):
-        dy, de, g = block_backward(dy, caches[layer])
-        grads.update(with_prefix(f"{prefix}{layer}.", g))
+        dy, de, block_grads = block_backward(dy, caches[layer])
+        grads.update(with_prefix(f"{prefix}{layer}.", block_grads))
         if de is not None:
             denc = de if denc is None else denc + de
     return dy, denc
