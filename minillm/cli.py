@@ -432,31 +432,6 @@ def cmd_import(args):
     print(f"wrote {args.checkpoint} ({model.arch} as a minillm {objective} model)")
 
 
-def _check_train_options(args):
-    """The combinations of train's options that cannot work, named by their flags (TrainConfig
-    and make_data refuse the same, in their own argument names)."""
-    from .train import TASK_OBJECTIVES
-
-    if args.data is not None and args.objective in TASK_OBJECTIVES:
-        raise UserError(f"--objective {args.objective} trains on the grammar's text-to-text "
-                        f"tasks (总结/翻译/问), which a text file does not have; drop --data "
-                        f"{args.data!r} or use --objective t5 or bart")
-    if args.nsp:
-        if args.objective != "mlm":
-            raise UserError(f"--nsp needs --objective mlm, got --objective {args.objective}")
-        if args.data is not None:
-            raise UserError(f"--nsp trains on the grammar's two-sentence documents; it cannot "
-                            f"read --data {args.data!r}")
-        if args.masking != "dynamic" or args.pool:
-            raise UserError(f"--nsp goes with dynamic masking and no --pool, got --masking "
-                            f"{args.masking} --pool {args.pool}")
-    if args.masking == "static" and not args.pool:
-        raise UserError("--masking static masks each sentence once for the whole run, so it "
-                        "needs a fixed set of them: add --pool N (say --pool 2000)")
-    if args.n_embd % args.n_head:
-        raise UserError(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
-
-
 # train's options that a checkpoint stores, where, and their defaults for a fresh run. --resume
 # keeps the stored values and refuses any of these options given with another value.
 STORED_SETTINGS = {
@@ -531,12 +506,42 @@ def _resume_command(out, data):
     return command + (f" --data {shlex.quote(data)}" if data is not None else "")
 
 
+def _flag_setting(name, value):
+    """An option as train's command line writes it (``--nsp``, ``--pool 2000``): the rules of
+    TrainConfig and of the model configs (OptionError) are reported in these words."""
+    flag = "--" + name.replace("_", "-")
+    return flag if value is True else f"{flag} {shlex.quote(str(value))}"
+
+
+def _configs_from_options(args, objective):
+    """A fresh run's TrainConfig and model config, built before anything slow, so that a broken
+    rule between options (an OptionError) comes first, in train's flags. The model's vocab_size
+    is 1 until the data is read."""
+    from .models import MODELS, OptionError
+    from .train import TrainConfig
+
+    shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
+    if objective.MODEL == "seq2seq":
+        shape["n_dec_layer"] = args.n_layer  # as many decoder blocks as encoder blocks
+    try:
+        train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
+                                log_every=args.log_every, objective=args.objective,
+                                masking=args.masking, pool=args.pool, nsp=args.nsp)
+        train_cfg.check_data(args.data)
+        model_cfg = MODELS[objective.MODEL].config(vocab_size=1, **shape)
+    except OptionError as err:
+        raise UserError(err.render(_flag_setting)) from None
+    return train_cfg, model_cfg
+
+
 def cmd_train(args, threads=None):
+    import dataclasses
+
     from . import safetensors
-    from .models import MODELS
     from .objectives import get_objective
     from .tokenizer import Tokenizer
-    from .train import TASK_OBJECTIVES, TrainConfig, TrainingInterrupted, make_data, train
+    from .train import TASK_OBJECTIVES, TrainingInterrupted, make_data, train
 
     given = _given_settings(args)
     _fill_defaults(args)
@@ -545,6 +550,8 @@ def cmd_train(args, threads=None):
             raise UserError(f"{flag} is empty: name a file")
     objective = get_objective(args.objective)
     out = args.out or DEFAULT_OUT[objective.MODEL]
+    if not args.resume:  # every rule on the options is checked before the data is read
+        train_cfg, model_cfg = _configs_from_options(args, objective)
     documents = source = None
     if args.data is not None:
         from .corpus import read_corpus_file
@@ -573,22 +580,13 @@ def cmd_train(args, threads=None):
         _check_memory(model_cfg, train_cfg, objective, f"--out {out!r}")
         print(f"resuming from {out} at step {state['step']} of {train_cfg.steps}", flush=True)
     else:
-        _check_train_options(args)
-        train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
-                                log_every=args.log_every, objective=args.objective,
-                                masking=args.masking, pool=args.pool, nsp=args.nsp)
         if documents is not None:
             tokenizer = Tokenizer.from_text("\n".join(documents))
         else:
             from .grammar import default_grammar
 
             tokenizer = default_grammar().tokenizer()
-        shape = dict(vocab_size=len(tokenizer), n_ctx=args.n_ctx, n_embd=args.n_embd,
-                     n_head=args.n_head, n_layer=args.n_layer)
-        if objective.MODEL == "seq2seq":
-            shape["n_dec_layer"] = args.n_layer  # as many decoder blocks as encoder blocks
-        model_cfg = MODELS[objective.MODEL].config(**shape)
+        model_cfg = dataclasses.replace(model_cfg, vocab_size=len(tokenizer))
         _check_memory(model_cfg, train_cfg, objective, "options")
         state = None
     # Everything about --out is checked now, not after the training: the folder exists (or is

@@ -11,6 +11,7 @@ the same keys.
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple
 
@@ -34,6 +35,46 @@ from .layers import layernorm_forward_tuned as layernorm_forward
 from .transformer import BlockSpec, stack_backward, stack_forward
 
 
+class OptionError(ValueError):
+    """A rule on options broken (TrainConfig's, a model config's): the rule is written once and
+    its message names the options as Python does (``nsp=True``) or as the command line does
+    (``--nsp``), so the CLI reports the rule instead of writing it again in flags.
+
+    In ``template`` an option is ``{name}``, written with its value here, or ``{name:text}``,
+    written with the value ``text`` (what the rule needs, or advice: ``{pool:2000}``).
+    ``values`` are the options' values; str() is ``render`` in Python's words."""
+
+    def __init__(self, template, **values):
+        self.template, self.values = template, values
+        super().__init__(self.render(lambda name, value: f"{name}={value!r}"))
+
+    def render(self, setting):
+        """The message, each option written as ``setting(name, value)``."""
+        return _Options(setting).vformat(self.template, (), self.values)
+
+
+class _Options(string.Formatter):
+    """Fills OptionError's template: each field is an option, written by ``setting``."""
+
+    def __init__(self, setting):
+        self.setting = setting
+
+    def get_value(self, name, args, values):
+        return name, values[name]
+
+    def format_field(self, option, spec):
+        name, value = option
+        if spec:  # a value the template gives, quoted in Python only if the option's are strings
+            value = spec if isinstance(value, str) else _Verbatim(spec)
+        return self.setting(name, value)
+
+
+class _Verbatim(str):
+    """A value written as it is, even by repr (``pool=N``, not ``pool='N'``)."""
+
+    __repr__ = str.__str__
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     """The shape of a GPT. Defaults make the demo's tiny model (about 0.1 M parameters)."""
@@ -52,10 +93,9 @@ class GPTConfig:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(
                     f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(
-                f"{type(self).__name__}.n_embd={self.n_embd} must be a multiple of n_head={self.n_head}"
-            )
+        if self.n_embd % self.n_head:  # each head takes C/H of the width
+            raise OptionError("{n_embd} must be a multiple of {n_head}", n_embd=self.n_embd,
+                              n_head=self.n_head)
         if self.n_inner is None:  # resolve the default, so equal models have equal configs
             object.__setattr__(self, "n_inner", 4 * self.n_embd)
         # The fields only some families have (BERT's segments, BART's decoder blocks) and the

@@ -27,9 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint import save_checkpoint
-from .models import MODELS
+from .models import MODELS, OptionError
 from .objectives import get_objective
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
+
+# Objectives whose examples come from the grammar's text-to-text tasks (总结/翻译/问), which
+# plain text does not have; nsp likewise needs the grammar's two-sentence documents.
+TASK_OBJECTIVES = ("tasks", "mix")
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,29 @@ class TrainConfig:
             raise ValueError(f"masking must be 'dynamic' or 'static', got {self.masking!r}")
         if not isinstance(self.pool, int) or self.pool < 0:
             raise ValueError(f"pool must be a non-negative integer, got {self.pool!r}")
-        if self.nsp and (self.objective != "mlm" or self.masking != "dynamic" or self.pool):
-            raise ValueError("nsp=True goes with objective='mlm', dynamic masking and no pool; "
-                             f"got objective={self.objective!r}, masking={self.masking!r}, "
-                             f"pool={self.pool!r}")
+        # The rules between options are OptionErrors: the CLI reports them in its flags.
+        if self.nsp and self.objective != "mlm":
+            raise OptionError("{nsp} needs {objective:mlm}, got {objective}", nsp=True,
+                              objective=self.objective)
+        if self.nsp and (self.masking != "dynamic" or self.pool):
+            raise OptionError("{nsp} goes with {masking:dynamic} and {pool:0}, got {masking} "
+                              "and {pool}", nsp=True, masking=self.masking, pool=self.pool)
         if self.masking == "static" and self.pool == 0:
-            raise ValueError("masking='static' masks each example once, so it needs a fixed "
-                             "pool of examples: set pool > 0")
+            raise OptionError("{masking} masks each sentence once for the whole run, so it needs "
+                              "a fixed set of them: add {pool:N} (say {pool:2000})",
+                              masking=self.masking, pool=self.pool)
+
+    def check_data(self, data):
+        """Refuse a text file (``data``, its name; None for the grammar) to the objectives that
+        build their examples from the grammar's structure. make_data calls it, and the CLI does
+        before it reads the file."""
+        if data is not None and self.objective in TASK_OBJECTIVES:
+            raise OptionError("{objective} trains on the grammar's text-to-text tasks (总结/翻译/问), "
+                              "which a text file does not have; drop {data} or use {objective:t5} "
+                              "or {objective:bart}", objective=self.objective, data=data)
+        if data is not None and self.nsp:
+            raise OptionError("{nsp} trains on the grammar's two-sentence documents; it cannot "
+                              "read {data}", nsp=True, data=data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,20 +188,12 @@ class TaskData:
         return None, pairs
 
 
-# Objectives whose examples come from the grammar's text-to-text tasks (总结/翻译/问), which
-# plain text does not have; --nsp likewise needs the grammar's two-sentence documents.
-TASK_OBJECTIVES = ("tasks", "mix")
-
-
 def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None, source=None):
     """The data a run trains on: the grammar (optionally a fixed pool of it, drawn from the
     seed), or the user's documents cut to fit the model's context (``source``: see TextData)."""
     objective = get_objective(train_cfg.objective)
     if documents is not None:
-        if train_cfg.nsp or train_cfg.objective in TASK_OBJECTIVES:
-            raise ValueError(f"objective={train_cfg.objective!r}, nsp={train_cfg.nsp} builds its "
-                             "examples from the grammar's structure (tasks, two-sentence "
-                             "documents); it cannot train on plain documents")
+        train_cfg.check_data(name or "text")
         return TextData(documents, tokenizer, model_cfg.n_ctx - objective.RESERVED,
                         name=name or "text", source=source)
     from .grammar import default_grammar

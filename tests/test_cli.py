@@ -9,6 +9,9 @@ import pytest
 
 from minillm.cli import main
 from minillm.demo import run_bert_demo, run_gpt_demo
+from minillm.grammar import default_grammar
+from minillm.models import GPTConfig
+from minillm.train import TrainConfig, make_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,12 +96,79 @@ def test_train_on_a_users_text_file(tmp_path, capsys):
     (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "--pool N"),
     (["train", "--bogus", "3"], "'minillm train --help'"),
     (["score", "今天", "--checkpoint", os.path.join(REPO, "README.md")], "not a valid minillm checkpoint"),
+    # A bad combination of options is named before --data is read (here: before its absence).
+    (["train", "--nsp", "--objective", "span", "--data", "/nonexistent/c.txt"], "--nsp needs"),
+    (["train", "--objective", "tasks", "--data", "/nonexistent/c.txt"], "drop --data"),
+    (["train", "--n-embd", "30", "--n-head", "4", "--data", "/nonexistent/c.txt"], "--n-embd 30"),
 ])
 def test_bad_arguments_give_one_line_and_exit_status_2(argv, named, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("minillm: error:") and named in err[0]
+
+
+# Every rule between options (an OptionError of TrainConfig, of make_data's check of the data,
+# of a model config), broken once: in Python, then with the same options on train's command
+# line (--data names a file that does not exist: the rule must come first), then the options
+# the message names.
+TOKENIZER = default_grammar().tokenizer()
+BROKEN_RULES = {
+    "nsp without mlm": (lambda: TrainConfig(nsp=True, objective="span"),
+                        ["--nsp", "--objective", "span"], ["nsp", "objective"]),
+    "nsp with a pool": (lambda: TrainConfig(nsp=True, objective="mlm", pool=5),
+                        ["--nsp", "--objective", "mlm", "--pool", "5"], ["nsp", "masking", "pool"]),
+    "static masking without a pool": (lambda: TrainConfig(objective="mlm", masking="static"),
+                                      ["--objective", "mlm", "--masking", "static"],
+                                      ["masking", "pool"]),
+    "tasks on a text file": (
+        lambda: make_data(TrainConfig(objective="tasks"), None, TOKENIZER, ["今天"], name="c.txt"),
+        ["--objective", "tasks", "--data", "c.txt"], ["objective", "data"]),
+    "nsp on a text file": (
+        lambda: make_data(TrainConfig(objective="mlm", nsp=True), None, TOKENIZER, ["今天"],
+                          name="c.txt"),
+        ["--objective", "mlm", "--nsp", "--data", "c.txt"], ["nsp", "data"]),
+    "heads that do not divide the width": (lambda: GPTConfig(vocab_size=9, n_embd=30, n_head=4),
+                                           ["--n-embd", "30", "--n-head", "4"],
+                                           ["n_embd", "n_head"]),
+}
+
+
+def broken_rule(call):
+    """The OptionError that ``call`` raises."""
+    from minillm.models import OptionError
+
+    with pytest.raises(OptionError) as caught:
+        call()
+    return caught.value
+
+
+@pytest.mark.parametrize("call, argv, names", BROKEN_RULES.values(), ids=list(BROKEN_RULES))
+def test_a_rule_names_fields_in_python_and_flags_on_the_command_line(call, argv, names, capsys,
+                                                                     tmp_path, monkeypatch):
+    from minillm.cli import _flag_setting
+
+    err = broken_rule(call)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *argv, "--steps", "1"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == f"minillm: error: {err.render(_flag_setting)}"  # the one rule, in flags
+    for name in names:
+        flag = "--" + name.replace("_", "-")
+        assert f"{name}=" in str(err) and flag not in str(err), str(err)
+        assert flag in line and f"{name}=" not in line, line
+
+
+def test_the_cases_above_break_every_rule_there_is():
+    """One source: the rules are the OptionErrors raised in train.py and models.py, each
+    broken once above, so the command line is seen to report every one of them."""
+    import inspect
+
+    from minillm import models, train
+
+    rules = sum(inspect.getsource(m).count("raise OptionError(") for m in (train, models))
+    broken = {broken_rule(call).template for call, _, _ in BROKEN_RULES.values()}
+    assert len(broken) == rules
 
 
 def test_help_explains_every_command():
