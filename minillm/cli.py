@@ -517,7 +517,8 @@ def _configs_from_options(args, objective):
     """A fresh run's TrainConfig and model config, built before anything slow, so that a broken
     rule between options (an OptionError) comes first, in train's flags. The model's vocab_size
     is 1 until the data is read."""
-    from .models import MODELS, OptionError
+    from .models import MODELS
+    from .options import OptionError
     from .train import TrainConfig
 
     shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)

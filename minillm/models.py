@@ -11,7 +11,6 @@ the same keys.
 from __future__ import annotations
 
 import math
-import string
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple
 
@@ -32,47 +31,8 @@ from .layers import (
 # (layers.py says what they buy; tests/test_layers.py checks them against the references).
 from .layers import layernorm_backward_tuned as layernorm_backward
 from .layers import layernorm_forward_tuned as layernorm_forward
+from .options import OptionError
 from .transformer import BlockSpec, stack_backward, stack_forward
-
-
-class OptionError(ValueError):
-    """A rule on options broken (TrainConfig's, a model config's): the rule is written once and
-    its message names the options as Python does (``nsp=True``) or as the command line does
-    (``--nsp``), so the CLI reports the rule instead of writing it again in flags.
-
-    In ``template`` an option is ``{name}``, written with its value here, or ``{name:text}``,
-    written with the value ``text`` (what the rule needs, or advice: ``{pool:2000}``).
-    ``values`` are the options' values; str() is ``render`` in Python's words."""
-
-    def __init__(self, template, **values):
-        self.template, self.values = template, values
-        super().__init__(self.render(lambda name, value: f"{name}={value!r}"))
-
-    def render(self, setting):
-        """The message, each option written as ``setting(name, value)``."""
-        return _Options(setting).vformat(self.template, (), self.values)
-
-
-class _Options(string.Formatter):
-    """Fills OptionError's template: each field is an option, written by ``setting``."""
-
-    def __init__(self, setting):
-        self.setting = setting
-
-    def get_value(self, name, args, values):
-        return name, values[name]
-
-    def format_field(self, option, spec):
-        name, value = option
-        if spec:  # a value the template gives, quoted in Python only if the option's are strings
-            value = spec if isinstance(value, str) else _Verbatim(spec)
-        return self.setting(name, value)
-
-
-class _Verbatim(str):
-    """A value written as it is, even by repr (``pool=N``, not ``pool='N'``)."""
-
-    __repr__ = str.__str__
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint import save_checkpoint
-from .models import MODELS, OptionError
+from .models import MODELS
+from .options import OptionError
 from .objectives import get_objective
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 

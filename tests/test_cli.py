@@ -136,7 +136,7 @@ BROKEN_RULES = {
 
 def broken_rule(call):
     """The OptionError that ``call`` raises."""
-    from minillm.models import OptionError
+    from minillm.options import OptionError
 
     with pytest.raises(OptionError) as caught:
         call()
