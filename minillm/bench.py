@@ -264,7 +264,7 @@ def matmul_products(model, cfg, B, T):
 
     A product over positions is one 2-D product over all B·T rows, as linear_forward does it.
     """
-    C, H, F = cfg.n_embd, cfg.n_head, cfg.ffn
+    C, H, F = cfg.n_embd, cfg.n_head, cfg.n_inner
     V, N = cfg.vocab_size, B * T
     out = []
     if model == "bart":
