@@ -16,17 +16,21 @@ targets. For each model × config it measures, in one run:
     machine in the same state; the floor's median is reported as tokens/s too.
 (c) **fraction** = floor time / step time: the share of the floor the step reaches (1 would
     mean the step costs no more than its products).
-(d) **the split of step time by kind** (``KIND_OF``, ``profiled``): for three extra steps
-    every layer function is wrapped, in each module that binds it, and its *exclusive* time
-    (its own, less that of the wrapped functions it calls) is added to its kind: matmul (the
-    linear and attention functions, less the softmax they call), softmax (attention softmax
-    and masking), layernorm, gelu, cross_entropy, optimizer; ``other`` is the rest of the step
-    (embeddings, head split/merge copies, residual sums, the Python between layers). The tied
-    output layer's three products are written inline in models.py, where no wrapper reaches;
-    their floor time (same shapes, this run) is moved from other to matmul. Overhead: a
-    wrapped call costs about 0.5 µs, and a step makes 62 (GPT tiny) to 448 (BART medium) of
-    them, under 0.1% of its time; ``profile.overhead`` in the JSON compares the profiled steps
-    with the timed ones, and mostly shows the machine's noise.
+(d) **the split of step time by kind** (``KIND_OF``, ``profiled``): three extra steps run
+    under a profile hook (``sys.setprofile``) that knows the layer functions by their code
+    objects, and the *exclusive* time of each (its own, less that of the timed functions it
+    calls) is added to its kind: matmul (the linear and attention functions, less the softmax
+    they call), softmax (attention softmax and masking), layernorm, gelu, cross_entropy,
+    optimizer; ``other`` is the rest of the step (embeddings, head split/merge copies, residual
+    sums, the Python between layers). No module's names are touched, so how a module imports
+    a layer function does not matter. The tied output layer's three products are written
+    inline in models.py, in no timed function; their floor time (same shapes, this run) is
+    moved from other to matmul. Overhead: the hook runs on every call and return in the step,
+    Python or C (about 1,000 events a step at GPT tiny, 2,700 at BART tiny, 7,600 at BART
+    medium), near 1 µs each: about 5% of a tiny step, 1% at small, 0.3% at medium, counted
+    mostly to the function making the calls. The timed steps of (a) run without the hook;
+    ``profile.overhead`` in the JSON compares the profiled steps with them, and
+    ``profile.wrapped_calls_per_step`` counts the timed calls (62 at GPT tiny).
 (e) **memory**: the process's peak RSS after the warm-up steps, the peak of what one step
     allocates (tracemalloc), and the bytes per token of activation cache the backward pass
     keeps (``cache_bytes``) beside the analytic count of what it needs
@@ -72,7 +76,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import math
 import os
@@ -88,7 +91,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import layers, models, optim, transformer
+from . import layers, models, optim
 from .allocator import keep_freed_memory
 from .blas import blas_info, set_blas_threads
 from .memory import analytic_cache_bytes_per_token
@@ -154,11 +157,7 @@ class Step:
 
 
 def build_step(model, shape, seed=0):
-    """Parameters, optimizer state and random batch for ``model`` at ``shape``, and its step.
-
-    Every layer function is looked up through its module at call time (``layers.x``,
-    ``models.x``), so the wrappers of ``profiled`` see the calls made here too.
-    """
+    """Parameters, optimizer state and random batch for ``model`` at ``shape``, and its step."""
     keep_freed_memory()  # as train.train does: a step reuses the last step's freed memory
     rng = np.random.default_rng(seed)
     cfg = model_config(model, shape)
@@ -201,8 +200,8 @@ def build_step(model, shape, seed=0):
 class Product(NamedTuple):
     """One matrix product of the step: ``a @ b`` with a (..., M, K), b (..., K, N).
 
-    ``inline`` marks a product written inline in models.py (the tied output layer), where no
-    wrapper of ``profiled`` reaches it.
+    ``inline`` marks a product written inline in models.py (the tied output layer), in no
+    function of ``KIND_OF``.
     """
 
     name: str
@@ -319,83 +318,83 @@ def time_floor(plan):
 
 
 # ----------------------------------------------------------------------------------------------
-# (d) Step time by kind: wrap the layer functions, time their exclusive time
+# (d) Step time by kind: a profile hook times the layer functions' exclusive time
 
-# The kind each function's own time counts as. ``other`` functions are wrapped too, so their
-# time shows by name in by_function_s; the ``other`` kind is the step less every named kind.
+# The kind each function's own time counts as. A new layer function (a tuned variant, say) is
+# one more line, which a test asks for; a misspelt one is an AttributeError here, at import.
+# ``other`` functions are listed too, so their time shows by name in by_function_s; the
+# ``other`` kind is the step less every named kind.
 KIND_OF = {
-    "linear_forward": "matmul", "linear_backward": "matmul",  # + a bias add, a bias-grad sum
-    "attention_forward": "matmul", "attention_backward": "matmul",  # + q's scale; less softmax
-    "softmax_forward": "softmax", "softmax_backward": "softmax",
-    "causal_mask": "softmax",
-    "layernorm_forward": "layernorm", "layernorm_backward": "layernorm",
-    "gelu_tanh_forward": "gelu", "gelu_tanh_backward": "gelu",
-    "gelu_erf_forward": "gelu", "gelu_erf_backward": "gelu",
-    "cross_entropy_forward": "cross_entropy", "cross_entropy_backward": "cross_entropy",
-    "adamw_step": "optimizer",
-    "embedding_forward": "other", "embedding_backward": "other",
-    "position_embedding_forward": "other", "position_embedding_backward": "other",
-    "split_heads": "other", "merge_heads": "other",
+    layers.linear_forward: "matmul", layers.linear_backward: "matmul",  # + bias add, bias sum
+    layers.attention_forward: "matmul", layers.attention_backward: "matmul",  # less softmax
+    layers.softmax_forward: "softmax", layers.softmax_backward: "softmax",
+    layers.causal_mask: "softmax",
+    layers.layernorm_forward: "layernorm", layers.layernorm_backward: "layernorm",
+    layers.gelu_tanh_forward: "gelu", layers.gelu_tanh_backward: "gelu",
+    layers.gelu_erf_forward: "gelu", layers.gelu_erf_backward: "gelu",
+    layers.cross_entropy_forward: "cross_entropy", layers.cross_entropy_backward: "cross_entropy",
+    optim.adamw_step: "optimizer",
+    layers.embedding_forward: "other", layers.embedding_backward: "other",
+    layers.position_embedding_forward: "other", layers.position_embedding_backward: "other",
+    layers.split_heads: "other", layers.merge_heads: "other",
 }
-# Where the step looks the functions up. transformer.py and models.py bind them with
-# ``from .layers import ...``, so each module's own name is wrapped, not only layers'.
-STEP_MODULES = (layers, transformer, models, optim)
 
 
 class KindTimer:
-    """Exclusive seconds per kind and per function name.
+    """Exclusive seconds per kind and per function name, of the functions of ``kind_of``.
 
-    A stack holds, for every wrapped call still running, the time spent so far in the wrapped
-    calls inside it; a call's own time is its elapsed time less that.
+    The functions are known by their code objects, which every module that imports one shares,
+    so nothing is rebound. A stack holds, for every timed call still running, its start and
+    the time spent so far in the timed calls inside it; a call's own time is its elapsed time
+    less that.
     """
 
-    def __init__(self, clock=time.perf_counter):
+    def __init__(self, kind_of=KIND_OF, clock=time.perf_counter):
         self.clock = clock  # seconds; a test passes a fake clock
         self.by_kind = dict.fromkeys(KINDS, 0.0)
         self.by_function = {}
         self.calls = 0
-        self._inner = [0.0]  # the bottom entry collects the time of top-level wrapped calls
+        self._timed = {fn.__code__: (kind, fn.__name__) for fn, kind in kind_of.items()}
+        if len(self._timed) < len(kind_of):  # decorated functions would share one wrapper
+            raise ValueError("two functions of kind_of share a code object")
+        self._stack = []  # [start, seconds in timed calls inside] per timed call running
 
-    def wrap(self, fn, kind):
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            self._inner.append(0.0)
-            t0 = self.clock()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                elapsed = self.clock() - t0
-                own = elapsed - self._inner.pop()
-                self._inner[-1] += elapsed
-                self.by_kind[kind] += own
-                self.by_function[fn.__name__] = self.by_function.get(fn.__name__, 0.0) + own
-                self.calls += 1
+    def hook(self, frame, event, arg):
+        """The sys.setprofile callback. Only Python calls and returns are looked at: time in
+        NumPy's C functions ('c_call' ... 'c_return') counts to the function calling them.
+        A function that exits by an exception sends 'return' too, so the stack stays even."""
+        if event == "call" and frame.f_code in self._timed:
+            self._stack.append([self.clock(), 0.0])
+        elif event == "return" and frame.f_code in self._timed:
+            self._stop(*self._timed[frame.f_code])
 
-        return timed
+    def _stop(self, kind, name):
+        start, inner = self._stack.pop()
+        elapsed = self.clock() - start
+        if self._stack:  # the enclosing timed call does not count this time as its own
+            self._stack[-1][1] += elapsed
+        own = elapsed - inner
+        self.by_kind[kind] += own
+        self.by_function[name] = self.by_function.get(name, 0.0) + own
+        self.calls += 1
 
 
 @contextlib.contextmanager
 def profiled(timer):
-    """Wrap every function of KIND_OF in every module of STEP_MODULES that binds it, with
-    ``timer``; put the originals back on leaving, also after an error."""
-    patched = []
+    """Run the body with ``timer.hook`` as the profile hook; put back the one there was (none,
+    or another profiler's) on leaving, also after an error."""
+    previous = sys.getprofile()
+    sys.setprofile(timer.hook)
     try:
-        for module in STEP_MODULES:
-            for name, kind in KIND_OF.items():
-                original = getattr(module, name, None)
-                if callable(original):
-                    patched.append((module, name, original))
-                    setattr(module, name, timer.wrap(original, kind))
         yield timer
     finally:
-        for module, name, original in reversed(patched):
-            setattr(module, name, original)
+        sys.setprofile(previous)
 
 
 def split_by_kind(step_seconds, timer, inline_seconds):
     """Seconds per kind that add up to ``step_seconds``, and the same in percent.
 
-    The products written inline in models.py (the tied output layer) run in no wrapped
+    The products written inline in models.py (the tied output layer) run in no timed
     function, so they would land in ``other``; their floor time of the same shapes
     (``inline_seconds``) is moved from other to matmul, at most all of other.
     """
@@ -462,8 +461,8 @@ def measure(model, config, shape, steps=DEFAULT_STEPS, warmup=DEFAULT_WARMUP, se
     Order: warm-up steps (cycling through the counts); one step under tracemalloc; peak RSS;
     one floor run as its warm-up and one more untimed step; then ``steps`` rounds of a timed
     step followed by a timed floor run at every count (the first count first in even rounds,
-    last in odd ones); ``profile_steps`` steps at every count with the wrappers
-    (``profiled``); one forward pass whose caches are counted.
+    last in odd ones); ``profile_steps`` steps at every count under the profile
+    hook (``profiled``); one forward pass whose caches are counted.
     """
     if steps < 1 or profile_steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1, profile_steps >= 1 and warmup >= 0, got "

@@ -2,14 +2,16 @@
 a step by kind, what it writes. Nothing here asserts a time: the shapes are tiny and every
 check is an exact invariant (a count, a sum, an identity), never a speed."""
 
+import dataclasses
 import json
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minillm import bench, layers, models, transformer
+from minillm import bench, layers, models, optim, transformer
 from minillm.bench import (
     KINDS,
     BenchShape,
@@ -129,21 +131,128 @@ def test_the_cache_holds_exactly_what_the_analytic_count_says(model):
 
 
 def test_the_kind_timer_keeps_exclusive_time_with_a_fake_clock():
-    """outer runs 1 s alone, then calls inner which runs 2 s: outer's own time is 1 s."""
-    now = [0.0]
-    timer = KindTimer(clock=lambda: now[0])
+    """outer runs 1 s itself, 4 s in an untimed helper and calls inner, which runs 2 s:
+    outer's own time is 5 s, inner's 2 s. The work is ``spent.append``, a C call: its time
+    counts to the function that makes it."""
+    spent = []
 
     def inner():
-        now[0] += 2.0
+        spent.append(2.0)
 
-    def outer(f):
-        now[0] += 1.0
-        f()
+    def helper():
+        spent.append(4.0)
 
-    timed_inner = timer.wrap(inner, "gelu")
-    timer.wrap(outer, "matmul")(timed_inner)
-    assert timer.by_kind["matmul"] == 1.0 and timer.by_kind["gelu"] == 2.0
-    assert timer.by_function == {"outer": 1.0, "inner": 2.0} and timer.calls == 2
+    def outer():
+        spent.append(1.0)
+        inner()
+        helper()
+
+    timer = KindTimer({outer: "matmul", inner: "gelu"}, clock=lambda: sum(spent))
+    with profiled(timer):
+        outer()
+    assert timer.by_kind == {**dict.fromkeys(KINDS, 0.0), "matmul": 5.0, "gelu": 2.0}
+    assert timer.by_function == {"outer": 5.0, "inner": 2.0} and timer.calls == 2
+
+
+def test_a_call_that_raises_and_a_generator_leave_the_timer_stack_even():
+    """A function that exits by an exception still ends its time, and a generator's time is
+    its own at every resume; the caller's own time stays right after both."""
+    spent = []
+
+    def failing():
+        spent.append(3.0)
+        raise ValueError("boom")
+
+    def numbers():
+        for n in range(2):
+            spent.append(1.0)
+            yield n
+
+    def outer():
+        spent.append(1.0)
+        with pytest.raises(ValueError):
+            failing()
+        assert list(numbers()) == [0, 1]
+        spent.append(1.0)
+        return "done"
+
+    timer = KindTimer({outer: "matmul", failing: "gelu", numbers: "softmax"},
+                      clock=lambda: sum(spent))
+    with profiled(timer):
+        assert outer() == "done"
+    assert timer.by_function == {"outer": 2.0, "failing": 3.0, "numbers": 2.0}
+    assert timer.calls == 1 + 1 + 3  # a generator: a call and a return per resume
+
+
+def test_two_functions_of_one_code_object_are_refused():
+    """Functions made by one decorator share its wrapper's code: they could not be told apart."""
+    def twice(fn):
+        return lambda *args: fn(*args)
+
+    with pytest.raises(ValueError, match="share a code object"):
+        KindTimer({twice(len): "gelu", twice(abs): "softmax"})
+
+
+def step_functions():
+    """Every name bound to a callable in the modules a training step runs through."""
+    return {(m.__name__, name): value for m in (layers, transformer, models, optim)
+            for name, value in vars(m).items() if callable(value)}
+
+
+def test_profiling_rebinds_no_name_and_removes_its_hook_also_after_an_error():
+    before, outside = step_functions(), sys.getprofile()
+    timer = KindTimer()
+    with profiled(timer):
+        assert sys.getprofile() == timer.hook
+        during = step_functions()
+    assert during.keys() == before.keys()
+    assert [key for key, fn in before.items() if during[key] is not fn] == []
+    assert sys.getprofile() is outside
+    with pytest.raises(RuntimeError):  # also when the profiled code fails
+        with profiled(KindTimer()):
+            raise RuntimeError("boom")
+    assert sys.getprofile() is outside
+
+
+def test_profiling_puts_back_a_profiler_installed_before_it():
+    outside = sys.getprofile()
+
+    def other_profiler(frame, event, arg):
+        pass
+
+    sys.setprofile(other_profiler)
+    try:
+        with profiled(KindTimer()):
+            assert sys.getprofile() != other_profiler
+        assert sys.getprofile() is other_profiler
+    finally:
+        sys.setprofile(outside)
+
+
+def test_kind_of_has_every_layer_function_a_step_calls_and_each_one_runs():
+    """A layers.py or optim.py function that the step, transformer.py or models.py calls (a
+    new tuned variant, say) needs its line in KIND_OF, or its time would count as other; and
+    a line of KIND_OF whose function no step runs any more (renamed, say) is found too."""
+    ran, entered, outside = set(), set(), sys.getprofile()
+
+    def record(frame, event, arg):
+        code = frame.f_code
+        if event == "call":
+            ran.add(code)
+            if (code.co_filename in (layers.__file__, optim.__file__)
+                    and frame.f_back.f_code.co_filename != code.co_filename):
+                entered.add(code)  # called from outside its own module
+
+    for model in bench.MODEL_NAMES:
+        step = bench.build_step(model, TINY)
+        sys.setprofile(record)
+        try:
+            step.run()
+        finally:
+            sys.setprofile(outside)
+    timed = {fn.__code__ for fn in bench.KIND_OF}
+    assert sorted(code.co_name for code in entered - timed) == []  # missing from KIND_OF
+    assert sorted(code.co_name for code in timed - ran) == []  # in KIND_OF, never run
 
 
 def test_split_by_kind_moves_inline_products_to_matmul_and_never_goes_negative():
@@ -156,35 +265,11 @@ def test_split_by_kind_moves_inline_products_to_matmul_and_never_goes_negative()
     assert sum(pct.values()) == pytest.approx(100.0)
 
 
-def wrapped_names():
-    return {(m.__name__, n): getattr(m, n) for m in bench.STEP_MODULES for n in bench.KIND_OF
-            if hasattr(m, n)}
-
-
-def test_profiling_wraps_every_binding_and_puts_the_originals_back():
-    before = wrapped_names()
-    # The names are bound where the step looks them up: layers and the modules importing them.
-    assert ("minillm.transformer", "linear_forward") in before
-    assert ("minillm.models", "layernorm_forward") in before
-    assert ("minillm.optim", "adamw_step") in before
-    with profiled(KindTimer()):
-        during = wrapped_names()
-        assert all(during[key] is not fn for key, fn in before.items())
-    assert wrapped_names() == before
-    assert all(wrapped_names()[key] is fn for key, fn in before.items())
-    with pytest.raises(RuntimeError):  # also when the profiled code fails
-        with profiled(KindTimer()):
-            raise RuntimeError("boom")
-    assert all(wrapped_names()[key] is fn for key, fn in before.items())
-    # ... and the modules share one function again, as their imports made them.
-    assert layers.linear_forward is transformer.linear_forward is models.linear_forward
-
-
 @pytest.mark.parametrize("model", bench.MODEL_NAMES)
 def test_a_measurement_splits_the_whole_step_into_the_kinds(model):
-    before = wrapped_names()
+    before, outside = step_functions(), sys.getprofile()
     [r] = measure(model, "t", TINY, steps=2, warmup=1, profile_steps=2)
-    assert wrapped_names() == before and all(wrapped_names()[k] is f for k, f in before.items())
+    assert step_functions() == before and sys.getprofile() is outside
     assert set(r["split_pct"]) == set(KINDS)
     assert all(v >= 0.0 for v in r["split_pct"].values())
     assert sum(r["split_pct"].values()) == pytest.approx(100.0, abs=1e-6)
@@ -197,6 +282,27 @@ def test_a_measurement_splits_the_whole_step_into_the_kinds(model):
     assert r["floor_fraction"] == pytest.approx(np.median(r["floor_s"]) / np.median(r["step_s"]))
     assert np.isfinite(r["loss"]["first"]) and np.isfinite(r["loss"]["last"])
     assert r["cache_bytes_per_token"]["measured"] > 0
+
+
+def test_only_the_profiled_steps_run_under_the_hook(monkeypatch):
+    """The timed steps, the warm-up and the memory step run with no hook of KindTimer's: its
+    cost per call would slow them."""
+    hooks, build_step = [], bench.build_step
+
+    def recording_build_step(*args, **kwargs):
+        step = build_step(*args, **kwargs)
+        run = step.run
+
+        def recording_run():
+            hooks.append(isinstance(getattr(sys.getprofile(), "__self__", None), KindTimer))
+            return run()
+
+        return dataclasses.replace(step, run=recording_run)
+
+    monkeypatch.setattr(bench, "build_step", recording_build_step)
+    measure("gpt", "t", TINY, steps=3, warmup=1, profile_steps=2)
+    # warm-up, memory, the step after the floor's warm-up, 3 timed, then 2 profiled
+    assert hooks == [False] * (1 + 1 + 1 + 3) + [True] * 2
 
 
 # ----------------------------------------------------------------------------------------------

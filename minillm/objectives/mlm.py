@@ -19,7 +19,8 @@ import numpy as np
 from ..corruption.bert import StaticMasker, mask_tokens
 from ..corruption.nsp import make_nsp_pairs
 from ..corruption.spanbert import span_mask
-from ..layers import IGNORE_INDEX
+from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from ..models import bert_backward, bert_forward
 from ..tokenizer import CLS_ID, PAD_ID, SEP_ID, right_pad
 
 NAME = "mlm"
@@ -80,9 +81,6 @@ def loss(params, cfg, batch, reduction="sum"):
     Only selected positions are terms: every other label is IGNORE_INDEX. Returns
     (L, n_predicted, cache).
     """
-    from ..layers import cross_entropy_forward
-    from ..models import bert_forward
-
     mlm_logits, nsp_logits, model_cache = bert_forward(
         params, cfg, batch["inputs"], batch.get("token_type_ids"), batch.get("attention_mask"))
     L, ce = cross_entropy_forward(mlm_logits, batch["labels"], reduction=reduction)
@@ -115,8 +113,6 @@ def nsp_accuracy(params, cfg, data, tokenizer, train_cfg, rng, n=400):
     """The share of ``n`` fresh ``[CLS] A [SEP] B [SEP]`` pairs of ``data`` (B the true next
     sentence half of the time, masked as in training) whose next-sentence label the NSP head
     gets right. Chance is 1/2."""
-    from ..models import bert_forward
-
     _, documents = data.sample(rng, n)
     batch = training_batch(documents, None, rng, tokenizer, train_cfg)
     _, nsp_logits, _ = bert_forward(params, cfg, batch["inputs"], batch["token_type_ids"],

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from ..corruption.bart import text_infilling
 from ..corruption.t5 import span_corruption
-from ..layers import IGNORE_INDEX
+from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from ..models import seq2seq_backward, seq2seq_forward
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, right_pad
 
 NAME = "seq2seq"
@@ -96,9 +97,6 @@ def training_batch(examples, indices, rng, tokenizer, train_cfg):
 def loss(params, cfg, batch, reduction="sum"):
     """``L = -Σ_t log P(y_t | y_<t, x; θ)`` over every real target token. Returns
     (L, n_predicted, cache)."""
-    from ..layers import cross_entropy_forward
-    from ..models import seq2seq_forward
-
     logits, model_cache = seq2seq_forward(params, cfg, batch["src"], batch["dec_in"],
                                           batch["src_mask"], batch["dec_mask"])
     L, ce = cross_entropy_forward(logits, batch["targets"], reduction=reduction)
