@@ -232,7 +232,8 @@ def test_profiling_puts_back_a_profiler_installed_before_it():
 def test_kind_of_has_every_layer_function_a_step_calls_and_each_one_runs():
     """A layers.py or optim.py function that the step, transformer.py or models.py calls (a
     new tuned variant, say) needs its line in KIND_OF, or its time would count as other; and
-    a line of KIND_OF whose function no step runs any more (renamed, say) is found too."""
+    a line of KIND_OF whose function no step runs any more (renamed, say) is found too, unless
+    it is the reference of a tuned variant that runs in its place."""
     ran, entered, outside = set(), set(), sys.getprofile()
 
     def record(frame, event, arg):
@@ -252,7 +253,11 @@ def test_kind_of_has_every_layer_function_a_step_calls_and_each_one_runs():
             sys.setprofile(outside)
     timed = {fn.__code__ for fn in bench.KIND_OF}
     assert sorted(code.co_name for code in entered - timed) == []  # missing from KIND_OF
-    assert sorted(code.co_name for code in timed - ran) == []  # in KIND_OF, never run
+    # A reference whose tuned variant the models call is listed too (a reader may put it back
+    # in the models' place), and needs not run.
+    replaced = {getattr(layers, fn.__name__[:-len("_tuned")]).__code__
+                for fn in bench.KIND_OF if fn.__name__.endswith("_tuned")}
+    assert sorted(code.co_name for code in timed - ran - replaced) == []  # never run
 
 
 def test_split_by_kind_moves_inline_products_to_matmul_and_never_goes_negative():

@@ -95,9 +95,6 @@ def loss(params, cfg, batch, reduction="sum"):
 
 def backward(cache):
     """dL/dθ for every BERT parameter, from loss's cache."""
-    from ..layers import cross_entropy_backward
-    from ..models import bert_backward
-
     dmlm = cross_entropy_backward(1.0, cache["ce"])  # (B, T, V)
     dnsp = None if cache["nsp"] is None else cross_entropy_backward(1.0, cache["nsp"])  # (B, 2)
     return bert_backward(dmlm, dnsp, cache["model"])

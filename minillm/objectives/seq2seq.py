@@ -105,9 +105,6 @@ def loss(params, cfg, batch, reduction="sum"):
 
 def backward(cache):
     """dL/dθ for every encoder-decoder parameter, from loss's cache."""
-    from ..layers import cross_entropy_backward
-    from ..models import seq2seq_backward
-
     return seq2seq_backward(cross_entropy_backward(1.0, cache["ce"]), cache["model"])
 
 
