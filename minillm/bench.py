@@ -95,6 +95,7 @@ from . import layers, models, optim
 from .allocator import keep_freed_memory
 from .blas import blas_info, set_blas_threads
 from .memory import analytic_cache_bytes_per_token
+from .objectives import objective_of_model
 
 # ----------------------------------------------------------------------------------------------
 # The shapes: the three configs of the PyTorch reference (shared/bench/README.md)
@@ -126,17 +127,17 @@ LR = 3e-4
 DEFAULT_WARMUP, DEFAULT_STEPS = 2, 5
 
 
+# bench's model names -> models.MODELS's families (bench says "bart" for the encoder-decoder)
+FAMILY = {"gpt": "gpt", "bert": "bert", "bart": "seq2seq"}
+
+
 def model_config(model, shape):
     """The minillm config of ``model`` ("gpt", "bert" or "bart") at ``shape``; n_ctx = T."""
-    common = dict(vocab_size=shape.V, n_ctx=shape.T, n_embd=shape.C, n_head=shape.H,
-                  n_layer=shape.L)
-    if model == "gpt":
-        return models.GPTConfig(**common)
-    if model == "bert":
-        return models.BertConfig(**common)
-    if model == "bart":
-        return models.Seq2SeqConfig(**common, n_dec_layer=shape.L)
-    raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
+    if model not in FAMILY:
+        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
+    decoder = dict(n_dec_layer=shape.L) if model == "bart" else {}  # as many as encoder blocks
+    return models.MODELS[FAMILY[model]].config(vocab_size=shape.V, n_ctx=shape.T, n_embd=shape.C,
+                                               n_head=shape.H, n_layer=shape.L, **decoder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,36 +158,32 @@ class Step:
 
 
 def build_step(model, shape, seed=0):
-    """Parameters, optimizer state and random batch for ``model`` at ``shape``, and its step."""
+    """Parameters, optimizer state and random batch for ``model`` at ``shape``, and its step:
+    the loss and backward of the objective that trains the model (objectives.objective_of_model),
+    with random targets at every position and no padding (so no attention masks)."""
     keep_freed_memory()  # as train.train does: a step reuses the last step's freed memory
     rng = np.random.default_rng(seed)
     cfg = model_config(model, shape)
-    init = {"gpt": models.gpt_init, "bert": models.bert_init, "bart": models.seq2seq_init}[model]
-    params = init(cfg, rng, np.float32)
+    params = models.MODELS[FAMILY[model]].init(cfg, rng, np.float32)
     state = optim.adamw_init(params)
     ids = rng.integers(0, shape.V, size=(shape.B, shape.T))  # (B, T) inputs (BART: target side)
     targets = rng.integers(0, shape.V, size=(shape.B, shape.T))  # (B, T) separate random targets
     src = rng.integers(0, shape.V, size=(shape.B, shape.T))  # (B, S = T) BART's source
+    if model == "gpt":
+        batch = {"inputs": ids, "targets": targets, "attention_mask": None}
+    elif model == "bert":  # no NSP label: the NSP head runs forward only, as bert_forward does
+        batch = {"inputs": ids, "labels": targets, "attention_mask": None}
+    else:
+        batch = {"src": src, "dec_in": ids, "targets": targets, "src_mask": None, "dec_mask": None}
+    objective = objective_of_model(FAMILY[model])
 
     def forward():
-        if model == "gpt":
-            logits, cache = models.gpt_forward(params, cfg, ids)  # (B, T, V)
-        elif model == "bert":
-            logits, _, cache = models.bert_forward(params, cfg, ids)  # MLM logits (B, T, V)
-        else:
-            logits, cache = models.seq2seq_forward(params, cfg, src, ids)  # (B, T, V)
-        loss, loss_cache = layers.cross_entropy_forward(logits, targets, reduction="mean")
-        return loss, cache, loss_cache
+        loss, _, cache = objective.loss(params, cfg, batch, reduction="mean")
+        return loss, cache["model"], cache["ce"]
 
     def run():
-        loss, cache, loss_cache = forward()
-        dlogits = layers.cross_entropy_backward(1.0, loss_cache)  # (B, T, V)
-        if model == "gpt":
-            grads = models.gpt_backward(dlogits, cache)
-        elif model == "bert":
-            grads = models.bert_backward(dlogits, None, cache)  # no NSP loss: its grad is 0
-        else:
-            grads = models.seq2seq_backward(dlogits, cache)
+        loss, _, cache = objective.loss(params, cfg, batch, reduction="mean")
+        grads = objective.backward(cache)
         optim.adamw_step(params, grads, state, LR, weight_decay=0.0)
         return float(loss)
 
@@ -328,6 +325,7 @@ KIND_OF = {
     layers.linear_forward: "matmul", layers.linear_backward: "matmul",  # + bias add, bias sum
     layers.attention_forward: "matmul", layers.attention_backward: "matmul",  # less softmax
     layers.softmax_forward: "softmax", layers.softmax_backward: "softmax",
+    layers.softmax_forward_tuned: "softmax", layers.softmax_backward_tuned: "softmax",
     layers.causal_mask: "softmax",
     layers.layernorm_forward: "layernorm", layers.layernorm_backward: "layernorm",
     layers.layernorm_forward_tuned: "layernorm", layers.layernorm_backward_tuned: "layernorm",
