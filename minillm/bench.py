@@ -317,27 +317,26 @@ def time_floor(plan):
 # ----------------------------------------------------------------------------------------------
 # (d) Step time by kind: a profile hook times the layer functions' exclusive time
 
-# The kind each function's own time counts as. A new layer function (a tuned variant, say) is
-# one more line, which a test asks for; a misspelt one is an AttributeError here, at import.
+# The functions whose own time counts to each kind. A new layer function (a tuned variant, say)
+# is one more name, which a test asks for; a misspelt one is an AttributeError here, at import.
 # ``other`` functions are listed too, so their time shows by name in by_function_s; the
 # ``other`` kind is the step less every named kind.
-KIND_OF = {
-    layers.linear_forward: "matmul", layers.linear_backward: "matmul",  # + bias add, bias sum
-    layers.attention_forward: "matmul", layers.attention_backward: "matmul",  # less softmax
-    layers.softmax_forward: "softmax", layers.softmax_backward: "softmax",
-    layers.softmax_forward_tuned: "softmax", layers.softmax_backward_tuned: "softmax",
-    layers.causal_mask: "softmax",
-    layers.layernorm_forward: "layernorm", layers.layernorm_backward: "layernorm",
-    layers.layernorm_forward_tuned: "layernorm", layers.layernorm_backward_tuned: "layernorm",
-    layers.gelu_tanh_forward: "gelu", layers.gelu_tanh_backward: "gelu",
-    layers.gelu_tanh_forward_tuned: "gelu", layers.gelu_tanh_backward_tuned: "gelu",
-    layers.gelu_erf_forward: "gelu", layers.gelu_erf_backward: "gelu",
-    layers.cross_entropy_forward: "cross_entropy", layers.cross_entropy_backward: "cross_entropy",
-    optim.adamw_step: "optimizer",
-    layers.embedding_forward: "other", layers.embedding_backward: "other",
-    layers.position_embedding_forward: "other", layers.position_embedding_backward: "other",
-    layers.split_heads: "other", layers.merge_heads: "other",
+FUNCTIONS_OF_KIND = {
+    "matmul": (layers.linear_forward, layers.linear_backward,  # + bias add, bias sum
+               layers.attention_forward, layers.attention_backward),  # less their softmax
+    "softmax": (layers.softmax_forward, layers.softmax_backward, layers.softmax_forward_tuned,
+                layers.softmax_backward_tuned, layers.causal_mask),
+    "layernorm": (layers.layernorm_forward, layers.layernorm_backward,
+                  layers.layernorm_forward_tuned, layers.layernorm_backward_tuned),
+    "gelu": (layers.gelu_tanh_forward, layers.gelu_tanh_backward, layers.gelu_tanh_forward_tuned,
+             layers.gelu_tanh_backward_tuned, layers.gelu_erf_forward, layers.gelu_erf_backward),
+    "cross_entropy": (layers.cross_entropy_forward, layers.cross_entropy_backward),
+    "optimizer": (optim.adamw_step,),
+    "other": (layers.embedding_forward, layers.embedding_backward,
+              layers.position_embedding_forward, layers.position_embedding_backward,
+              layers.split_heads, layers.merge_heads),
 }
+KIND_OF = {fn: kind for kind, functions in FUNCTIONS_OF_KIND.items() for fn in functions}
 
 
 class KindTimer:

@@ -36,18 +36,15 @@ from .layers import (
     attention_forward,
     gelu_erf_backward,
     gelu_erf_forward,
+    gelu_tanh_backward_tuned,
+    gelu_tanh_forward_tuned,
+    layernorm_backward_tuned,
+    layernorm_forward_tuned,
     linear_backward,
     linear_forward,
     merge_heads,
     split_heads,
 )
-# Layer norm's and GPT's GELU's tuned pairs under the references' names: the same formulas in
-# fewer passes (layers.py says what they buy; tests/test_layers.py checks them against the
-# references, which a reader may put here instead to step through the plain formulas).
-from .layers import gelu_tanh_backward_tuned as gelu_tanh_backward
-from .layers import gelu_tanh_forward_tuned as gelu_tanh_forward
-from .layers import layernorm_backward_tuned as layernorm_backward
-from .layers import layernorm_forward_tuned as layernorm_forward
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,8 @@ class BlockSpec:
 
 
 def _activation(name):
-    if name == "gelu_tanh":
-        return gelu_tanh_forward, gelu_tanh_backward
+    if name == "gelu_tanh":  # GPT's GELU, in its tuned form (layers.py says what it buys)
+        return gelu_tanh_forward_tuned, gelu_tanh_backward_tuned
     if name == "gelu_erf":
         return gelu_erf_forward, gelu_erf_backward
     raise ValueError(f"activation must be 'gelu_tanh' or 'gelu_erf', got {name!r}")
@@ -201,82 +198,86 @@ def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=N
     cache under its parameter name (``ln_1``, ``attn``, ``ln_x``, ``xattn``, ``ln_2``, ``mlp``).
     """
     H, eps = spec.n_head, spec.ln_eps
-    attn, xattn, mlp = (weights_under(w, name) for name in ("attn.", "xattn.", "mlp."))
+    attn = weights_under(w, "attn.")
+    xattn = weights_under(w, "xattn.")
+    mlp = weights_under(w, "mlp.")
     self_kv = None if past is None else (past["k"], past["v"])
     cross_kv = None if past is None or "xk" not in past else (past["xk"], past["xv"])
-    c = {"spec": spec}
+    cache = {"spec": spec}
     if spec.pre_ln:  # x = x + f(LN(x)), sublayer by sublayer
-        h, c["ln_1"] = layernorm_forward(x, w["ln_1.g"], w["ln_1.b"], eps)
-        s, c["attn"] = self_attention_forward(h, attn, H, self_allowed, self_kv)
-        x = x + s
+        h, cache["ln_1"] = layernorm_forward_tuned(x, w["ln_1.g"], w["ln_1.b"], eps)
+        out, cache["attn"] = self_attention_forward(h, attn, H, self_allowed, self_kv)
+        x = x + out
         if spec.cross:
-            h, c["ln_x"] = layernorm_forward(x, w["ln_x.g"], w["ln_x.b"], eps)
-            s, c["xattn"] = cross_attention_forward(h, enc, xattn, H, cross_allowed, cross_kv)
-            x = x + s
-        h, c["ln_2"] = layernorm_forward(x, w["ln_2.g"], w["ln_2.b"], eps)
-        s, c["mlp"] = mlp_forward(h, mlp, spec.activation)
-        x = x + s
+            h, cache["ln_x"] = layernorm_forward_tuned(x, w["ln_x.g"], w["ln_x.b"], eps)
+            out, cache["xattn"] = cross_attention_forward(h, enc, xattn, H, cross_allowed,
+                                                          cross_kv)
+            x = x + out
+        h, cache["ln_2"] = layernorm_forward_tuned(x, w["ln_2.g"], w["ln_2.b"], eps)
+        out, cache["mlp"] = mlp_forward(h, mlp, spec.activation)
+        x = x + out
     else:  # x = LN(x + f(x)), sublayer by sublayer
-        s, c["attn"] = self_attention_forward(x, attn, H, self_allowed, self_kv)
-        x, c["ln_1"] = layernorm_forward(x + s, w["ln_1.g"], w["ln_1.b"], eps)
+        out, cache["attn"] = self_attention_forward(x, attn, H, self_allowed, self_kv)
+        x, cache["ln_1"] = layernorm_forward_tuned(x + out, w["ln_1.g"], w["ln_1.b"], eps)
         if spec.cross:
-            s, c["xattn"] = cross_attention_forward(x, enc, xattn, H, cross_allowed, cross_kv)
-            x, c["ln_x"] = layernorm_forward(x + s, w["ln_x.g"], w["ln_x.b"], eps)
-        s, c["mlp"] = mlp_forward(x, mlp, spec.activation)
-        x, c["ln_2"] = layernorm_forward(x + s, w["ln_2.g"], w["ln_2.b"], eps)
+            out, cache["xattn"] = cross_attention_forward(x, enc, xattn, H, cross_allowed,
+                                                          cross_kv)
+            x, cache["ln_x"] = layernorm_forward_tuned(x + out, w["ln_x.g"], w["ln_x.b"], eps)
+        out, cache["mlp"] = mlp_forward(x, mlp, spec.activation)
+        x, cache["ln_2"] = layernorm_forward_tuned(x + out, w["ln_2.g"], w["ln_2.b"], eps)
     # The keys and values seen so far, for the next generation step.
-    c["k"], c["v"] = c["attn"]["k"], c["attn"]["v"]
+    cache["k"], cache["v"] = cache["attn"]["k"], cache["attn"]["v"]
     if spec.cross:
-        c["xk"], c["xv"] = c["xattn"]["k"], c["xattn"]["v"]
-    return x, c
+        cache["xk"], cache["xv"] = cache["xattn"]["k"], cache["xattn"]["v"]
+    return x, cache
 
 
 def block_backward(dy, cache):
     """dy (B, T, C) -> dx (B, T, C), denc (B, S_enc, C) or None, grads of the block's weights
     (named as in block_forward's ``w``).
 
-    The forward's steps in reverse, each undoing one line of ``block_forward``. A residual sum
-    x + s passes its gradient to both terms unchanged; a norm comes first in backward in
+    The forward's steps in reverse, each undoing one line of ``block_forward``; ``dx`` is the
+    gradient of the residual stream x as it was after the step being undone. A residual sum
+    x + out passes its gradient to both terms unchanged; a norm comes first in backward in
     post-LN, last in pre-LN. The grads come out in backward order: ln_2, mlp, ln_x, xattn, ln_1,
     attn.
     """
-    c, spec, grads = cache, cache["spec"], {}
-    denc = None
+    spec, grads, denc, dx = cache["spec"], {}, None, dy
     if spec.pre_ln:
         # Pre-LN.
-        # 3. x = x + mlp(LN_2(x)): dy reaches x directly and through the feed-forward path.
-        dh, g_mlp = mlp_backward(dy, c["mlp"])
-        dx_ln, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward(dh, c["ln_2"])
-        grads.update(with_prefix("mlp.", g_mlp))
-        dy = dy + dx_ln
+        # 3. x = x + mlp(LN_2(x)): dx reaches x directly and through the feed-forward path.
+        dh, grads_mlp = mlp_backward(dx, cache["mlp"])
+        dx_ln, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward_tuned(dh, cache["ln_2"])
+        grads.update(with_prefix("mlp.", grads_mlp))
+        dx = dx + dx_ln
         # 2. x = x + xattn(LN_x(x), enc)  (cross blocks only)
         if spec.cross:
-            dh, denc, g_x = cross_attention_backward(dy, c["xattn"])
-            dx_ln, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward(dh, c["ln_x"])
-            grads.update(with_prefix("xattn.", g_x))
-            dy = dy + dx_ln
+            dh, denc, grads_x = cross_attention_backward(dx, cache["xattn"])
+            dx_ln, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward_tuned(dh, cache["ln_x"])
+            grads.update(with_prefix("xattn.", grads_x))
+            dx = dx + dx_ln
         # 1. x = x + attn(LN_1(x))
-        dh, g_attn = self_attention_backward(dy, c["attn"])
-        dx_ln, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward(dh, c["ln_1"])
-        grads.update(with_prefix("attn.", g_attn))
-        return dy + dx_ln, denc, grads
+        dh, grads_attn = self_attention_backward(dx, cache["attn"])
+        dx_ln, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward_tuned(dh, cache["ln_1"])
+        grads.update(with_prefix("attn.", grads_attn))
+        return dx + dx_ln, denc, grads
     # Post-LN.
     # 3. x = LN_2(x + mlp(x)): back through the norm, then the sum splits in two.
-    dsum, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward(dy, c["ln_2"])
-    dh, g_mlp = mlp_backward(dsum, c["mlp"])
-    grads.update(with_prefix("mlp.", g_mlp))
-    dy = dsum + dh
+    dsum, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward_tuned(dx, cache["ln_2"])
+    dx_mlp, grads_mlp = mlp_backward(dsum, cache["mlp"])
+    grads.update(with_prefix("mlp.", grads_mlp))
+    dx = dsum + dx_mlp
     # 2. x = LN_x(x + xattn(x, enc))  (cross blocks only)
     if spec.cross:
-        dsum, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward(dy, c["ln_x"])
-        dh, denc, g_x = cross_attention_backward(dsum, c["xattn"])
-        grads.update(with_prefix("xattn.", g_x))
-        dy = dsum + dh
+        dsum, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward_tuned(dx, cache["ln_x"])
+        dx_xattn, denc, grads_x = cross_attention_backward(dsum, cache["xattn"])
+        grads.update(with_prefix("xattn.", grads_x))
+        dx = dsum + dx_xattn
     # 1. x = LN_1(x + attn(x))
-    dsum, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward(dy, c["ln_1"])
-    dh, g_attn = self_attention_backward(dsum, c["attn"])
-    grads.update(with_prefix("attn.", g_attn))
-    return dsum + dh, denc, grads
+    dsum, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward_tuned(dx, cache["ln_1"])
+    dx_attn, grads_attn = self_attention_backward(dsum, cache["attn"])
+    grads.update(with_prefix("attn.", grads_attn))
+    return dsum + dx_attn, denc, grads
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,26 @@ def test_every_breakpoint_is_on_the_line_the_text_quotes():
             f"the quoted line is at {now}: update the recipe")
 
 
+def test_every_module_a_recipe_uses_is_there_at_its_breakpoint():
+    """A `(Pdb) p np.exp(...)` line works only where the stopped frame's module imported numpy
+    as np, or the recipe imported it first: the line numbers alone do not show that."""
+    recipes = list(re.finditer(r'-c "b (minillm/[\w/]+\.py):(\d+)"', TEXT))
+    for match in recipes:
+        with open(os.path.join(REPO, match.group(1)), encoding="utf-8") as f:
+            source = f.read()
+        block = TEXT[match.end():].split("```", 3)[2]  # the (Pdb) block after the recipe
+        imported = set(re.findall(r"^import (\w+) as (\w+)$", source, re.M))
+        imported |= set(re.findall(r"^\(Pdb\) import (\w+) as (\w+)", block, re.M))
+        aliases = {alias for _, alias in imported} | set(re.findall(r"^import (\w+)$", source,
+                                                                    re.M))
+        for line in re.findall(r"^\(Pdb\) (?:p |pp )?(.*)$", block, re.M):
+            code = line.split("#")[0]
+            for name in re.findall(r"\b(np|math|json)\.", code):
+                assert name in aliases, (f"walkthrough.md: the recipe at {match.group(1)}:"
+                                         f"{match.group(2)} uses {name}. but its module does "
+                                         f"not import it: add '(Pdb) import ... as {name}'")
+
+
 def test_every_module_is_named():
     package = os.path.join(REPO, "minillm")
     for folder, _, files in os.walk(package):
