@@ -150,15 +150,16 @@ def layernorm_backward(dy, cache):
 
 # Tuned layer norm: the same formulas in fewer passes over the array, for the models.
 #
-# The models call these (transformer.py and models.py import them under the reference's names);
-# tests/test_layers.py checks them against the two functions above. What they buy, measured by
+# The models call these (transformer.py and models.py, by these names); tests/test_layers.py
+# checks them against the two functions above. What they buy, measured by
 # ``python -m minillm bench --config all --model gpt --threads 1``, three runs alternating with
 # the references in their place (2026-12-02, one thread, OpenBLAS's SkylakeX kernels): layer
 # norm's own time in a GPT tiny step 1.9 ms against 3.2 ms, 5.4% of the 24 ms step (2.5% at
 # small, 1.4% at medium). Two ideas:
-# - NumPy's ``x.sum(axis=-1)`` restarts its reduction loop for every row, so on the short rows
-#   of layer norm (C = 64) it costs 4 to 6 times a BLAS matrix-vector product with a column of
-#   ones, and ``x.sum(axis=0)`` over many rows 2 to 5 times: ``_sum_last`` and
+# - NumPy's ``x.sum(axis=-1)`` restarts its reduction loop for every row, so on short rows it
+#   costs several times a BLAS matrix-vector product with a column of ones, and so does
+#   ``x.sum(axis=0)`` over many rows (measured on 2026-12-02, float32, one thread: 4.6x and 6.0x
+#   on a (16, 64, 64) array, 2.3x and 2.5x on (8, 256, 256)): ``_sum_last`` and
 #   ``_sum_leading`` are those products, the same sums added in another order.
 # - The backward's two row means come from ``dy`` without forming dxhat first, and dx is built
 #   in one buffer.
@@ -245,8 +246,8 @@ def gelu_tanh_backward(dy, cache):
 
 # Tuned GELU (tanh form), for GPT: the same formulas in one buffer, without the temporaries of
 # the one-line expressions, and with u = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x²), one product
-# fewer than sqrt(2/pi) (x + 0.044715 x³). GPT calls these (transformer.py imports them under
-# the reference's names); tests/test_layers.py checks them against the two functions above.
+# fewer than sqrt(2/pi) (x + 0.044715 x³). GPT calls these (transformer.py, by these names);
+# tests/test_layers.py checks them against the two functions above.
 # What they buy, measured as for layer norm: GELU's own time in a GPT tiny step 2.2 ms against
 # 3.6 ms, 5.8% of the step (4.6% at small, 2.8% at medium). With both tuned pairs the tiny step
 # reached 0.43 to 0.44 of its matmul floor, against 0.38 to 0.40 with both references.
@@ -445,11 +446,12 @@ def cross_entropy_forward(logits, targets, reduction="sum", ignore_index=IGNORE_
 
     This is the tutorial's 交叉熵损失, L = -Σ_{i=1}^{N} log P(w_i | w_1, ..., w_{i-1}; θ), once
     ``logits[i]`` is the model's prediction for ``targets[i]`` from the context before it.
-    ``reduction="sum"`` (the default) returns L exactly as written; ``"mean"`` divides by N, the
-    number of predicted positions.
+    ``reduction="sum"`` (the default) returns L exactly as written; ``"mean"`` divides by n, the
+    number of predicted positions (targets not ignored).
 
-    logits (..., V), targets (...) integers -> loss (a 0-d array), cache. The cache holds the
-    per-position log-probabilities ``logp_target`` (0 where ignored) and the count N.
+    logits (..., V), targets (...) integers -> loss (a 0-d array), cache. Below, N is the number
+    of positions, predicted or not. The cache holds the per-position log-probabilities
+    ``logp_target`` (0 where ignored) and the count n.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")

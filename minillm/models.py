@@ -1,7 +1,9 @@
 """The model families of the tutorial, built from the block of transformer.py.
 
-GPT (GPT-2's architecture) is here now: pre-LN blocks, causal self-attention, learned
-positions, a final layer norm, and an output layer tied to the token embedding.
+GPT (GPT-2's architecture): pre-LN blocks, causal self-attention, learned positions, a final
+layer norm, and an output layer tied to the token embedding. BERT: post-LN blocks that see both
+sides, segment embeddings, the MLM and NSP heads. The encoder-decoder (BART's architecture): a
+BERT-like encoder and a GPT-like decoder whose blocks also attend to the encoder's output.
 
 Parameters live in one flat ``dict[str, np.ndarray]`` with dotted names (``gpt_param_shapes``
 and its siblings list them with their shapes). Gradients come back as a new dict with exactly
@@ -341,13 +343,13 @@ def bert_forward(params, cfg, ids, token_type_ids=None, attention_mask=None):
     allowed = attention_mask[:, None, None, :]  # (B, 1, 1, T)
     x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed)
     # The masked-LM head.
-    t, c_dense = linear_forward(x, params["mlm.dense.w"], params["mlm.dense.b"])  # (B, T, C)
-    t, c_act = gelu_erf_forward(t)
-    t, c_ln = layernorm_forward_tuned(t, params["mlm.ln.g"], params["mlm.ln.b"], cfg.ln_eps)
+    dense, c_dense = linear_forward(x, params["mlm.dense.w"], params["mlm.dense.b"])  # (B, T, C)
+    act, c_act = gelu_erf_forward(dense)  # (B, T, C)
+    t, c_ln = layernorm_forward_tuned(act, params["mlm.ln.g"], params["mlm.ln.b"], cfg.ln_eps)
     mlm_logits = t @ params["wte"].T + params["mlm.bias"]  # (B, T, V)
     # The next-sentence head reads the first position, [CLS].
-    pooled, c_pool = linear_forward(x[:, 0], params["pool.w"], params["pool.b"])  # (B, C)
-    pooled = np.tanh(pooled)
+    pool_in, c_pool = linear_forward(x[:, 0], params["pool.w"], params["pool.b"])  # (B, C)
+    pooled = np.tanh(pool_in)
     nsp_logits, c_nsp = linear_forward(pooled, params["nsp.w"], params["nsp.b"])  # (B, 2)
     cache = {"tok": c_tok, "pos": c_pos, "seg": c_seg, "lne": c_lne, "blocks": blocks,
              "dense": c_dense, "act": c_act, "ln": c_ln, "t": t, "wte": params["wte"],
@@ -368,18 +370,18 @@ def bert_backward(dmlm_logits, dnsp_logits, cache):
     if dnsp_logits is None:
         dnsp_logits = np.zeros((dx.shape[0], 2), dtype=wte.dtype)
     dpooled, grads["nsp.w"], grads["nsp.b"] = linear_backward(dnsp_logits, cache["nsp"])
-    dpre = dpooled * (1.0 - cache["pooled"] ** 2)  # tanh' = 1 - tanh²
-    dx[:, 0], grads["pool.w"], grads["pool.b"] = linear_backward(dpre, cache["pool"])
+    dpool_in = dpooled * (1.0 - cache["pooled"] ** 2)  # tanh' = 1 - tanh²
+    dx[:, 0], grads["pool.w"], grads["pool.b"] = linear_backward(dpool_in, cache["pool"])
     # mlm_logits = t wte^T + bias
     if dmlm_logits is None:
         dmlm_logits = np.zeros(t.shape[:2] + (V,), dtype=wte.dtype)
     grads["mlm.bias"] = dmlm_logits.reshape(-1, V).sum(axis=0)
     dwte_out = dmlm_logits.reshape(-1, V).T @ t.reshape(-1, C)  # (V, C)
     dt = dmlm_logits @ wte  # (B, T, C)
-    dt, grads["mlm.ln.g"], grads["mlm.ln.b"] = layernorm_backward_tuned(dt, cache["ln"])
-    dt = gelu_erf_backward(dt, cache["act"])
-    dt, grads["mlm.dense.w"], grads["mlm.dense.b"] = linear_backward(dt, cache["dense"])
-    dx += dt
+    dact, grads["mlm.ln.g"], grads["mlm.ln.b"] = layernorm_backward_tuned(dt, cache["ln"])
+    ddense = gelu_erf_backward(dact, cache["act"])
+    dx_mlm, grads["mlm.dense.w"], grads["mlm.dense.b"] = linear_backward(ddense, cache["dense"])
+    dx += dx_mlm
     dx, _ = stack_backward(dx, cache["blocks"], "h.", grads)
     # x = LN_e(wte[ids] + wpe[t] + wtt[segment])
     dsum, grads["ln_e.g"], grads["ln_e.b"] = layernorm_backward_tuned(dx, cache["lne"])

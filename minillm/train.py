@@ -33,7 +33,7 @@ from .objectives import get_objective
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 
 # Objectives whose examples come from the grammar's text-to-text tasks (总结/翻译/问), which
-# plain text does not have; nsp likewise needs the grammar's two-sentence documents.
+# plain text does not have (TrainConfig.check_data refuses them, and nsp, with a text file).
 TASK_OBJECTIVES = ("tasks", "mix")
 
 

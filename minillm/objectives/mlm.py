@@ -49,7 +49,7 @@ def training_batch(examples, indices, rng, tokenizer, train_cfg):
     drawn from a generator seeded by (seed, index) (BERT's precomputed copies).
     """
     special = np.arange(tokenizer.first_ordinary_id)
-    if getattr(train_cfg, "nsp", False):
+    if train_cfg.nsp:
         # examples are documents: [CLS] A [SEP] B [SEP] pairs, half with a random B, then the
         # usual masking over the words of both sentences (BERT: MLM + NSP).
         pairs = make_nsp_pairs(examples, rng)
