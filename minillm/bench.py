@@ -161,7 +161,6 @@ def build_step(model, shape, seed=0):
     """Parameters, optimizer state and random batch for ``model`` at ``shape``, and its step:
     the loss and backward of the objective that trains the model (objectives.objective_of_model),
     with random targets at every position and no padding (so no attention masks)."""
-    keep_freed_memory()  # as `minillm train` does: a step reuses the last step's freed memory
     rng = np.random.default_rng(seed)
     cfg = model_config(model, shape)
     params = models.MODELS[FAMILY[model]].init(cfg, rng, np.float32)
@@ -711,6 +710,7 @@ def build_parser(config_names):
 
 def _run_one_cell(spec):
     """The child's side of run_cell: measure one cell, print its result as one JSON line."""
+    keep_freed_memory()  # as `minillm train` does: a step reuses the last step's freed memory
     spec = json.loads(spec)
     results = measure(spec["model"], spec["config"], BenchShape(**spec["shape"]),
                       spec["steps"], spec["warmup"], threads=spec["threads"],
