@@ -102,7 +102,7 @@ def _checkpoint_option(parser, command):
     """--checkpoint, its default and its help from JOBS: the objectives ``command`` reads."""
     served = served_by(command)
     parser.add_argument("--checkpoint", default=default_checkpoint(command), metavar="FILE",
-                        help=f"a checkpoint trained with --objective {' or '.join(served)} "
+                        help=f"a checkpoint trained with --objective {_either(served)} "
                         f"(default: {default_checkpoint(command)})")
 
 
@@ -227,7 +227,7 @@ def build_parser():
     nx.add_argument("prompt", nargs="?", default="",
                     help="the text so far, e.g. 今天天气不好，我们去 (default: empty: the first word)")
     _checkpoint_option(nx, "next")
-    nx.add_argument("--top", type=_positive_int, default=5,
+    nx.add_argument("--top", type=_positive_int, default=5, metavar="K",
                     help="how many of the model's words to show (default 5)")
     _json_option(nx)
 
