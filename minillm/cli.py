@@ -4,6 +4,7 @@
     train          train a GPT on the built-in grammar or on your own text file
     generate       continue a prompt with a trained GPT
     score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
+    next           the top next words after a prompt, beside the grammar's true ones
     fill           fill the [MASK] of a text with a trained BERT
     seq2seq        turn one text into another with a trained encoder-decoder
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
@@ -11,26 +12,54 @@
     bench          training-step speed against the machine's own matmul floor (bench.py)
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
-``minillm: error:`` and exits with status 2; there is no traceback.
+``minillm: error:`` and exits with status 2; there is no traceback. What the user should know
+but that is not an error (characters read as [UNK], generation cut at the context length)
+prints one line starting with ``minillm: warning:`` on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import signal
 import sys
 
 from . import interrupt
+from .objectives import run_path
 
-DEFAULT_CHECKPOINT = os.path.join("runs", "gpt.safetensors")
-DEFAULT_BERT = os.path.join("runs", "bert.safetensors")
-# Where ``train`` writes, by model family, unless --out says otherwise.
-DEFAULT_OUT = {"gpt": DEFAULT_CHECKPOINT, "bert": DEFAULT_BERT,
-               "seq2seq": os.path.join("runs", "seq2seq.safetensors")}
 OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix")
-DEFAULT_SEQ2SEQ = DEFAULT_OUT["seq2seq"]
+
+# What each objective's model is for: the commands that read its checkpoints, and the inputs
+# it learned to answer. A command refuses a checkpoint trained for another job, naming the
+# objective it needs; seq2seq also refuses an input its checkpoint never learned (a t5 model
+# asked a 总结 task prints 。). A command's default checkpoint is runs/<objective>.safetensors
+# of its first objective here, where ``train`` writes that objective's runs and the demo leaves
+# its three models (clm, mlm, tasks).
+JOBS = {  # objective: (commands, inputs: keys of INPUTS)
+    "clm": (("generate", "score", "next"), ("text",)),
+    "mlm": (("fill",), ("mask",)),
+    "span": (("fill",), ("mask",)),
+    "tasks": (("seq2seq",), ("task",)),
+    "mix": (("seq2seq",), ("task", "sentinel")),
+    "t5": (("seq2seq",), ("sentinel",)),
+    "bart": (("seq2seq",), ("mask",)),
+}
+INPUTS = {"text": "any text", "mask": "a text with [MASK] where words are missing",
+          "task": "a task (总结：TEXT, 翻译：TEXT or 问：TEXT QUESTION)",
+          "sentinel": "a text with <extra_id_0>, <extra_id_1>, ... where words are missing"}
+DEMO_OBJECTIVES = ("clm", "mlm", "tasks")  # the demo's three models
+
+
+def served_by(command):
+    """The objectives whose checkpoints ``command`` reads, its default's first."""
+    return [objective for objective, (commands, _) in JOBS.items() if command in commands]
+
+
+def default_checkpoint(command):
+    """runs/<objective>.safetensors of the first objective ``command`` serves."""
+    return run_path(served_by(command)[0])
 
 
 class UserError(Exception):
@@ -67,6 +96,19 @@ def _non_negative_float(text):
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
+
+
+def _checkpoint_option(parser, command):
+    """--checkpoint, its default and its help from JOBS: the objectives ``command`` reads."""
+    served = served_by(command)
+    parser.add_argument("--checkpoint", default=default_checkpoint(command), metavar="FILE",
+                        help=f"a checkpoint trained with --objective {_either(served)} "
+                        f"(default: {default_checkpoint(command)})")
+
+
+def _json_option(parser):
+    parser.add_argument("--json", action="store_true",
+                        help="print the numbers as one JSON object instead of a table")
 
 
 def build_parser():
@@ -116,8 +158,8 @@ def build_parser():
                    "grammar); the vocabulary is built from its characters and frequent "
                    "character pairs. Not with tasks, mix or --nsp, which need the grammar")
     t.add_argument("--out", default=None, metavar="FILE",
-                   help=f"checkpoint to write (default: {DEFAULT_CHECKPOINT} for clm, "
-                   f"{DEFAULT_BERT} for mlm and span, {DEFAULT_SEQ2SEQ} for the others)")
+                   help=f"checkpoint to write (default: {run_path('OBJECTIVE')}, one file per "
+                   "objective, so that a run never replaces a model trained for another job)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is at --out, with the settings "
                    "stored in it (give --data again if it trained on a file)")
@@ -143,13 +185,13 @@ def build_parser():
 
     g = sub.add_parser(
         "generate", help="continue a prompt with a trained GPT",
-        description="Continue PROMPT with the GPT in --checkpoint (made by 'minillm train'). "
+        description="Continue PROMPT with the GPT in --checkpoint (made by the demo or by "
+        "'minillm train'). "
         "Sampling: --temperature 0 is greedy; --top-k and --top-p restrict the draw to the "
         "most probable tokens.",
     )
     g.add_argument("prompt", nargs="?", default="", help="text to continue (default: empty)")
-    g.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="FILE",
-                   help=f"a checkpoint written by 'minillm train' (default: {DEFAULT_CHECKPOINT})")
+    _checkpoint_option(g, "generate")
     g.add_argument("--max-new-tokens", type=_positive_int, default=20,
                    help="most tokens to add (default 20)")
     g.add_argument("--temperature", type=_non_negative_float, default=1.0,
@@ -171,34 +213,55 @@ def build_parser():
         "beside the model's.",
     )
     sc.add_argument("text", help="the text to score, e.g. 今天天气很好，我们去公园玩。")
-    sc.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="FILE",
-                    help=f"a checkpoint written by 'minillm train' (default: {DEFAULT_CHECKPOINT})")
+    _checkpoint_option(sc, "score")
+    _json_option(sc)
+
+    nx = sub.add_parser(
+        "next", help="the top next words after a prompt, beside the grammar's true ones",
+        description="The GPT's most probable next words after PROMPT, P(w | [BOS] PROMPT), "
+        "beside the true P(w | PROMPT) when the model was trained on the built-in grammar and "
+        "the grammar can begin a sentence with PROMPT; the table then ends with every other "
+        "word the grammar may put next, at the rank the model gives it. [EOS] is the text "
+        "ending there.",
+    )
+    nx.add_argument("prompt", nargs="?", default="",
+                    help="the text so far, e.g. 今天天气不好，我们去 (default: empty: the first word)")
+    _checkpoint_option(nx, "next")
+    nx.add_argument("--top", type=_positive_int, default=5, metavar="K",
+                    help="how many of the model's words to show (default 5)")
+    _json_option(nx)
 
     f = sub.add_parser(
         "fill", help="fill the [MASK] of a text with a trained BERT",
         description="Predict the word at each [MASK] of TEXT with the BERT in --checkpoint "
-        "(made by the demo or by 'minillm train --objective mlm'). The encoder reads the whole "
-        "text, both sides of the [MASK]. When the model was trained on the built-in grammar, the "
+        "(made by the demo or by 'minillm train --objective mlm', or span). The encoder reads "
+        "the whole text, both sides of the [MASK]. When the model was trained on the built-in grammar, the "
         "true probabilities are shown beside the model's.",
     )
     f.add_argument("text", help="text with one or more [MASK], e.g. 今天[MASK]很好")
-    f.add_argument("--checkpoint", default=DEFAULT_BERT, metavar="FILE",
-                   help=f"a BERT checkpoint (default: {DEFAULT_BERT})")
+    _checkpoint_option(f, "fill")
     f.add_argument("--top", type=_positive_int, default=5, help="how many words to show (default 5)")
+    _json_option(f)
 
     q = sub.add_parser(
         "seq2seq", help="turn one text into another with a trained encoder-decoder",
         description="Run the encoder-decoder in --checkpoint (made by the demo or by 'minillm "
         "train --objective tasks') on TEXT: the encoder reads it once, the decoder writes the "
-        "output token by token with a key/value cache, greedily or by beam search.",
+        "output token by token with a key/value cache, greedily or by beam search. A checkpoint "
+        "answers the inputs it was trained on: tasks a task (总结：, 翻译：, 问：); t5 a text with "
+        "<extra_id_0>, <extra_id_1>, ... where words are missing; bart a text with [MASK] where "
+        "words are missing; mix a task or a t5 input.",
     )
     q.add_argument("text", help="e.g. 总结：今天天气很好，我们去公园玩。 or 翻译：... or 问：...")
-    q.add_argument("--checkpoint", default=DEFAULT_SEQ2SEQ, metavar="FILE",
-                   help=f"an encoder-decoder checkpoint (default: {DEFAULT_SEQ2SEQ})")
+    _checkpoint_option(q, "seq2seq")
     q.add_argument("--beam", type=_positive_int, default=1,
                    help="beam width; 1 is greedy decoding (default 1)")
     q.add_argument("--length-penalty", type=_non_negative_float, default=1.0,
                    help="rank finished beams by log P / length^this (default 1.0)")
+    q.add_argument("--show", type=_positive_int, default=None, metavar="N",
+                   help="print the N best hypotheses of the beam (N <= --beam), each with its "
+                   "log P(y | x), its length in tokens and the score it is ranked by")
+    _json_option(q)
 
     e = sub.add_parser(
         "export", help="write a trained model as a Hugging Face folder",
@@ -241,20 +304,117 @@ def _read_checkpoint(path, flag):
         raise UserError(f"{flag} {path!r} is not a valid minillm checkpoint: {reason}") from None
 
 
-def _load(path, model="gpt"):
-    """A checkpoint of the given model family, or a clear error saying how to make one."""
-    how = {"gpt": "python -m minillm train",
-           "bert": "python -m minillm (the demo) or python -m minillm train --objective mlm",
-           "seq2seq": "python -m minillm (the demo) or python -m minillm train --objective tasks"}
+def _how_to_make(objective):
+    """The command that trains a checkpoint of ``objective``."""
+    train = "python -m minillm train" + ("" if objective == "clm" else f" --objective {objective}")
+    return f"python -m minillm (the demo) or {train}" if objective in DEMO_OBJECTIVES else train
+
+
+def _load(path, command):
+    """The checkpoint at --checkpoint for ``command``, or one clear line: how to make one if
+    there is none, and which objective the command needs if it holds a model trained for
+    another job (JOBS)."""
+    from .objectives import title
+
+    served = served_by(command)
+    needs = f"--objective {_either(served)}"
     if not os.path.exists(path):
-        raise UserError(f"--checkpoint {path!r} does not exist; train one first with: {how[model]}")
+        hint = ""
+        if path == default_checkpoint(command):  # another objective's run may be there
+            others = [run_path(o) for o in served[1:] if os.path.isfile(run_path(o))]
+            hint = f", or give --checkpoint {others[0]}" if others else ""
+        raise UserError(f"--checkpoint {path!r} does not exist; train one first with: "
+                        f"{_how_to_make(served[0])}{hint}")
     loaded = _read_checkpoint(path, "--checkpoint")
-    kind = type(loaded[0]).__name__
-    expected = {"gpt": "GPTConfig", "bert": "BertConfig", "seq2seq": "Seq2SeqConfig"}[model]
-    if kind != expected:
-        raise UserError(f"--checkpoint {path!r} holds a {kind[:-6]} model, not a "
-                        f"{expected[:-6]} model")
+    objective = loaded[1].objective
+    if objective not in served:
+        raise UserError(f"--checkpoint {path!r} was trained with --objective {objective} "
+                        f"({title(objective)}), not for {command}: {command} needs a checkpoint "
+                        f"of {needs}, such as {default_checkpoint(command)} (made by "
+                        f"{_how_to_make(served[0])}); this one is for "
+                        f"{_either(JOBS[objective][0])}")
     return loaded
+
+
+def _seq2seq_job(path, objective, text, ids, tokenizer):
+    """Refuse an input that the seq2seq checkpoint at ``path`` never learned to answer (JOBS):
+    a t5 model reads sentinels, not tasks; a tasks model reads tasks."""
+    from .grammar import ASK, SUMMARY, TRANSLATE
+    from .objectives import title
+    from .tokenizer import MASK_ID, SPECIAL_TOKENS
+
+    kinds = {"text"}
+    if text.startswith((SUMMARY, TRANSLATE, ASK)):
+        kinds.add("task")
+    if MASK_ID in ids:
+        kinds.add("mask")
+    if any(tokenizer.is_special(i) and i >= len(SPECIAL_TOKENS) for i in ids):
+        kinds.add("sentinel")
+    answers = JOBS[objective][1]
+    if kinds & set(answers):
+        return
+    others = [o for o in served_by("seq2seq") if kinds & set(JOBS[o][1])]
+    if others:
+        instead = (f"this text is one for a checkpoint of --objective {_either(others)}"
+                   + (f", such as {run_path(others[0])}" if others[0] in DEMO_OBJECTIVES else ""))
+    else:
+        instead = ("no seq2seq checkpoint answers this text: each answers "
+                   + _either([INPUTS[k] for k in ("task", "sentinel", "mask")]))
+    raise UserError(f"--checkpoint {path!r} was trained with --objective {objective} "
+                    f"({title(objective)}) and answers "
+                    f"{_either([INPUTS[k] for k in answers])}, which this text is not; "
+                    f"{instead}")
+
+
+def _warn(message):
+    print(f"minillm: warning: {message}", file=sys.stderr)
+
+
+def _encode(tokenizer, text):
+    """Text -> (token ids, the characters that became [UNK]), for _warn_unknown to name once
+    the input has passed its checks (an error stays one line)."""
+    unknown = []
+    return tokenizer.encode(text, unknown=unknown), unknown
+
+
+def _warn_unknown(unknown, path):
+    """One warning line naming the characters that the vocabulary of the checkpoint at ``path``
+    lacks, each read as [UNK]: the model sees none of them."""
+    if unknown:
+        chars = [ch if ch.isprintable() and not ch.isspace() else repr(ch)
+                 for ch in dict.fromkeys(unknown)]
+        more = f" and {len(chars) - 20} more" if len(chars) > 20 else ""
+        _warn(f"{' '.join(chars[:20])}{more}: not in the vocabulary of --checkpoint {path!r}, "
+              f"read as [UNK] ({len(unknown)} characters of the text)")
+
+
+def _either(names):
+    """"a", "a or b", "a, b or c"."""
+    return " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _print_json(obj):
+    import json
+
+    print(json.dumps(obj, ensure_ascii=False, indent=1))
+
+
+def _grammar_of(tokenizer):
+    """The built-in grammar, for a model trained on it (its vocabulary is the grammar's); None
+    for a model of a user's text, whose truth nobody knows."""
+    from .grammar import default_grammar
+
+    grammar = default_grammar()
+    return grammar if tokenizer.vocab == grammar.tokenizer().vocab else None
+
+
+def _truth(method, *args):
+    """``method(*args)``, one of the grammar's exact answers, or None where there is none: for
+    a text the grammar cannot produce, the method raises ValueError."""
+    try:
+        return method(*args)
+    except ValueError:
+        return None
 
 
 def _check_input_fits(model, model_cfg, state, batch, T, what):
@@ -272,80 +432,149 @@ def _refuse_mask(text, name):
                         "the next word); fill a [MASK] with: python -m minillm fill")
 
 
+def _rows_json(rows, ranks=None):
+    """Table rows (word, model P, true P or None) as JSON objects, ranked 1, 2, ... or by
+    ``ranks``."""
+    return [{"rank": rank, "word": word, "model_p": model_p, "true_p": true_p}
+            for rank, (word, model_p, true_p) in zip(ranks or range(1, len(rows) + 1), rows)]
+
+
 def cmd_fill(args):
+    from .demo import print_table, top_words_table
     from .generate import fill_mask_distributions
-    from .grammar import default_grammar
     from .tokenizer import CLS_ID, MASK_ID, SEP_ID
 
-    model_cfg, _, tokenizer, state = _load(args.checkpoint, "bert")
-    ids = [CLS_ID, *tokenizer.encode(args.text), SEP_ID]
+    model_cfg, _, tokenizer, state = _load(args.checkpoint, "fill")
+    text_ids, unknown = _encode(tokenizer, args.text)
+    ids = [CLS_ID, *text_ids, SEP_ID]
     if MASK_ID not in ids:
         raise UserError(f"text {args.text!r} has no [MASK] to fill")
     if len(ids) > model_cfg.n_ctx:
         raise UserError(f"text of {len(ids) - 2} tokens is longer than the model's context")
     _check_input_fits("bert", model_cfg, state, 1, len(ids), f"a text of {len(ids) - 2} tokens")
-    grammar = default_grammar()
-    truth = tokenizer.vocab == grammar.tokenizer().vocab
+    _warn_unknown(unknown, args.checkpoint)
     words = tokenizer.tokenize(args.text)
-    for position, probs in fill_mask_distributions(state["params"], model_cfg, ids):
-        true = {}
-        if truth and words.count("[MASK]") == 1:
-            try:
-                true = grammar.masked_word_distribution(words)
-            except ValueError:
-                true = {}
+    grammar = _grammar_of(tokenizer)
+    true = None  # the truth of one [MASK] (two have a joint law, which one column cannot show)
+    if grammar is not None and words.count("[MASK]") == 1:
+        true = _truth(grammar.masked_word_distribution, words)
+    masks = [(position, top_words_table(tokenizer, probs, true, k=args.top))
+             for position, probs in fill_mask_distributions(state["params"], model_cfg, ids)]
+    if args.json:
+        _print_json({"checkpoint": args.checkpoint, "text": args.text, "truth": true is not None,
+                     "masks": [{"position": position, "words": _rows_json(rows)}
+                               for position, rows in masks]})
+        return
+    for position, rows in masks:
         print(f"[MASK] as word {position} of {''.join(words)}:")
-        from .demo import print_table, top_words_table
+        print_table(rows, label="word")
 
-        print_table(top_words_table(tokenizer, probs, true, k=args.top), label="word")
+
+def _gpt_reads(args, command, text, name):
+    """The GPT of --checkpoint for ``command``, and ``text`` as the token ids it reads after
+    [BOS], checked: no [MASK], within the context with [BOS] (or [EOS]) beside it, within
+    memory; characters read as [UNK] named. -> model_cfg, tokenizer, state, ids."""
+    model_cfg, _, tokenizer, state = _load(args.checkpoint, command)
+    _refuse_mask(text, name)
+    ids, unknown = _encode(tokenizer, text)
+    if len(ids) + 1 > model_cfg.n_ctx:
+        raise UserError(f"{name} of {len(ids)} tokens (+[BOS] or [EOS]) is longer than the "
+                        f"model's n_ctx={model_cfg.n_ctx}")
+    _check_input_fits("gpt", model_cfg, state, 1, len(ids) + 1, f"a {name} of {len(ids)} tokens")
+    _warn_unknown(unknown, args.checkpoint)
+    return model_cfg, tokenizer, state, ids
+
+
+def cmd_next(args):
+    import numpy as np
+
+    from .demo import print_table
+    from .generate import next_word_distribution
+
+    model_cfg, tokenizer, state, ids = _gpt_reads(args, "next", args.prompt, "prompt")
+    probs = next_word_distribution(state["params"], model_cfg, ids)  # (V,): P(w | [BOS] prompt)
+    words = tokenizer.tokenize(args.prompt)
+    grammar = _grammar_of(tokenizer)
+    true = None if grammar is None else _truth(grammar.next_word_distribution, words)
+    order = np.argsort(-probs, kind="stable")  # the model's ranking, ties by token id
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    shown = [int(i) for i in order[: args.top]]
+    if true is not None:  # then every word the grammar may put next, at the model's rank
+        lower = {tokenizer.id_of[word] for word in true} - set(shown)
+        shown += sorted(lower, key=lambda i: rank[i])
+    rows = [(tokenizer.vocab[i], float(probs[i]),
+             None if true is None else true.get(tokenizer.vocab[i], 0.0)) for i in shown]
+    ranks = [int(rank[i]) for i in shown]
+    if args.json:
+        _print_json({"checkpoint": args.checkpoint, "prompt": args.prompt, "tokens": words,
+                     "truth": true is not None, "words": _rows_json(rows, ranks)})
+        return
+    said = f'after "{args.prompt}" ([BOS] {" | ".join(words)})'.replace("[BOS] )", "[BOS])")
+    if true is not None:
+        others = (", then the grammar's other next words at the model's rank"
+                  if len(shown) > args.top else "")
+        print(f"{said}: the model's top {args.top} next words{others}, beside the truth:")
+    elif grammar is not None:
+        print(f"{said}: the model's top {args.top} next words (no true P: the grammar never "
+              "begins a sentence so):")
+    else:
+        print(f"{said}: the model's top {args.top} next words:")
+    print_table(rows, ranks=ranks)
 
 
 def cmd_score(args):
     import math
 
-    from .grammar import END, default_grammar
     from .objectives import clm
     from .tokenizer import pad
 
-    model_cfg, _, tokenizer, state = _load(args.checkpoint)
-    _refuse_mask(args.text, "text")
     if not args.text:
         raise UserError("text must not be empty")
-    ids = tokenizer.encode(args.text)
-    if len(ids) + 1 > model_cfg.n_ctx:
-        raise UserError(f"text of {len(ids)} tokens (+[EOS]) is longer than the model's "
-                        f"n_ctx={model_cfg.n_ctx}")
-    _check_input_fits("gpt", model_cfg, state, 1, len(ids) + 1, f"a text of {len(ids)} tokens")
+    model_cfg, tokenizer, state, ids = _gpt_reads(args, "score", args.text, "text")
     total, per_step = clm.log_prob(state["params"], model_cfg, ids, add_eos=True)
-    grammar = default_grammar()
-    truth = tokenizer.vocab == grammar.tokenizer().vocab
+    grammar = _grammar_of(tokenizer)
     words = [tokenizer.vocab[i] for i in ids] + ["[EOS]"]
-    print(f"{'t':>3}  {'w_t':<8}{'model P(w_t | w_<t)':>22}" + (f"{'true P':>10}" if truth else ""))
+    steps = []
     for t, (word, lp) in enumerate(zip(words, per_step), 1):
-        line = f"{t:>3}  {pad(word, 8)}{math.exp(lp):>22.4f}"
+        true = None  # after a prefix the grammar cannot produce, P(w_t | w_<t) is undefined
+        if grammar is not None:
+            following = _truth(grammar.next_word_distribution, words[: t - 1])
+            true = None if following is None else following.get(word, 0.0)
+        steps.append({"t": t, "word": word, "model_p": math.exp(lp), "true_p": true})
+    true_text = None if grammar is None else grammar.sentence_probability(args.text)
+    if args.json:
+        _print_json({"checkpoint": args.checkpoint, "text": args.text, "steps": steps,
+                     "log_p": total, "loss": -total, "tokens": len(per_step),
+                     "loss_per_token": -total / len(per_step), "true_text_p": true_text})
+        return
+    truth = grammar is not None
+    print(f"{'t':>3}  {'w_t':<8}{'model P(w_t | w_<t)':>22}" + (f"{'true P':>10}" if truth else ""))
+    for step in steps:
+        line = f"{step['t']:>3}  {pad(step['word'], 8)}{step['model_p']:>22.4f}"
         if truth:
-            try:
-                p = grammar.next_word_distribution(words[: t - 1]).get(
-                    END if word == "[EOS]" else word, 0.0)
-            except ValueError:
-                p = 0.0
-            line += f"{p:>10.4f}"
+            line += f"{'-':>10}" if step["true_p"] is None else f"{step['true_p']:>10.4f}"
         print(line)
     print(f"log P(文本) = Σ log P(w_t | w_<t) = {total:.4f}   P(文本) = {math.exp(total):.4g}")
     print(f"L = -Σ log P(w_t | w_<t) = {-total:.4f} nats over {len(per_step)} tokens "
           f"({-total / len(per_step):.4f} per token)")
     if truth:
-        print(f"the grammar's true P(文本) = {grammar.sentence_probability(args.text):.4g}")
+        print(f"the grammar's true P(文本) = {true_text:.4g}")
 
 
 def cmd_seq2seq(args):
-    from .generate import seq2seq_beam_search
+    from .generate import seq2seq_beam_hypotheses
     from .tokenizer import EOS_ID
 
-    model_cfg, _, tokenizer, state = _load(args.checkpoint, "seq2seq")
+    if args.show is not None and args.show > args.beam:
+        raise UserError(f"--show {args.show} needs --beam {args.show} or more: beam search "
+                        "keeps --beam hypotheses")
+    model_cfg, train_cfg, tokenizer, state = _load(args.checkpoint, "seq2seq")
     if not args.text:
         raise UserError("text must not be empty")
-    ids = [*tokenizer.encode(args.text), EOS_ID]
+    text_ids, unknown = _encode(tokenizer, args.text)
+    ids = [*text_ids, EOS_ID]
+    _seq2seq_job(args.checkpoint, train_cfg.objective, args.text, ids, tokenizer)
     if len(ids) > model_cfg.n_ctx:
         raise UserError(f"text of {len(ids)} tokens (with [EOS]) is longer than the model's "
                         f"n_ctx={model_cfg.n_ctx}")
@@ -353,15 +582,56 @@ def cmd_seq2seq(args):
     _check_input_fits("seq2seq", model_cfg, state, args.beam, model_cfg.n_ctx,
                       f"--beam {args.beam}, decoding up to the model's n_ctx={model_cfg.n_ctx} "
                       "tokens,")
-    out, score = seq2seq_beam_search(state["params"], model_cfg, ids, beam_width=args.beam,
-                                     length_penalty=args.length_penalty)
-    print(tokenizer.decode(out, skip_special=True))
+    _warn_unknown(unknown, args.checkpoint)
+    hypotheses = seq2seq_beam_hypotheses(state["params"], model_cfg, ids, beam_width=args.beam,
+                                         length_penalty=args.length_penalty)[: args.show or 1]
+    outputs = [tokenizer.decode(h.ids, skip_special=True) for h in hypotheses]
+    if args.json:
+        _print_json({"checkpoint": args.checkpoint, "input": args.text, "beam": args.beam,
+                     "length_penalty": args.length_penalty, "output": outputs[0],
+                     "hypotheses": [{"rank": rank, "output": output, "ids": h.ids,
+                                     "tokens": len(h.ids), "log_p": h.log_prob,
+                                     "score": h.score, "finished": h.finished}
+                                    for rank, (h, output) in enumerate(zip(hypotheses, outputs),
+                                                                       1)]})
+        return
+    if args.show is None:
+        print(outputs[0])
+        return
+    print(f"the {len(hypotheses)} best of beam {args.beam}, ranked by score = log P(y | x) / "
+          f"tokens^{args.length_penalty:g} (tokens: the output's, [EOS] included):")
+    print(f"    {'rank':<5}{'log P':>9}{'tokens':>8}{'score':>9}  output")
+    for rank, (h, output) in enumerate(zip(hypotheses, outputs), 1):
+        unfinished = "" if h.finished else "   (unfinished: no [EOS])"
+        print(f"    {rank:<5}{h.log_prob:>9.4f}{len(h.ids):>8}{h.score:>9.4f}  {output}"
+              + unfinished)
 
 
 VOCAB_FILE = "minillm_vocab.json"
+# The config.json key export writes the checkpoint's objective under, and the objective import
+# gives a folder without it: what a Hugging Face model of that architecture was pre-trained for
+# (BART: denoising, BART's text infilling).
+OBJECTIVE_KEY = "minillm_objective"
+IMPORTED_OBJECTIVE = {"gpt2": "clm", "bert": "mlm", "bart": "bart"}
 # The largest vocabulary file import reads: every character of Unicode and 200 pairs fit in
 # a few MB.
 MAX_VOCAB_FILE_BYTES = 64 << 20
+
+
+def _in_the_way(path):
+    """What stops ``path`` from being a folder when the system says "File exists" or "Not a
+    directory": the first part of it that is there but is no folder, in words; or None."""
+    import pathlib
+
+    parts = pathlib.PurePath(path)
+    for part in [*reversed(parts.parents), parts]:
+        if str(part) in (".", parts.anchor) or not os.path.lexists(part):
+            continue
+        if os.path.islink(part) and not os.path.isdir(part):
+            return f"{str(part)!r} is a link to {os.readlink(part)!r}, which is no folder"
+        if not os.path.isdir(part):
+            return f"{str(part)!r} is a file, not a folder"
+    return None
 
 
 def _make_folder(folder, what):
@@ -371,8 +641,18 @@ def _make_folder(folder, what):
     try:
         os.makedirs(folder, exist_ok=True)
     except (OSError, RecursionError) as err:  # a file in the way, no permission, too deep
-        reason = getattr(err, "strerror", None) or "the path is too deep"
+        reason = (_in_the_way(folder) or getattr(err, "strerror", None)
+                  or "the path is too deep")
         raise UserError(f"{what} {folder!r} cannot be made: {reason}") from None
+
+
+def _check_out(path, what):
+    """Before long work whose result goes to ``path``: its folder exists (or is made) and
+    takes a new file, and ``path`` is a file or a new name (a symlink is followed)."""
+    from . import safetensors
+
+    _make_folder(os.path.dirname(path), f"{what} {path!r}: its folder")
+    safetensors.check_writable(path)
 
 
 def cmd_export(args):
@@ -391,6 +671,9 @@ def cmd_export(args):
     arch = MODELS[get_objective(train_cfg.objective).MODEL].hf_arch
     model = hf.from_minillm(arch, model_cfg, state["params"],
                             special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
+    # The model's job travels with it: import labels the checkpoint with it again (JOBS).
+    # transformers keeps a config key it does not know as an attribute of the config.
+    model.hf_config[OBJECTIVE_KEY] = train_cfg.objective
     tensors = hf.float32_tensors(model)  # refused here if float32 cannot hold them
     # The folder and its three files are checked before any is written: each a new name or a
     # regular file (a FIFO, a device or a folder in their place is refused, not replaced).
@@ -408,8 +691,12 @@ def cmd_import(args):
     import numpy as np
 
     from . import hf
+    import reprlib
+
     from .checkpoint import save_checkpoint, tokenizer_from_description
     from .files import read_json
+    from .models import MODELS
+    from .objectives import get_objective
     from .optim import adamw_init
     from .train import TrainConfig
 
@@ -424,7 +711,12 @@ def cmd_import(args):
     description = read_json(vocab, "the vocabulary file", MAX_VOCAB_FILE_BYTES)
     tokenizer = tokenizer_from_description(description, model.cfg.vocab_size, vocab,
                                            "the vocabulary")
-    objective = {"gpt2": "clm", "bert": "mlm", "bart": "tasks"}[model.arch]
+    objective = model.hf_config.get(OBJECTIVE_KEY, IMPORTED_OBJECTIVE[model.arch])
+    fits = [o for o in OBJECTIVES if MODELS[get_objective(o).MODEL].hf_arch == model.arch]
+    if objective not in fits:
+        raise UserError(f"folder {args.folder!r}: config.json's {OBJECTIVE_KEY} "
+                        f"{reprlib.repr(objective)} is not an objective of a {model.arch} model "
+                        f"({', '.join(fits)})")
     params = {k: v.astype(np.float32) for k, v in model.params.items()}
     state = {"params": params, "opt": adamw_init(params), "step": 0, "history": [],
              "data_rng": np.random.default_rng([0, 1])}
@@ -539,7 +831,6 @@ def _configs_from_options(args, objective):
 def cmd_train(args, threads=None):
     import dataclasses
 
-    from . import safetensors
     from .objectives import get_objective
     from .tokenizer import Tokenizer
     from .train import TASK_OBJECTIVES, TrainingInterrupted, make_data, train
@@ -550,7 +841,7 @@ def cmd_train(args, threads=None):
         if value is not None and not value.strip():
             raise UserError(f"{flag} is empty: name a file")
     objective = get_objective(args.objective)
-    out = args.out or DEFAULT_OUT[objective.MODEL]
+    out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
         train_cfg, model_cfg = _configs_from_options(args, objective)
     documents = source = None
@@ -563,7 +854,9 @@ def cmd_train(args, threads=None):
         try:
             size = os.stat(args.data).st_size
         except OSError as err:
-            raise UserError(f"--data: corpus file {args.data!r}: {err.strerror}") from None
+            reason = (_in_the_way(os.path.dirname(args.data)) if err.errno == errno.ENOTDIR
+                      else None) or err.strerror
+            raise UserError(f"--data: corpus file {args.data!r}: {reason}") from None
         if size <= MAX_CORPUS_BYTES:  # a larger file is refused by read_corpus_file
             check_fits(size * CORPUS_BYTES_PER_BYTE, f"reading --data {args.data!r} "
                        f"({size:,} bytes)")
@@ -590,10 +883,7 @@ def cmd_train(args, threads=None):
         model_cfg = dataclasses.replace(model_cfg, vocab_size=len(tokenizer))
         _check_memory(model_cfg, train_cfg, objective, "options")
         state = None
-    # Everything about --out is checked now, not after the training: the folder exists (or is
-    # made) and takes a new file, and --out is a file or a new name (a symlink is followed).
-    _make_folder(os.path.dirname(out), f"--out {out!r}: its folder")
-    safetensors.check_writable(out)
+    _check_out(out, "--out")  # now, not after the training
     data = make_data(train_cfg, model_cfg, tokenizer, documents, name=args.data, source=source)
     try:
         state = train(model_cfg, train_cfg, data, tokenizer, state=state, checkpoint=out,
@@ -612,40 +902,67 @@ def cmd_train(args, threads=None):
         accuracy = nsp_accuracy(state["params"], model_cfg, data, tokenizer, train_cfg, held_out)
         print(f"next-sentence prediction: {accuracy:.0%} of 400 held-out pairs right "
               "(chance: 50%)")
+    # A text to try the model on: the tutorial's, or for a --data run one made of the words of
+    # the file's first document (the tutorial's words may not be in its vocabulary).
+    words = None if documents is None else tokenizer.tokenize(documents[0])
+    try_it = f"try: python -m minillm {{}} --checkpoint {shlex.quote(out)} {{}}"
     if objective.MODEL == "gpt":
-        print(f"try: python -m minillm generate --checkpoint {shlex.quote(out)} \"今天\"")
+        text = "今天" if words is None else _example_text(words, None)
+        print(try_it.format("generate", shlex.quote(text)))
     elif objective.MODEL == "bert":
-        print(f"try: python -m minillm fill --checkpoint {shlex.quote(out)} \"今天[MASK]很好\"")
+        text = "今天[MASK]很好" if words is None else _example_text(words, "[MASK]")
+        print(try_it.format("fill", shlex.quote(text)))
     elif train_cfg.objective in TASK_OBJECTIVES:
-        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"总结：今天天气很好，我们去公园玩。\"")
+        print(try_it.format("seq2seq", shlex.quote("总结：今天天气很好，我们去公园玩。")))
     elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks
-        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"今天天气很好，我们去公园玩"
-              "<extra_id_0>\" (it prints the missing words; on sentences this short T5's "
-              "masked span is always the last one)")
+        text = "今天天气很好，我们去公园玩<extra_id_0>" if words is None else _example_text(
+            words, "<extra_id_0>")
+        print(try_it.format("seq2seq", shlex.quote(text)) + " (it prints the missing words; on "
+              "sentences this short T5's masked span is always the last one)")
     else:  # bart: it learned to rewrite corrupted text whole
-        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"今天[MASK]很好，我们去公园玩。\"")
+        text = "今天[MASK]很好，我们去公园玩。" if words is None else _example_text(words, "[MASK]")
+        print(try_it.format("seq2seq", shlex.quote(text)))
+
+
+def _example_text(words, blank):
+    """A text to try a model on, made of the words of its own data: the first word alone
+    (``blank`` None), or the first six with the second one replaced by ``blank``."""
+    if blank is None:
+        return words[0]
+    words = words[:6]
+    return "".join([words[0], blank, *words[2:]])
 
 
 def cmd_generate(args):
     import numpy as np
 
     from .generate import generate
+    from .tokenizer import EOS_ID
 
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
-    model_cfg, _, tokenizer, state = _load(args.checkpoint)
+    model_cfg, _, tokenizer, state = _load(args.checkpoint, "generate")
     _refuse_mask(args.prompt, "prompt")
-    prompt_ids = tokenizer.encode(args.prompt)
+    prompt_ids, unknown = _encode(tokenizer, args.prompt)
     if len(prompt_ids) + 1 >= model_cfg.n_ctx:
         raise UserError(f"prompt of {len(prompt_ids)} tokens leaves no room in the model's "
                         f"context of n_ctx={model_cfg.n_ctx}")
     longest = min(model_cfg.n_ctx, len(prompt_ids) + 1 + args.max_new_tokens)
     _check_input_fits("gpt", model_cfg, state, 1, longest, f"generating up to {longest} tokens")
+    _warn_unknown(unknown, args.checkpoint)
     rng = np.random.default_rng(args.seed)
+    cut = 0  # samples that generate() stopped at the context length
     for _ in range(args.samples):
         new = generate(state["params"], model_cfg, prompt_ids, args.max_new_tokens, rng,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
         print(args.prompt + tokenizer.decode(new, skip_special=True))
+        cut += len(new) < args.max_new_tokens and new[-1] != EOS_ID
+    if cut:
+        which = "generation" if args.samples == 1 else f"{cut} of the {args.samples} samples"
+        n = len(prompt_ids)
+        _warn(f"{which} stopped at the model's context length n_ctx={model_cfg.n_ctx} ([BOS] + "
+              f"{n} prompt token{'s' * (n != 1)} + {model_cfg.n_ctx - 1 - n} new), before "
+              f"--max-new-tokens {args.max_new_tokens} or [EOS]")
 
 
 def main(argv=None):
@@ -688,10 +1005,12 @@ def _run(argv):
         if args.command in (None, "demo"):
             from .demo import run_demo
 
+            for objective in DEMO_OBJECTIVES:  # before any training, not after it
+                _check_out(run_path(objective), "the demo's model")
             run_demo(threads=blas.adaptive_threads)
         elif args.command == "train":
             cmd_train(args, threads=blas.adaptive_threads())
-        elif args.command in ("generate", "score", "fill", "seq2seq"):
+        elif args.command in ("generate", "score", "next", "fill", "seq2seq"):
             blas.use_one_thread()  # one input at a time: a second thread would not pay
             _run_model(args)
         elif args.command == "export":
@@ -713,7 +1032,13 @@ def _run(argv):
         # pointed at devnull so that Python's own flush at exit does not complain again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (UserError, ValueError, OSError) as err:
+    except OSError as err:
+        if err.filename is None:  # one of ours: its message is the whole line
+            print(f"minillm: error: {err}", file=sys.stderr)
+        else:  # the system's, not foreseen above: the path and the reason, without [Errno N]
+            print(f"minillm: error: {err.filename!r}: {err.strerror}", file=sys.stderr)
+        return 2
+    except (UserError, ValueError) as err:
         print(f"minillm: error: {err}", file=sys.stderr)
         return 2
     except MemoryError:  # what the estimates before a run (memory.py) did not foresee
@@ -736,7 +1061,7 @@ def _run_model(args):
 
     from .models import NonFiniteOutput
 
-    command = {"generate": cmd_generate, "score": cmd_score, "fill": cmd_fill,
+    command = {"generate": cmd_generate, "score": cmd_score, "next": cmd_next, "fill": cmd_fill,
                "seq2seq": cmd_seq2seq}[args.command]
     try:
         with np.errstate(all="ignore"):

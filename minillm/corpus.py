@@ -7,7 +7,10 @@ import hashlib
 from .files import read_bytes
 
 # The byte order mark some editors (Windows Notepad) write at the start of a UTF-8 file; it is
-# not text, and left in it would become a token of the first document.
+# not text, and left in it would become a token. Files joined with ``cat`` bring theirs along
+# to the start of a later line, and inside a line U+FEFF is no text either (its other use, a
+# zero-width no-break space, is deprecated since Unicode 3.2 in favour of U+2060), so every
+# one is dropped.
 BOM = "\ufeff"
 # The largest text file read (its size is checked before it is read). Building the vocabulary
 # and tokenizing the text hold Python objects of about 30 bytes a byte of text, and take about
@@ -25,7 +28,7 @@ def read_text_corpus(path):
     Anything but a regular file (a folder, a FIFO, a device such as /dev/zero) is refused, and
     so is a file larger than MAX_CORPUS_BYTES, before it is read. A file that is not UTF-8 is
     refused with the byte offset of the first bad byte, so the user can find it
-    (``head -c OFFSET FILE | tail -c 20``). A leading byte order mark is dropped.
+    (``head -c OFFSET FILE | tail -c 20``). Byte order marks are dropped, wherever they are.
     """
     return read_corpus_file(path)[0]
 
@@ -44,7 +47,7 @@ def read_corpus_file(path):
     except UnicodeDecodeError as err:
         raise ValueError(f"corpus file {str(path)!r} is not UTF-8: byte offset {err.start} "
                          f"(0x{raw[err.start]:02x}) cannot be decoded") from None
-    documents = [line.rstrip() for line in text.removeprefix(BOM).splitlines()]
+    documents = [line.rstrip() for line in text.replace(BOM, "").splitlines()]
     documents = [d for d in documents if d]
     if not documents:
         raise ValueError(f"corpus file {str(path)!r} has no text (every line is blank)")

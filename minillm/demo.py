@@ -1,6 +1,8 @@
 """The demo: the tutorial's examples, answered by models trained here, beside the true answer.
 
-``python -m minillm`` runs it, and leaves the trained models in runs/ for the other commands.
+``python -m minillm`` runs it, and leaves the trained models in runs/ for the other commands,
+each as runs/<objective>.safetensors: clm, mlm and tasks, where generate, score and next, fill,
+and seq2seq look by default.
 
 Part 1, next-token prediction (the tutorial's section 1):
 
@@ -37,13 +39,13 @@ from .grammar import default_grammar
 from .models import BertConfig, GPTConfig, Seq2SeqConfig
 from .tokenizer import CLS_ID, SEP_ID, pad
 from .checkpoint import save_checkpoint
+from .objectives import run_path
 from .train import GrammarData, TrainConfig, train
 
 GPT_PROMPT = "今天天气很好，我们去"
 BERT_TEXT = "今天[MASK]很好"
 SEQ2SEQ_INPUTS = ("总结：今天天气很好，我们去公园玩。", "翻译：今天我们去公园玩了。",
                   "问：今天我们去公园玩了。谁去公园？")
-RUNS = "runs"  # where the demo leaves its models for `generate`, `score` and `fill`
 
 
 def demo_gpt_config(vocab_size):
@@ -62,30 +64,35 @@ def demo_seq2seq_config(vocab_size):
                          n_dec_layer=1)
 
 
-def _save(name, model_cfg, train_cfg, tokenizer, state, save):
+def _save(model_cfg, train_cfg, tokenizer, state, save):
+    """Write the model where the commands that read it look: runs/<objective>.safetensors."""
     if not save:
         return None
-    os.makedirs(RUNS, exist_ok=True)
-    path = os.path.join(RUNS, f"{name}.safetensors")
+    path = run_path(train_cfg.objective)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     save_checkpoint(path, model_cfg, train_cfg, tokenizer, state)
     return path
 
 
 def top_words_table(tokenizer, model_probs, true_probs, k=5):
-    """Rows (word, model P, true P) of the model's k most probable next tokens."""
+    """Rows (word, model P, true P) of the model's k most probable next tokens; true P is None
+    throughout when ``true_probs`` is None (no known truth)."""
     order = np.argsort(-model_probs, kind="stable")[:k]
     rows = []
     for i in order:
         word = tokenizer.vocab[i]
-        rows.append((word, float(model_probs[i]), float(true_probs.get(word, 0.0))))
+        true_p = None if true_probs is None else float(true_probs.get(word, 0.0))
+        rows.append((word, float(model_probs[i]), true_p))
     return rows
 
 
-def print_table(rows, log=print, label="next word"):
-    log(f"    {'rank':<5}{label:<10}{'model P':>9}{'true P':>9}")
-    for rank, (word, model_p, true_p) in enumerate(rows, 1):
-        log(f"    {rank:<5}{pad(word, 10)}{model_p:>9.3f}{true_p:>9.3f}")
-
+def print_table(rows, log=print, label="next word", ranks=None):
+    """The rows of top_words_table, ranked 1, 2, ... (or by ``ranks``). Without a truth (every
+    true P None) there is no true P column: a column of zeros would claim one."""
+    truth = any(true_p is not None for _, _, true_p in rows)
+    log(f"    {'rank':<5}{label:<10}{'model P':>9}" + (f"{'true P':>9}" if truth else ""))
+    for rank, (word, model_p, true_p) in zip(ranks or range(1, len(rows) + 1), rows):
+        log(f"    {rank:<5}{pad(word, 10)}{model_p:>9.3f}" + (f"{true_p:>9.3f}" if truth else ""))
 
 
 def run_gpt_demo(train_cfg=None, log=print, save=False, threads=None):
@@ -107,9 +114,10 @@ def run_gpt_demo(train_cfg=None, log=print, save=False, threads=None):
     final = float(np.mean(state["history"][-train_cfg.log_every:]))
     log(f"  final loss {final:.3f} nats/token; the source's entropy floor is "
         f"{data.floor:.3f} (no model can go below it)")
-    path = _save("gpt", model_cfg, train_cfg, tokenizer, state, save)
+    path = _save(model_cfg, train_cfg, tokenizer, state, save)
     if path:
-        log(f"  saved to {path}; try: python -m minillm score \"今天天气很好，我们去公园玩。\"")
+        log(f"  saved to {path}; try: python -m minillm score \"今天天气很好，我们去公园玩。\" or "
+            "python -m minillm next \"今天天气不好，我们去\"")
     log("")
     return {"rows": rows, "final_loss": final, "floor": data.floor}
 
@@ -130,7 +138,7 @@ def run_bert_demo(train_cfg=None, log=print, save=False, threads=None):
     log("")
     log(f'  掩码: "{BERT_TEXT}"  ->  the model\'s top-5 words for [MASK], and the truth:')
     print_table(rows, log, label="word")
-    path = _save("bert", model_cfg, train_cfg, tokenizer, state, save)
+    path = _save(model_cfg, train_cfg, tokenizer, state, save)
     if path:
         log(f"  saved to {path}; try: python -m minillm fill \"明天[MASK]不错\"")
     log("")
@@ -159,7 +167,7 @@ def run_seq2seq_demo(train_cfg=None, log=print, save=False, threads=None):
         outputs.append((text, output, truth))
         log(f'  输入: "{text}"')
         log(f'  输出: "{output}"   (the exact answer: "{truth}")')
-    path = _save("seq2seq", model_cfg, train_cfg, tokenizer, state, save)
+    path = _save(model_cfg, train_cfg, tokenizer, state, save)
     if path:
         log(f"  saved to {path}; try: python -m minillm seq2seq \"总结：明天天气不好，我们去商店买东西。\"")
     log("")

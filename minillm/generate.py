@@ -12,6 +12,8 @@ as a full forward pass over the whole sequence (a test proves it); only the work
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .layers import log_softmax
@@ -145,6 +147,29 @@ def seq2seq_beam_search(params, cfg, src_ids, beam_width=4, max_len=None, length
     unfinished one when none finished within ``max_len`` tokens.
     Beam width 1 is greedy decoding.
     """
+    best = seq2seq_beam_hypotheses(params, cfg, src_ids, beam_width, max_len, length_penalty,
+                                   use_cache, start_id, eos_id)[0]
+    return best.ids, best.log_prob
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One output of beam search: its ids (without the start token; ending in [EOS] when
+    finished), log P(y | x) = Σ_t log P(y_t | y_<t, x), and the score it is ranked by,
+    log P / len(ids)^length_penalty."""
+
+    ids: list
+    log_prob: float
+    score: float
+    finished: bool
+
+
+def seq2seq_beam_hypotheses(params, cfg, src_ids, beam_width=4, max_len=None,
+                            length_penalty=1.0, use_cache=True, start_id=None, eos_id=None):
+    """seq2seq_beam_search's whole result: every hypothesis that finished during the search,
+    best score first, then the beams still live when it stopped (unfinished: at ``max_len``, or
+    unable to beat the best finished one), most probable first. The first is
+    seq2seq_beam_search's answer."""
     from .models import encoder_forward
     from .tokenizer import BOS_ID as _BOS, EOS_ID as _EOS
 
@@ -176,6 +201,7 @@ def seq2seq_beam_search(params, cfg, src_ids, beam_width=4, max_len=None, length
             if len(candidates) == beam_width:
                 break
         if not candidates:
+            beams = []
             break
         # Stop when no live beam can still beat the best finished one (for length_penalty 0,
         # adding tokens only lowers a score, so the live beams can only get worse).
@@ -183,11 +209,12 @@ def seq2seq_beam_search(params, cfg, src_ids, beam_width=4, max_len=None, length
             break
         beams = [(c[0], c[1]) for c in candidates]
         past = _select_past(cache, np.array([c[2] for c in candidates])) if use_cache else None
-    if finished:
-        best = max(finished, key=lambda f: f[2])
-        return best[0], best[1]
-    prefix, score = max(beams, key=lambda b: b[1])
-    return prefix[1:], score
+    done = [Hypothesis(ids, lp, score, True) for ids, lp, score in finished]
+    live = [Hypothesis(p[1:], lp, lp / max(len(p) - 1, 1) ** length_penalty, False)
+            for p, lp in beams]
+    # sorted is stable: of equal scores the one found first leads, as max() would pick it.
+    return (sorted(done, key=lambda h: h.score, reverse=True)
+            + sorted(live, key=lambda h: h.log_prob, reverse=True))
 
 
 def seq2seq_greedy(params, cfg, src_ids, max_len=None, use_cache=True):

@@ -108,8 +108,10 @@ class Tokenizer:
 
     # ------------------------------------------------------------------------------------------
 
-    def tokenize(self, text):
-        """Text -> list of token strings, by longest match (unknown characters as [UNK])."""
+    def tokenize(self, text, unknown=None):
+        """Text -> list of token strings, by longest match (unknown characters as [UNK]).
+        ``unknown``, a list, receives each character that became [UNK], in text order: the
+        command line names them in a warning."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}: {text!r}")
         tokens, i, n = [], 0, len(text)
@@ -122,12 +124,15 @@ class Tokenizer:
                     break
             else:  # not even the single character is known
                 tokens.append("[UNK]")
+                if unknown is not None:
+                    unknown.append(text[i])
                 i += 1
         return tokens
 
-    def encode(self, text, add_bos=False, add_eos=False):
-        """Text -> list of token ids, optionally with [BOS] in front and [EOS] at the end."""
-        ids = [self.id_of[t] for t in self.tokenize(text)]
+    def encode(self, text, add_bos=False, add_eos=False, unknown=None):
+        """Text -> list of token ids, optionally with [BOS] in front and [EOS] at the end
+        (``unknown`` as in tokenize)."""
+        ids = [self.id_of[t] for t in self.tokenize(text, unknown)]
         return ([BOS_ID] if add_bos else []) + ids + ([EOS_ID] if add_eos else [])
 
     def decode(self, ids, skip_special=False):

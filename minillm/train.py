@@ -29,7 +29,7 @@ import numpy as np
 from .checkpoint import save_checkpoint
 from .models import MODELS
 from .options import OptionError
-from .objectives import get_objective
+from .objectives import get_objective, title
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 
 # Objectives whose examples come from the grammar's text-to-text tasks (总结/翻译/问), which
@@ -325,8 +325,9 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     # The entropy floor bounds next-token prediction; other objectives predict other things.
     floor = "" if data.floor is None or objective.NAME != "clm" else f" | floor {data.floor:.3f}"
     article = "an" if objective.MODEL_TITLE[0] in "AEIOUaeiou" else "a"
+    nsp = " + next-sentence prediction" if train_cfg.nsp else ""
     log(f"training {article} {objective.MODEL_TITLE} of {sum(p.size for p in params.values()):,} "
-        f"parameters ({objective.TITLE}{' + next-sentence prediction' if train_cfg.nsp else ''})"
+        f"parameters ({title(train_cfg.objective)}{nsp})"
         f" on {data.name} for {train_cfg.steps} steps of "
         f"{train_cfg.batch_size} sequences")
     start, tokens_seen = time.perf_counter(), 0

@@ -34,6 +34,7 @@ def test_the_demo_bert_fills_tianqi_and_fill_reads_its_checkpoint(tmp_path, monk
     assert word == "天气"
     assert true_p == pytest.approx(0.4 / 0.52)  # grammar.py: 0.8·0.5 / (0.8·0.5 + 0.2·0.6)
     assert abs(model_p - true_p) < 0.15
+    assert os.listdir("runs") == ["mlm.safetensors"]  # where fill looks, the default
     assert main(["fill", "今天[MASK]很好"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].split()[1] == "天气"  # the first row of the table
@@ -60,7 +61,8 @@ def test_train_an_encoder_decoder_and_run_it(tmp_path, capsys):
     assert main(["seq2seq", "总结：今天天气很好，我们去公园玩。", "--checkpoint", ckpt, "--beam", "2"]) == 0
     assert capsys.readouterr().out.strip() != ""
     assert main(["fill", "今天[MASK]很好", "--checkpoint", ckpt]) == 2  # not a BERT
-    assert "not a Bert model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--objective tasks" in err and "fill needs a checkpoint of --objective mlm or " in err
 
 
 def write_corpus(tmp_path, text="小猫喜欢吃鱼。\n小狗喜欢吃肉。\n\n小猫喜欢睡觉。\n"):
@@ -93,6 +95,9 @@ def test_train_on_a_users_text_file(tmp_path, capsys):
     (["train", "--objective", "mlm", "--nsp", "--pool", "5", "--steps", "1"], "--pool 5"),
     (["seq2seq", "总结：", "--checkpoint", "/nonexistent/s.safetensors"], "/nonexistent/s"),
     (["seq2seq", "x", "--beam", "0"], "--beam"),
+    (["seq2seq", "x", "--beam", "2", "--show", "3"], "--show 3 needs --beam 3"),
+    (["next", "今天", "--top", "0"], "--top"),
+    (["next", "今天", "--checkpoint", "/nonexistent/g.safetensors"], "/nonexistent/g"),
     (["train", "--masking", "static", "--objective", "mlm", "--steps", "1"], "--pool N"),
     (["train", "--bogus", "3"], "'minillm train --help'"),
     (["score", "今天", "--checkpoint", os.path.join(REPO, "README.md")], "not a valid minillm checkpoint"),
@@ -179,7 +184,7 @@ def test_help_explains_every_command():
         assert option in out.stdout
     top = subprocess.run([sys.executable, "-m", "minillm", "--help"], cwd=REPO,
                          capture_output=True, text=True)
-    for command in ("train", "generate", "score"):
+    for command in ("train", "generate", "score", "next"):
         assert command in top.stdout
 
 

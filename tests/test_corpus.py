@@ -18,6 +18,16 @@ def test_a_byte_order_mark_is_not_text(tmp_path):
     assert read_text_corpus(path) == ["今天", "明天"]
 
 
+def test_the_byte_order_marks_of_files_joined_with_cat_are_not_text(tmp_path):
+    """`cat a.txt b.txt` of two files saved with a BOM puts b's BOM at the start of a line."""
+    from minillm.tokenizer import Tokenizer
+
+    path = tmp_path / "joined.txt"
+    path.write_bytes(2 * (b"\xef\xbb\xbf" + "今天\n".encode("utf-8")))
+    assert read_text_corpus(path) == ["今天", "今天"]
+    assert all("\ufeff" not in token for token in Tokenizer.from_file(path).vocab)
+
+
 def test_a_file_that_is_not_utf8_names_the_file_and_the_byte_offset(tmp_path):
     path = tmp_path / "bad.txt"
     # 好的 is 6 bytes of UTF-8, so the first bad byte, 0xff, is at offset 6.

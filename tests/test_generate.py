@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from minillm.generate import (
     generate,
     next_token_probs,
+    seq2seq_beam_hypotheses,
     seq2seq_beam_search,
     seq2seq_greedy,
 )
@@ -147,3 +148,28 @@ def test_cached_and_uncached_decoding_agree(width):
     b = seq2seq_beam_search(params, S2S, [1, 2, 3, 4], beam_width=width, use_cache=False)
     assert a[0] == b[0]
     np.testing.assert_allclose(a[1], b[1], rtol=1e-12)
+
+
+# (seed, length penalty): models whose beams of 4 finish 2, 25, 9 and 8 hypotheses, and none
+@pytest.mark.parametrize("seed, length_penalty", [(1, 1.0), (3, 1.0), (4, 0.5), (7, 2.0),
+                                                  (2, 1.0)])
+def test_each_beam_hypothesis_carries_its_own_log_probability_and_score(seed, length_penalty):
+    """What seq2seq --show prints: every hypothesis's log P(y | x) is the sum of its per-step
+    log-probabilities recomputed by a full decoder pass, its score is log P / len^penalty, the
+    finished ones (ending in [EOS]) come first, best score first, and the first is
+    seq2seq_beam_search's answer."""
+    params, src = s2s_params(seed), [1, 4, 2, 3]
+    hypotheses = seq2seq_beam_hypotheses(params, S2S, src, beam_width=4,
+                                         length_penalty=length_penalty)
+    finished = [h for h in hypotheses if h.finished]
+    assert len(hypotheses) >= 4 and hypotheses[: len(finished)] == finished
+    for h in hypotheses:
+        assert (h.ids[-1] == EOS_ID) == h.finished and EOS_ID not in h.ids[:-1]
+        np.testing.assert_allclose(h.log_prob, sequence_log_prob(params, src, h.ids), rtol=1e-10)
+        np.testing.assert_allclose(h.score, h.log_prob / len(h.ids) ** length_penalty, rtol=1e-12)
+    scores = [h.score for h in finished]
+    assert scores == sorted(scores, reverse=True)
+    assert len({tuple(h.ids) for h in hypotheses}) == len(hypotheses)  # no output twice
+    ids, log_prob = seq2seq_beam_search(params, S2S, src, beam_width=4,
+                                        length_penalty=length_penalty)
+    assert (ids, log_prob) == (hypotheses[0].ids, hypotheses[0].log_prob)

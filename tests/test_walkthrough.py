@@ -4,6 +4,8 @@ names every module of the package."""
 import os
 import re
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT = open(os.path.join(REPO, "walkthrough.md"), encoding="utf-8").read()
 
@@ -92,3 +94,16 @@ def test_the_corruption_table_is_what_its_snippet_prints():
                                        mlm_probability=0.3)
     table = corruption_table(tok, ids, inputs, labels, info["action"])
     assert "```\n" + table + "\n```" in TEXT, "walkthrough.md's corruption table is stale:\n" + table
+
+
+@pytest.mark.parametrize("name", ["walkthrough.md", "README.md"])
+def test_every_link_leads_to_a_file_of_the_repository(name):
+    """A link to a file outside the repository (the tutorial, in the project's shared folder)
+    works only where that folder happens to sit beside it: such a place is named in words."""
+    with open(os.path.join(REPO, name), encoding="utf-8") as f:
+        links = re.findall(r"\]\(([^)\s]+)\)", f.read())
+    for link in links:
+        if re.match(r"[a-z]+://", link) or link.startswith("#"):
+            continue
+        path = os.path.normpath(os.path.join(REPO, link.split("#")[0]))
+        assert path.startswith(REPO + os.sep) and os.path.exists(path), f"{name}: ({link})"

@@ -19,6 +19,18 @@ train.py is the same for all of them. An objective module provides:
 """
 
 import importlib
+import os
+
+# Where a run of each objective is kept unless told otherwise: ``train`` writes there, the demo
+# leaves its three models there, and each command of the command line reads its default
+# checkpoint from there (cli.JOBS). One file per objective, so that no run replaces a model
+# trained for another job.
+RUNS = "runs"
+
+
+def run_path(name):
+    """runs/<objective>.safetensors: where a run of objective ``name`` is kept by default."""
+    return os.path.join(RUNS, f"{name}.safetensors")
 
 # objective name -> the module that implements it (span masking is a setting of mlm.py)
 _REGISTRY = {"clm": "clm", "mlm": "mlm", "span": "mlm",
@@ -30,6 +42,18 @@ def get_objective(name):
     if name not in _REGISTRY:
         raise ValueError(f"objective must be one of {sorted(_REGISTRY)}, got {name!r}")
     return importlib.import_module(f".{_REGISTRY[name]}", __name__)
+
+
+# Where one module trains several objectives, what sets each apart: training's first line
+# (through title) must say which one runs.
+_VARIANTS = {"span": " with SpanBERT's span masking", "t5": ": T5's span corruption",
+             "bart": ": BART's text infilling", "mix": ": the tasks and T5's span corruption"}
+
+
+def title(name):
+    """How objective ``name`` is named in training's first line: its module's TITLE, and the
+    variant ("masked language modeling with SpanBERT's span masking")."""
+    return get_objective(name).TITLE + _VARIANTS.get(name, "")
 
 
 # model family (models.MODELS) -> the module whose loss trains it: hf.py and bench.py compute
