@@ -52,6 +52,13 @@ DTYPE_CODES = {"float32": "F32", "float64": "F64"}
 MAX_NAME, MAX_PATH = 32, 4096
 # PCG64's state and increment are 128-bit integers; the buffered half-draw a 32-bit one.
 PCG64_BITS, UINT32 = 128, 2**32
+# Model-config fields added after this format was first written (for models imported from
+# Hugging Face): a checkpoint without them was made before, and its model computes as the
+# fields' defaults do (the decoder's heads and width the encoder's, nothing scaled).
+LATER_MODEL_FIELDS = ("n_dec_head", "n_dec_inner", "scale_embedding",
+                      "scale_attn_by_inverse_layer_idx")
+# The model-config fields that are switches, true or false.
+BOOLEAN_MODEL_FIELDS = ("scale_embedding", "scale_attn_by_inverse_layer_idx")
 
 
 class CheckpointError(ValueError):
@@ -153,14 +160,20 @@ def read_metadata(metadata, entries, path):
         raise fail(f"model is {_short(meta['model'])}, not one of {sorted(MODELS)}")
     config_class, param_shapes = MODELS[meta["model"]].config, MODELS[meta["model"]].param_shapes
 
-    # The model: every field an integer >= 1 (ln_eps a positive float). The layer counts are
-    # bounded by the tensors present before param_shapes loops over them.
+    # The model: every field an integer >= 1 (ln_eps a positive float, the switches true or
+    # false). The layer counts are bounded by the tensors present before param_shapes loops
+    # over them.
     n_params = sum(name.startswith("param/") for name in entries)
     model_fields = {f.name for f in fields(config_class)}
+    if isinstance(meta["model_config"], dict):  # an older file may lack the later fields
+        model_fields -= {n for n in LATER_MODEL_FIELDS if n not in meta["model_config"]}
     _exact_keys(meta["model_config"], model_fields, "model_config", fail)
     for name, value in meta["model_config"].items():
         if name == "ln_eps":
             _number(value, f"model_config.{name}", fail, positive=True)
+        elif name in BOOLEAN_MODEL_FIELDS:
+            if not isinstance(value, bool):
+                raise fail(f"model_config.{name} is {_short(value)}, not true or false")
         else:
             _integer(value, f"model_config.{name}", fail, low=1)
     for name in ("n_layer", "n_dec_layer"):
