@@ -535,7 +535,8 @@ def test_a_path_nested_too_deep_and_a_newline_in_out_give_one_line(tmp_path, cap
     ("mlm", "hidden_act", "relu"), ("mlm", "position_embedding_type", "relative_key"),
     ("mlm", "is_decoder", True), ("tasks", "activation_function", "relu"),
     ("tasks", "normalize_before", True), ("tasks", "add_final_layer_norm", True),
-    ("clm", "scale_attn_weights", False), ("clm", "scale_attn_by_inverse_layer_idx", True),
+    ("clm", "scale_attn_weights", False), ("clm", "tie_word_embeddings", False),
+    ("mlm", "tie_word_embeddings", False),
 ])
 def test_import_refuses_a_config_whose_computation_minillm_does_not_make(
         objective, key, value, tmp_path, capsys):
