@@ -8,7 +8,9 @@
                {"format": "minillm-checkpoint-2",
                 "model": "gpt" | "bert" | "seq2seq",
                 "model_config": {...}, "train_config": {...},  every field of the two dataclasses
-                "tokenizer": {"ordinary": [...], "n_sentinels": k},
+                "tokenizer": {"ordinary": [...], "n_sentinels": k} | null,
+                                        null: token ids only (a model imported from a Hugging
+                                        Face folder, whose text side is the folder's tokenizer)
                 "step": n, "adam_step": n,                      optimizer steps done (equal)
                 "data_rng": {...},                              the data generator's PCG64 state
                 "data": null | {"path": "...", "sha256": "..."}}  the --data file trained on
@@ -90,7 +92,7 @@ def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state, data=None):
         "model": get_objective(train_cfg.objective).MODEL,
         "model_config": model_cfg.to_dict(),
         "train_config": asdict(train_cfg),
-        "tokenizer": tokenizer.to_dict(),
+        "tokenizer": None if tokenizer is None else tokenizer.to_dict(),
         "step": state["step"],
         "adam_step": state["opt"]["step"],
         "data_rng": state["data_rng"].bit_generator.state,
@@ -105,7 +107,7 @@ def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state, data=None):
 
 def load_checkpoint(path):
     """Read and check a checkpoint written by save_checkpoint. Returns (model_cfg, train_cfg,
-    tokenizer, state), the state ready to pass back to ``train``, with ``state["data"]`` the
+    tokenizer, state), the tokenizer None for a checkpoint of token ids only, the state ready to pass back to ``train``, with ``state["data"]`` the
     stored description of the data (None for the grammar). Raises CheckpointError (or
     safetensors.SafetensorsError for a malformed file) naming the file and what is wrong."""
     entries, metadata = safetensors.read_header(path)
@@ -242,8 +244,8 @@ def read_metadata(metadata, entries, path):
         raise fail(f"the tensors do not match the model ({len(problems)} problem"
                    f"{'s' if len(problems) > 1 else ''}): {shown}")
     # Last, the tokenizer: its size is now bounded by the embedding the file really holds.
-    tokenizer = tokenizer_from_description(meta["tokenizer"], model_cfg.vocab_size, path,
-                                           "tokenizer")
+    tokenizer = None if meta["tokenizer"] is None else tokenizer_from_description(
+        meta["tokenizer"], model_cfg.vocab_size, path, "tokenizer")
     return model_cfg, train_cfg, tokenizer, meta
 
 

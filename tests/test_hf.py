@@ -387,3 +387,64 @@ def test_transformers_loads_a_saved_minillm_model_with_the_config_variants(arch,
         expected = theirs(**inputs).logits.numpy()
     ours = hf.forward_backward(hf.load(tmp_path), case, dtype=np.float64)
     np.testing.assert_allclose(ours["logits"], expected, rtol=1e-9, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: `minillm import` reads a folder transformers wrote
+
+
+@pytest.mark.parametrize("folder", ["gpt2", "bert", "bart", *sorted(VARIANTS)])
+def test_import_reads_a_folder_transformers_wrote_into_a_checkpoint_of_token_ids(
+        folder, tmp_path, capsys):
+    """Refused before ("has no minillm_vocab.json"): the folder's vocabulary is its own
+    tokenizer's, so the checkpoint holds the model and token ids only."""
+    from minillm.checkpoint import load_checkpoint
+    from minillm.cli import main
+
+    ckpt = str(tmp_path / "m.safetensors")
+    assert main(["import", os.path.join(FIXTURES, folder), ckpt]) == 0
+    assert "token ids only" in capsys.readouterr().out
+    model_cfg, _, tokenizer, state = load_checkpoint(ckpt)
+    expected = hf.load(os.path.join(FIXTURES, folder))
+    assert tokenizer is None and model_cfg == expected.cfg
+    for name, value in expected.params.items():
+        np.testing.assert_array_equal(state["params"][name], value, err_msg=name)
+
+
+def test_a_checkpoint_of_token_ids_is_refused_by_the_commands_that_read_text_and_exported(
+        tmp_path, capsys):
+    from minillm.cli import main
+
+    ckpt = str(tmp_path / "m.safetensors")
+    assert main(["import", os.path.join(FIXTURES, "bart_asym"), ckpt]) == 0
+    capsys.readouterr()
+    for argv in (["seq2seq", "今天", "--checkpoint", ckpt], ["train", "--resume", "--out", ckpt]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("minillm: error:"), err
+        assert "holds token ids only" in err, err
+    out = tmp_path / "again"
+    assert main(["export", ckpt, str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors"]
+    (out / "minillm_vocab.json").write_text("{}")  # from an earlier export: not this model's
+    assert main(["export", ckpt, str(out)]) == 2
+    assert "holds a minillm_vocab.json" in capsys.readouterr().err
+    again, first = hf.load(str(out)), hf.load(os.path.join(FIXTURES, "bart_asym"))
+    assert again.cfg == first.cfg
+    for name, value in first.params.items():
+        np.testing.assert_array_equal(again.params[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("folder, key, value", [
+    ("gpt2_model_style", "activation_function", "relu"), ("bart_asym", "normalize_before", True),
+    ("bert_legacy", "position_embedding_type", "relative_key"),
+])
+def test_import_still_refuses_a_setting_minillm_would_not_compute(folder, key, value, tmp_path,
+                                                                   capsys):
+    from minillm.cli import main
+
+    source = _copy_folder(folder, tmp_path, config=lambda c: {**c, key: value})
+    assert main(["import", source, str(tmp_path / "m.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{key}={value!r} is not supported" in err, err
+    assert not os.path.exists(tmp_path / "m.safetensors")
