@@ -19,6 +19,8 @@ and where it comes from. ``{l}`` is a layer index. The kinds:
 
 Tied tensors are not in the files (GPT-2's lm_head, BERT's decoder weight and bias, BART's
 embed_tokens and lm_head): each is the same array as one that is, and its gradient is folded in.
+Files written elsewhere or by older versions name some tensors otherwise or hold copies and
+buffers besides: ``canonical_tensors`` reads them into the tables' names.
 
 Losses. ``forward_backward`` computes each model's loss the way Hugging Face defines it, which
 is not minillm's own: a *mean* over predicted tokens (minillm's default is the tutorial's sum),
@@ -233,8 +235,9 @@ def to_hf(arch, cfg, params, keep=None):
 # ----------------------------------------------------------------------------------------------
 # Files from elsewhere: other names for the same tensors
 
-# Copies of a tensor under a second name, as (copy, the tensor it copies). transformers ties
-# them (tie_word_embeddings) and writes only the second; older files hold the copy too.
+# Copies of a tensor under a second name, as (copy, the tensor it copies): the _tied_weights_keys
+# of transformers' model classes. transformers ties them (tie_word_embeddings) and writes only
+# the second; older files hold the copy too.
 TIED_COPIES = {
     "gpt2": [("lm_head.weight", "transformer.wte.weight")],
     "bert": [("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
@@ -243,9 +246,10 @@ TIED_COPIES = {
              ("model.decoder.embed_tokens.weight", "model.shared.weight"),
              ("lm_head.weight", "model.shared.weight")],
 }
-# Buffers older files hold and transformers rebuilds instead of reading: GPT-2's causal masks
-# (attn.bias; masked_bias, the -1e4 older versions masked with), BERT's position and token type
-# ids, the version numbers of fairseq's BART.
+# Buffers older files hold and transformers rebuilds instead of reading (its GPT-2 and BART list
+# attn.bias and the version numbers among the keys to ignore): GPT-2's causal masks (attn.bias;
+# masked_bias, the -1e4 older versions masked with), BERT's position and token type ids, the
+# version numbers of fairseq's BART.
 REBUILT_BUFFERS = {
     "gpt2": re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)"),
     "bert": re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)"),

@@ -337,8 +337,8 @@ def test_an_untied_output_layer_is_refused(tmp_path):
 def test_a_folder_without_model_safetensors_says_what_it_has(present, words, tmp_path):
     folder = tmp_path / "f"
     os.makedirs(folder)
-    (folder / "config.json").write_text(
-        open(os.path.join(FIXTURES, "gpt2", "config.json")).read())
+    with open(os.path.join(FIXTURES, "gpt2", "config.json")) as f:
+        (folder / "config.json").write_text(f.read())
     if present:
         (folder / present).write_bytes(b"")
     with pytest.raises(ValueError, match=words):
