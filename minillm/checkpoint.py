@@ -8,7 +8,9 @@
                {"format": "minillm-checkpoint-2",
                 "model": "gpt" | "bert" | "seq2seq",
                 "model_config": {...}, "train_config": {...},  every field of the two dataclasses
-                "tokenizer": {"ordinary": [...], "n_sentinels": k},
+                "tokenizer": {"ordinary": [...], "n_sentinels": k} | null,
+                                        null: token ids only (a model imported from a Hugging
+                                        Face folder, whose text side is the folder's tokenizer)
                 "step": n, "adam_step": n,                      optimizer steps done (equal)
                 "data_rng": {...},                              the data generator's PCG64 state
                 "data": null | {"path": "...", "sha256": "..."}}  the --data file trained on
@@ -52,6 +54,13 @@ DTYPE_CODES = {"float32": "F32", "float64": "F64"}
 MAX_NAME, MAX_PATH = 32, 4096
 # PCG64's state and increment are 128-bit integers; the buffered half-draw a 32-bit one.
 PCG64_BITS, UINT32 = 128, 2**32
+# Model-config fields added after this format was first written (for models imported from
+# Hugging Face): a checkpoint without them was made before, and its model computes as the
+# fields' defaults do (the decoder's heads and width the encoder's, nothing scaled).
+LATER_MODEL_FIELDS = ("n_dec_head", "n_dec_inner", "scale_embedding",
+                      "scale_attn_by_inverse_layer_idx")
+# The model-config fields that are switches, true or false.
+BOOLEAN_MODEL_FIELDS = ("scale_embedding", "scale_attn_by_inverse_layer_idx")
 
 
 class CheckpointError(ValueError):
@@ -83,7 +92,7 @@ def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state, data=None):
         "model": get_objective(train_cfg.objective).MODEL,
         "model_config": model_cfg.to_dict(),
         "train_config": asdict(train_cfg),
-        "tokenizer": tokenizer.to_dict(),
+        "tokenizer": None if tokenizer is None else tokenizer.to_dict(),
         "step": state["step"],
         "adam_step": state["opt"]["step"],
         "data_rng": state["data_rng"].bit_generator.state,
@@ -98,7 +107,7 @@ def save_checkpoint(path, model_cfg, train_cfg, tokenizer, state, data=None):
 
 def load_checkpoint(path):
     """Read and check a checkpoint written by save_checkpoint. Returns (model_cfg, train_cfg,
-    tokenizer, state), the state ready to pass back to ``train``, with ``state["data"]`` the
+    tokenizer, state), the tokenizer None for a checkpoint of token ids only, the state ready to pass back to ``train``, with ``state["data"]`` the
     stored description of the data (None for the grammar). Raises CheckpointError (or
     safetensors.SafetensorsError for a malformed file) naming the file and what is wrong."""
     entries, metadata = safetensors.read_header(path)
@@ -153,14 +162,20 @@ def read_metadata(metadata, entries, path):
         raise fail(f"model is {_short(meta['model'])}, not one of {sorted(MODELS)}")
     config_class, param_shapes = MODELS[meta["model"]].config, MODELS[meta["model"]].param_shapes
 
-    # The model: every field an integer >= 1 (ln_eps a positive float). The layer counts are
-    # bounded by the tensors present before param_shapes loops over them.
+    # The model: every field an integer >= 1 (ln_eps a positive float, the switches true or
+    # false). The layer counts are bounded by the tensors present before param_shapes loops
+    # over them.
     n_params = sum(name.startswith("param/") for name in entries)
     model_fields = {f.name for f in fields(config_class)}
+    if isinstance(meta["model_config"], dict):  # an older file may lack the later fields
+        model_fields -= {n for n in LATER_MODEL_FIELDS if n not in meta["model_config"]}
     _exact_keys(meta["model_config"], model_fields, "model_config", fail)
     for name, value in meta["model_config"].items():
         if name == "ln_eps":
             _number(value, f"model_config.{name}", fail, positive=True)
+        elif name in BOOLEAN_MODEL_FIELDS:
+            if not isinstance(value, bool):
+                raise fail(f"model_config.{name} is {_short(value)}, not true or false")
         else:
             _integer(value, f"model_config.{name}", fail, low=1)
     for name in ("n_layer", "n_dec_layer"):
@@ -229,8 +244,8 @@ def read_metadata(metadata, entries, path):
         raise fail(f"the tensors do not match the model ({len(problems)} problem"
                    f"{'s' if len(problems) > 1 else ''}): {shown}")
     # Last, the tokenizer: its size is now bounded by the embedding the file really holds.
-    tokenizer = tokenizer_from_description(meta["tokenizer"], model_cfg.vocab_size, path,
-                                           "tokenizer")
+    tokenizer = None if meta["tokenizer"] is None else tokenizer_from_description(
+        meta["tokenizer"], model_cfg.vocab_size, path, "tokenizer")
     return model_cfg, train_cfg, tokenizer, meta
 
 

@@ -275,11 +275,14 @@ def build_parser():
     e.add_argument("--to", choices=("hf",), default="hf", help="the format (only hf)")
 
     i = sub.add_parser(
-        "import", help="read a folder written by 'minillm export' into a checkpoint",
-        description="Read FOLDER (config.json, model.safetensors and minillm_vocab.json, as "
-        "written by 'minillm export') into a minillm checkpoint with fresh optimizer state.",
+        "import", help="read a Hugging Face folder (GPT-2, BERT, BART) into a checkpoint",
+        description="Read FOLDER (config.json and model.safetensors, as written by 'minillm "
+        "export' or by transformers' save_pretrained) into a minillm checkpoint with fresh "
+        "optimizer state. A folder that 'minillm export' wrote also holds minillm_vocab.json, "
+        "the vocabulary; without it the checkpoint holds token ids only (the folder's own "
+        "tokenizer is not minillm's), for use from Python.",
     )
-    i.add_argument("folder", help="a folder written by 'minillm export'")
+    i.add_argument("folder", help="a folder written by 'minillm export' or save_pretrained")
     i.add_argument("checkpoint", help="the checkpoint to write")
 
     # `bench` has its own parser (minillm/bench.py); main() hands its arguments over before
@@ -326,6 +329,7 @@ def _load(path, command):
         raise UserError(f"--checkpoint {path!r} does not exist; train one first with: "
                         f"{_how_to_make(served[0])}{hint}")
     loaded = _read_checkpoint(path, "--checkpoint")
+    _refuse_ids_only(loaded[2], path, "--checkpoint")
     objective = loaded[1].objective
     if objective not in served:
         raise UserError(f"--checkpoint {path!r} was trained with --objective {objective} "
@@ -334,6 +338,14 @@ def _load(path, command):
                         f"{_how_to_make(served[0])}); this one is for "
                         f"{_either(JOBS[objective][0])}")
     return loaded
+
+
+def _refuse_ids_only(tokenizer, path, flag):
+    """A checkpoint of token ids only (imported from a folder without minillm's vocabulary) has
+    no way from text to its ids: refused by the commands that read text."""
+    if tokenizer is None:
+        raise UserError(f"{flag} {path!r} holds token ids only (imported from a Hugging Face "
+                        f"folder without {VOCAB_FILE}): minillm cannot turn text into its ids")
 
 
 def _seq2seq_job(path, objective, text, ids, tokenizer):
@@ -680,11 +692,19 @@ def cmd_export(args):
     _make_folder(args.folder, "folder")
     for name in ("config.json", "model.safetensors", VOCAB_FILE):
         safetensors.check_writable(os.path.join(args.folder, name))
+    if tokenizer is None and os.path.exists(os.path.join(args.folder, VOCAB_FILE)):
+        # It would stay beside a model it does not belong to, and import would read it.
+        raise UserError(f"folder {args.folder!r} holds a {VOCAB_FILE}, and the checkpoint (of "
+                        "token ids only) has none to replace it with: choose another folder")
     hf.save(model, args.folder, tensors)
-    text = json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1)
-    safetensors.write_atomically(os.path.join(args.folder, VOCAB_FILE), [text.encode("utf-8")])
+    written = "config.json, model.safetensors"
+    if tokenizer is not None:  # None: a checkpoint of token ids only, imported without one
+        text = json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1)
+        safetensors.write_atomically(os.path.join(args.folder, VOCAB_FILE),
+                                     [text.encode("utf-8")])
+        written += f", {VOCAB_FILE}"
     folder = args.folder.rstrip(os.sep) or args.folder
-    print(f"wrote {arch} to {folder}{os.sep} (config.json, model.safetensors, {VOCAB_FILE})")
+    print(f"wrote {arch} to {folder}{os.sep} ({written})")
 
 
 def cmd_import(args):
@@ -704,13 +724,16 @@ def cmd_import(args):
     if not os.path.exists(os.path.join(args.folder, "config.json")):
         what = "is not a folder" if not os.path.isdir(args.folder) else "has no config.json"
         raise UserError(f"folder {args.folder!r} {what}")
-    if not os.path.exists(vocab):
-        raise UserError(f"folder {args.folder!r} has no {VOCAB_FILE}: import reads folders "
-                        "written by 'minillm export'")
-    model = hf.load(args.folder)  # every tensor checked against config.json first
-    description = read_json(vocab, "the vocabulary file", MAX_VOCAB_FILE_BYTES)
-    tokenizer = tokenizer_from_description(description, model.cfg.vocab_size, vocab,
-                                           "the vocabulary")
+    # Every tensor checked against config.json, and every setting of config.json that minillm
+    # would not compute refused (hf.COMPUTES), before anything is written.
+    model = hf.load(args.folder)
+    tokenizer, only = None, ""
+    if os.path.exists(vocab):  # a folder minillm exported: its vocabulary, checked against V
+        description = read_json(vocab, "the vocabulary file", MAX_VOCAB_FILE_BYTES)
+        tokenizer = tokenizer_from_description(description, model.cfg.vocab_size, vocab,
+                                               "the vocabulary")
+    else:  # a folder transformers wrote: its vocabulary is its own tokenizer's, not minillm's
+        only = f"; token ids only: the folder has no {VOCAB_FILE}"
     objective = model.hf_config.get(OBJECTIVE_KEY, IMPORTED_OBJECTIVE[model.arch])
     fits = [o for o in OBJECTIVES if MODELS[get_objective(o).MODEL].hf_arch == model.arch]
     if objective not in fits:
@@ -721,7 +744,7 @@ def cmd_import(args):
     state = {"params": params, "opt": adamw_init(params), "step": 0, "history": [],
              "data_rng": np.random.default_rng([0, 1])}
     save_checkpoint(args.checkpoint, model.cfg, TrainConfig(objective=objective), tokenizer, state)
-    print(f"wrote {args.checkpoint} ({model.arch} as a minillm {objective} model)")
+    print(f"wrote {args.checkpoint} ({model.arch} as a minillm {objective} model{only})")
 
 
 # train's options that a checkpoint stores, where, and their defaults for a fresh run. --resume
@@ -869,6 +892,7 @@ def cmd_train(args, threads=None):
         if not os.path.exists(out):
             raise UserError(f"--resume: no checkpoint at --out {out!r}")
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
+        _refuse_ids_only(tokenizer, out, "--out")
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
         objective = get_objective(train_cfg.objective)
         _check_memory(model_cfg, train_cfg, objective, f"--out {out!r}")

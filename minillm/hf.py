@@ -19,6 +19,8 @@ and where it comes from. ``{l}`` is a layer index. The kinds:
 
 Tied tensors are not in the files (GPT-2's lm_head, BERT's decoder weight and bias, BART's
 embed_tokens and lm_head): each is the same array as one that is, and its gradient is folded in.
+Files written elsewhere or by older versions name some tensors otherwise or hold copies and
+buffers besides: ``canonical_tensors`` reads them into the tables' names.
 
 Losses. ``forward_backward`` computes each model's loss the way Hugging Face defines it, which
 is not minillm's own: a *mean* over predicted tokens (minillm's default is the tutorial's sum),
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import reprlib
 from dataclasses import dataclass
 
@@ -230,19 +233,96 @@ def to_hf(arch, cfg, params, keep=None):
 
 
 # ----------------------------------------------------------------------------------------------
+# Files from elsewhere: other names for the same tensors
+
+# Copies of a tensor under a second name, as (copy, the tensor it copies): the _tied_weights_keys
+# of transformers' model classes. transformers ties them (tie_word_embeddings) and writes only
+# the second; older files hold the copy too.
+TIED_COPIES = {
+    "gpt2": [("lm_head.weight", "transformer.wte.weight")],
+    "bert": [("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
+             ("cls.predictions.decoder.bias", "cls.predictions.bias")],
+    "bart": [("model.encoder.embed_tokens.weight", "model.shared.weight"),
+             ("model.decoder.embed_tokens.weight", "model.shared.weight"),
+             ("lm_head.weight", "model.shared.weight")],
+}
+# Buffers older files hold and transformers rebuilds instead of reading (its GPT-2 and BART list
+# attn.bias and the version numbers among the keys to ignore): GPT-2's causal masks (attn.bias;
+# masked_bias, the -1e4 older versions masked with), BERT's position and token type ids, the
+# version numbers of fairseq's BART.
+REBUILT_BUFFERS = {
+    "gpt2": re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)"),
+    "bert": re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)"),
+    "bart": re.compile(r"model\.(encoder|decoder)\.version"),
+}
+# The longest list of names a message shows.
+SHOW_NAMES = 5
+
+
+def _renamed(tensors, rename, where):
+    """``tensors`` under ``rename(name)``; two names that become one are refused."""
+    out = {}
+    for name, value in tensors.items():
+        new = rename(name)
+        if new in out:
+            raise ValueError(f"{where} holds the same tensor under two names ({new})")
+        out[new] = value
+    return out
+
+
+def canonical_tensors(arch, tensors, where="model.safetensors"):
+    """A file's tensors under the names of the tables above, whoever wrote it:
+
+        GPT-2 files saved from GPT2Model    have no "transformer." prefix: it is added
+        older BERT files                    name LayerNorm's weight and bias gamma and beta:
+                                            renamed, as transformers' own loader does
+        older files                         hold REBUILT_BUFFERS: dropped; and TIED_COPIES:
+                                            dropped once found equal to the tensor they copy
+
+    A copy that differs from its tensor is refused: the file means something minillm (and
+    transformers, which ties them anyway) would not compute.
+    """
+    if arch == "gpt2" and "wte.weight" in tensors:
+        tensors = _renamed(tensors, lambda n: n if n == "lm_head.weight" else "transformer." + n,
+                           where)
+    tensors = _renamed(tensors, lambda n: n.replace("LayerNorm.gamma", "LayerNorm.weight")
+                       .replace("LayerNorm.beta", "LayerNorm.bias"), where)
+    tensors = {n: v for n, v in tensors.items() if not REBUILT_BUFFERS[arch].fullmatch(n)}
+    for copy, source in TIED_COPIES[arch]:
+        if copy not in tensors:
+            continue
+        if source not in tensors:  # only the copy was written: it is the tensor
+            tensors[source] = tensors.pop(copy)
+        elif np.array_equal(tensors[copy], tensors[source]):
+            del tensors[copy]
+        else:
+            raise ValueError(f"{where}: {copy} differs from {source}, which config.json ties it "
+                             "to (tie_word_embeddings): the two cannot both be used")
+    return tensors
+
+
+def _listed(names):
+    names = sorted(names)
+    more = f" and {len(names) - SHOW_NAMES} more" if len(names) > SHOW_NAMES else ""
+    return ", ".join(names[:SHOW_NAMES]) + more
+
+
+# ----------------------------------------------------------------------------------------------
 # Configs
 
 
 # config.json settings that change what a model computes, with the one value minillm computes.
 # A folder that sets another is refused: imported, it would silently compute something else.
+# (The settings minillm computes either way are read by config_from_hf: GPT-2's n_inner and
+# scale_attn_by_inverse_layer_idx, BART's decoder heads and width and scale_embedding.)
 COMPUTES = {
     "gpt2": {"activation_function": "gelu_new", "scale_attn_weights": True,
-             "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False},
+             "add_cross_attention": False, "tie_word_embeddings": True},
     "bert": {"hidden_act": "gelu", "position_embedding_type": "absolute", "is_decoder": False,
-             "add_cross_attention": False},
+             "add_cross_attention": False, "tie_word_embeddings": True},
     "bart": {"activation_function": "gelu", "normalize_before": False,
-             "add_final_layer_norm": False, "scale_embedding": False,
-             "normalize_embedding": True},
+             "add_final_layer_norm": False, "normalize_embedding": True,
+             "tie_word_embeddings": True},
 }
 
 
@@ -257,7 +337,9 @@ def config_from_hf(hf_config):
         return arch, GPTConfig(
             vocab_size=hf_config["vocab_size"], n_ctx=hf_config["n_positions"],
             n_embd=hf_config["n_embd"], n_head=hf_config["n_head"], n_layer=hf_config["n_layer"],
-            n_inner=hf_config.get("n_inner"), ln_eps=hf_config.get("layer_norm_epsilon", 1e-5))
+            n_inner=hf_config.get("n_inner"), ln_eps=hf_config.get("layer_norm_epsilon", 1e-5),
+            # Read as transformers reads them: any true value (and null is false).
+            scale_attn_by_inverse_layer_idx=bool(hf_config.get("scale_attn_by_inverse_layer_idx")))
     if arch == "bert":
         return arch, BertConfig(
             vocab_size=hf_config["vocab_size"], n_ctx=hf_config["max_position_embeddings"],
@@ -265,14 +347,13 @@ def config_from_hf(hf_config):
             n_layer=hf_config["num_hidden_layers"], n_inner=hf_config["intermediate_size"],
             n_types=hf_config.get("type_vocab_size", 2), ln_eps=hf_config.get("layer_norm_eps", 1e-12))
     if arch == "bart":
-        if hf_config["encoder_ffn_dim"] != hf_config["decoder_ffn_dim"] or (
-                hf_config["encoder_attention_heads"] != hf_config["decoder_attention_heads"]):
-            raise ValueError("bart with different encoder and decoder widths is not supported")
         return arch, Seq2SeqConfig(
             vocab_size=hf_config["vocab_size"], n_ctx=hf_config["max_position_embeddings"],
             n_embd=hf_config["d_model"], n_head=hf_config["encoder_attention_heads"],
             n_layer=hf_config["encoder_layers"], n_dec_layer=hf_config["decoder_layers"],
-            n_inner=hf_config["encoder_ffn_dim"])
+            n_inner=hf_config["encoder_ffn_dim"], n_dec_head=hf_config["decoder_attention_heads"],
+            n_dec_inner=hf_config["decoder_ffn_dim"],
+            scale_embedding=bool(hf_config.get("scale_embedding")))
     raise ValueError(f"config.json model_type {arch!r} is not supported: "
                      "expected 'gpt2', 'bert' or 'bart'")
 
@@ -287,6 +368,7 @@ def config_to_hf(arch, cfg, special=None):
                 "activation_function": "gelu_new", "layer_norm_epsilon": cfg.ln_eps,
                 "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
                 "scale_attn_weights": True, "tie_word_embeddings": True,
+                "scale_attn_by_inverse_layer_idx": cfg.scale_attn_by_inverse_layer_idx,
                 "bos_token_id": s["bos"], "eos_token_id": s["eos"]}
     if arch == "bert":
         return {"model_type": "bert", "architectures": ["BertForPreTraining"],
@@ -300,10 +382,10 @@ def config_to_hf(arch, cfg, special=None):
         return {"model_type": "bart", "architectures": ["BartForConditionalGeneration"],
                 "vocab_size": cfg.vocab_size, "d_model": cfg.n_embd,
                 "encoder_layers": cfg.n_layer, "decoder_layers": cfg.n_dec_layer,
-                "encoder_attention_heads": cfg.n_head, "decoder_attention_heads": cfg.n_head,
-                "encoder_ffn_dim": cfg.n_inner, "decoder_ffn_dim": cfg.n_inner,
+                "encoder_attention_heads": cfg.n_head, "decoder_attention_heads": cfg.n_dec_head,
+                "encoder_ffn_dim": cfg.n_inner, "decoder_ffn_dim": cfg.n_dec_inner,
                 "max_position_embeddings": cfg.n_ctx, "activation_function": "gelu",
-                "scale_embedding": False, "dropout": 0.0, "attention_dropout": 0.0,
+                "scale_embedding": cfg.scale_embedding, "dropout": 0.0, "attention_dropout": 0.0,
                 "activation_dropout": 0.0, "tie_word_embeddings": True,
                 "pad_token_id": s["pad"], "bos_token_id": s["bos"], "eos_token_id": s["eos"],
                 "decoder_start_token_id": s["bos"], "forced_eos_token_id": s["eos"]}
@@ -324,8 +406,22 @@ class HFModel:
     hf_config: dict  # the config.json it came from (or will be saved as)
 
 
+# Weight files transformers may write instead of one model.safetensors, and why minillm does
+# not read them.
+OTHER_WEIGHT_FILES = {
+    "model.safetensors.index.json": "sharded weights (model.safetensors.index.json), which "
+                                    "minillm does not read: save them as one file",
+    "pytorch_model.bin": "only pytorch_model.bin, a pickle, which minillm does not read (loading "
+                         "a pickle can run code): save the model with safe_serialization=True",
+}
+
+
 def load(folder):
-    """Read ``folder/config.json`` and ``folder/model.safetensors``."""
+    """Read ``folder/config.json`` and ``folder/model.safetensors``: a folder minillm wrote
+    (``save``) or transformers' save_pretrained did, names of older files included
+    (canonical_tensors). Every tensor of the file is used or accounted for: one that the model
+    does not use is refused by name, as is a config.json setting minillm would not compute
+    (COMPUTES)."""
     path = os.path.join(folder, "config.json")
     hf_config = read_json(path, "config file", MAX_CONFIG_BYTES)
     if not isinstance(hf_config, dict):
@@ -336,18 +432,35 @@ def load(folder):
         raise ValueError(f"{path} has no {err.args[0]!r}") from None
     except (TypeError, ValueError) as err:  # a field of the wrong type or out of range
         raise ValueError(f"{path}: {err}") from None
-    tensors = safetensors.load_file(os.path.join(folder, "model.safetensors"))
+    weights = os.path.join(folder, "model.safetensors")
+    if not os.path.exists(weights):
+        found = [why for name, why in OTHER_WEIGHT_FILES.items()
+                 if os.path.exists(os.path.join(folder, name))]
+        raise ValueError(f"{folder} has no model.safetensors" + (f": it has {found[0]}" if found
+                                                                  else ""))
+    tensors = safetensors.load_file(weights)
     for name in ("n_layer", "n_dec_layer"):  # before name_table lists every block's names
         if getattr(cfg, name, 0) > len(tensors):
             raise ValueError(f"{path}: {name} = {getattr(cfg, name)} blocks, but "
                              f"model.safetensors holds only {len(tensors)} tensors")
-    # Older GPT-2 files (saved from GPT2Model) lack the "transformer." prefix.
-    if arch == "gpt2" and "wte.weight" in tensors:
-        tensors = {"transformer." + k: v for k, v in tensors.items()}
+    tensors = canonical_tensors(arch, tensors, f"{folder}: model.safetensors")
+    if arch == "bart" and "final_logits_bias" not in tensors:
+        # A buffer of zeros that transformers does not expect in a file (its BART lists it
+        # among the keys to ignore when missing): absent, it is zero.
+        dtype = getattr(tensors.get("model.shared.weight"), "dtype", np.float32)
+        tensors["final_logits_bias"] = np.zeros((1, cfg.vocab_size), dtype=dtype)
+    # float16 widens to float32 exactly (as safetensors.py widens BF16).
+    tensors = {n: v.astype(np.float32) if v.dtype == np.float16 else v for n, v in tensors.items()}
     try:
         params = to_minillm(arch, cfg, tensors)
     except ValueError as err:  # arrays that cannot be put together: shapes that do not fit
         raise ValueError(f"{folder}: model.safetensors does not fit config.json ({err})") from None
+    used = {n for _, _, theirs in name_table(arch, cfg)
+            for n in (theirs if isinstance(theirs, list) else [theirs])}
+    unused = set(tensors) - used
+    if unused:
+        raise ValueError(f"{folder}: model.safetensors holds {len(unused)} tensor(s) that a "
+                         f"{arch} model does not use: {_listed(unused)}")
     # The tensors must be the shapes config.json says, in a float dtype: checked here, before
     # anything (a vocabulary, a checkpoint) is built on config.json's numbers.
     check_params(params, PARAM_SHAPES[arch](cfg), what=f"{folder}: model.safetensors")

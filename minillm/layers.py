@@ -389,7 +389,7 @@ def causal_mask(T, S=None):
     return np.tril(np.ones((T, S), dtype=bool), k=S - T)
 
 
-def attention_forward(q, k, v, allowed=None):
+def attention_forward(q, k, v, allowed=None, scale=None):
     """Scaled dot-product attention, every head at once.
 
         scores = q k^T / sqrt(D),   att = softmax(scores) over keys,   out = att v
@@ -399,9 +399,11 @@ def attention_forward(q, k, v, allowed=None):
     q (B, H, T, D), k (B, H, S, D), v (B, H, S, D), allowed broadcastable to (B, H, T, S)
     -> out (B, H, T, D). The cache holds the attention weights ``att``: a debugger stopped here
     shows a (T, S) grid per head whose rows sum to 1 (0 above the diagonal when causal).
+    ``scale`` replaces 1/sqrt(D) when given (GPT-2's scale_attn_by_inverse_layer_idx makes it
+    1/(sqrt(D) (l + 1)) in block l: transformer.py's attention_scale).
     """
     D = q.shape[-1]
-    scale = 1.0 / math.sqrt(D)
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
     scores = (q * scale) @ k.swapaxes(-1, -2)  # (B, H, T, S); scaling q: T*D products, not T*S
     att, sm_cache = softmax_forward_tuned(scores, allowed)  # (B, H, T, S)
     out = att @ v  # (B, H, T, D)

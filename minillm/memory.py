@@ -121,7 +121,8 @@ def forward_backward_bytes(model, cfg, batch_size, T, itemsize):
     kind = "bart" if model == "seq2seq" else model
     tokens = batch_size * T
     cache = analytic_cache_bytes_per_token(kind, cfg, T, itemsize) * tokens
-    attention = ATTENTION_TEMPORARIES * batch_size * cfg.n_head * T * T * itemsize
+    heads = max(cfg.n_head, getattr(cfg, "n_dec_head", 0))  # the attention with the most heads
+    attention = ATTENTION_TEMPORARIES * batch_size * heads * T * T * itemsize
     output = OUTPUT_TEMPORARIES * tokens * cfg.vocab_size * itemsize
     return CACHE_FACTOR * cache + attention + output
 
@@ -137,11 +138,12 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
         GPT, BERT block     ln (C+1) + c_attn in C + qkv 3C + att H·T + c_proj in C
                             + ln (C+1) + c_fc in C + gelu in, Φ 2F + c_proj in F
                           = 8C + 3F + H·T + 2
-        BART decoder block  self: c_attn in C + qkv 3C + att H·T + c_proj in C + ln (C+1)
-                            cross: c_q in C + q C + att H·S + c_proj in C + ln (C+1)
+        BART decoder block  self: c_attn in C + qkv 3C + att H'·T + c_proj in C + ln (C+1)
+                            cross: c_q in C + q C + att H'·S + c_proj in C + ln (C+1)
                                    + k, v 2C per source token
-                            ffn: c_fc in C + gelu in, Φ 2F + c_proj in F + ln (C+1)
-                          = 12C + 3F + H·T + H·S + 3, + 2C per source token
+                            ffn: c_fc in C + gelu in, Φ 2F' + c_proj in F' + ln (C+1)
+                          = 12C + 3F' + H'·T + H'·S + 3, + 2C per source token
+                            (H', F': the decoder's heads and width, n_dec_head, n_dec_inner)
 
         GPT   L·block + ln_f (C+1) + h C + softmax V                        + ids, targets
         BERT  L·block + ln_e (C+1) + head: dense in C + gelu in, Φ 2C + ln (C+1) + t C
@@ -164,7 +166,8 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
     elif model == "bart":
         S = T
         encoder = (cfg.n_layer * (8 * C + 3 * F + H * S + 2) + (C + 1) + C) * S / T
-        dec_block = 12 * C + 3 * F + H * T + H * S + 3 + 2 * C * S / T
+        H_dec, F_dec = cfg.n_dec_head, cfg.n_dec_inner
+        dec_block = 12 * C + 3 * F_dec + H_dec * T + H_dec * S + 3 + 2 * C * S / T
         floats = encoder + cfg.n_dec_layer * dec_block + (C + 1) + C + V
         ints = 3
     else:

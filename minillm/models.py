@@ -46,6 +46,9 @@ class GPTConfig:
     n_layer: int = 2  # L: blocks
     n_inner: int | None = None  # F: feed-forward width; None means 4C, as GPT-2
     ln_eps: float = 1e-5  # layer-norm epsilon of GPT-2 (its config's layer_norm_epsilon)
+    # Divide block l's attention scores also by l + 1 (transformers' GPT2Config setting of
+    # this name; GPT-2 itself does not).
+    scale_attn_by_inverse_layer_idx: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "n_ctx", "n_embd", "n_head", "n_layer"):
@@ -56,15 +59,27 @@ class GPTConfig:
         if self.n_embd % self.n_head:  # each head takes C/H of the width
             raise OptionError("{n_embd} must be a multiple of {n_head}", n_embd=self.n_embd,
                               n_head=self.n_head)
-        if self.n_inner is None:  # resolve the default, so equal models have equal configs
+        # Resolve the defaults, so equal models have equal configs: F = 4C, and a BART
+        # decoder's heads and width those of its encoder.
+        if self.n_inner is None:
             object.__setattr__(self, "n_inner", 4 * self.n_embd)
-        # The fields only some families have (BERT's segments, BART's decoder blocks) and the
+        for name, default in (("n_dec_head", self.n_head), ("n_dec_inner", self.n_inner)):
+            if hasattr(self, name) and getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        # The fields only some families have (BERT's segments, BART's decoder) and the
         # feed-forward width: positive integers too.
-        for name in ("n_inner", "n_types", "n_dec_layer"):
+        for name in ("n_inner", "n_types", "n_dec_layer", "n_dec_head", "n_dec_inner"):
             value = getattr(self, name, 1)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(
                     f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % getattr(self, "n_dec_head", 1):  # no command-line option sets it
+            raise ValueError(f"n_embd={self.n_embd} must be a multiple of "
+                             f"n_dec_head={self.n_dec_head}")
+        for name in ("scale_attn_by_inverse_layer_idx", "scale_embedding"):
+            if not isinstance(getattr(self, name, False), bool):
+                raise ValueError(f"{type(self).__name__}.{name} must be true or false, "
+                                 f"got {getattr(self, name)!r}")
         if isinstance(self.ln_eps, bool) or not isinstance(self.ln_eps, (int, float)) or not (
                 0 < self.ln_eps < math.inf):
             raise ValueError(
@@ -72,7 +87,8 @@ class GPTConfig:
 
     def block_spec(self):
         return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=True,
-                         activation="gelu_tanh")
+                         activation="gelu_tanh",
+                         scale_attn_by_inverse_layer_idx=self.scale_attn_by_inverse_layer_idx)
 
     def to_dict(self):
         return asdict(self)
@@ -408,18 +424,26 @@ class Seq2SeqConfig:
     vocab_size: int  # V, shared by source and target
     n_ctx: int = 48  # longest source and longest target, in tokens
     n_embd: int = 64  # C
-    n_head: int = 4  # H, in every attention
+    n_head: int = 4  # H, in the encoder's attention
     n_layer: int = 2  # encoder blocks
     n_dec_layer: int = 2  # decoder blocks
-    n_inner: int | None = None  # F; None means 4C
+    n_inner: int | None = None  # F of the encoder; None means 4C
     ln_eps: float = 1e-5  # PyTorch's LayerNorm default, which BART uses
+    # The decoder's heads (self- and cross-attention) and feed-forward width; None means the
+    # encoder's. BART's config names both sides (decoder_attention_heads, decoder_ffn_dim).
+    n_dec_head: int | None = None
+    n_dec_inner: int | None = None
+    # BART's scale_embedding: token embeddings are multiplied by sqrt(C) before positions are
+    # added (as in Vaswani et al. 2017, section 3.4); the output layer is not scaled.
+    scale_embedding: bool = False
 
     __post_init__ = GPTConfig.__post_init__
     to_dict = GPTConfig.to_dict
 
     def block_spec(self, cross=False):
-        return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=False,
-                         activation="gelu_erf", cross=cross)
+        """The encoder's blocks, or with cross=True the decoder's, with its own heads."""
+        return BlockSpec(n_head=self.n_dec_head if cross else self.n_head, ln_eps=self.ln_eps,
+                         pre_ln=False, activation="gelu_erf", cross=cross)
 
 
 def seq2seq_param_shapes(cfg):
@@ -431,7 +455,7 @@ def seq2seq_param_shapes(cfg):
         shapes.update(_block_shapes(f"enc.h.{layer}.", C, cfg.n_inner))
     shapes.update({"dec.wpe": (P, C), "dec.ln_e.g": (C,), "dec.ln_e.b": (C,)})
     for layer in range(cfg.n_dec_layer):
-        shapes.update(_block_shapes(f"dec.h.{layer}.", C, cfg.n_inner, cross=True))
+        shapes.update(_block_shapes(f"dec.h.{layer}.", C, cfg.n_dec_inner, cross=True))
     shapes["out_bias"] = (V,)  # BART's final_logits_bias
     return shapes
 
@@ -442,14 +466,16 @@ def seq2seq_init(cfg, rng, dtype=np.float32):
 
 
 def _embed(params, prefix, ids, cfg, start=0):
-    """x = LN_e(wte[ids] + wpe[start + t + 2]).  ids (B, T) -> x (B, T, C), cache."""
+    """x = LN_e(wte[ids] * scale + wpe[start + t + 2]), scale = sqrt(C) with scale_embedding,
+    else 1.  ids (B, T) -> x (B, T, C), cache."""
     T = ids.shape[1]
+    scale = math.sqrt(cfg.n_embd) if cfg.scale_embedding else 1.0
     tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
     pos, c_pos = position_embedding_forward(
         T, params[prefix + "wpe"], offset=BART_POSITION_OFFSET + start)  # (T, C)
-    x, c_ln = layernorm_forward_tuned(tok + pos, params[prefix + "ln_e.g"],
+    x, c_ln = layernorm_forward_tuned(tok * scale + pos, params[prefix + "ln_e.g"],
                                       params[prefix + "ln_e.b"], cfg.ln_eps)
-    return x, {"tok": c_tok, "pos": c_pos, "ln": c_ln}
+    return x, {"tok": c_tok, "pos": c_pos, "ln": c_ln, "scale": scale}
 
 
 def _embed_backward(dx, cache, prefix, grads):
@@ -457,7 +483,7 @@ def _embed_backward(dx, cache, prefix, grads):
     dsum, grads[prefix + "ln_e.g"], grads[prefix + "ln_e.b"] = layernorm_backward_tuned(
         dx, cache["ln"])
     grads[prefix + "wpe"] = position_embedding_backward(dsum, cache["pos"])
-    return embedding_backward(dsum, cache["tok"])
+    return embedding_backward(dsum * cache["scale"], cache["tok"])  # wte[ids] * scale
 
 
 def encoder_forward(params, cfg, src_ids, src_mask=None):

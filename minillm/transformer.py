@@ -27,6 +27,7 @@ Weights are stored (in, out), so every projection is ``x @ w + b``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,9 @@ class BlockSpec:
     pre_ln: bool  # True: x + f(LN(x)) (GPT-2). False: LN(x + f(x)) (BERT, BART)
     activation: str = "gelu_tanh"  # "gelu_tanh" (GPT-2) or "gelu_erf" (BERT, BART)
     cross: bool = False  # a cross-attention sublayer reading an encoder (BART decoder)
+    # GPT-2's scale_attn_by_inverse_layer_idx (a transformers GPT2Config setting, off in GPT-2
+    # itself): the self-attention scores of block l are also divided by l + 1.
+    scale_attn_by_inverse_layer_idx: bool = False
 
 
 def _activation(name):
@@ -70,13 +74,13 @@ def _activation(name):
 # Multi-head attention around the core of layers.attention_forward
 
 
-def _heads_forward(q, k, v, H, allowed, w_proj, b_proj):
+def _heads_forward(q, k, v, H, allowed, w_proj, b_proj, scale=None):
     """Split into heads, attend, merge, project.
 
-    q (B, T, C), k and v (B, S, C) -> y (B, T, C).
+    q (B, T, C), k and v (B, S, C) -> y (B, T, C). ``scale``: attention_forward's.
     """
     o, attention = attention_forward(split_heads(q, H), split_heads(k, H), split_heads(v, H),
-                                     allowed)  # (B, H, T, D)
+                                     allowed, scale)  # (B, H, T, D)
     y, proj = linear_forward(merge_heads(o), w_proj, b_proj)  # (B, T, C)
     return y, {"attention": attention, "proj": proj, "H": H}
 
@@ -89,21 +93,22 @@ def _heads_backward(dy, cache):
     return merge_heads(dq), merge_heads(dk), merge_heads(dv), dw_proj, db_proj
 
 
-def self_attention_forward(x, w, H, allowed, past=None):
+def self_attention_forward(x, w, H, allowed, past=None, scale=None):
     """Multi-head self-attention: q, k, v all come from x through one fused projection.
 
     x (B, T, C) -> y (B, T, C). ``w`` holds the sublayer's weights: ``c_attn.w``, ``c_attn.b``,
     ``c_proj.w``, ``c_proj.b``. ``allowed`` (broadcastable to (B, H, T, S)) says which keys each
     query may see. ``past`` = (k, v), each (B, S0, C), are keys and values of earlier positions
     (generation's key/value cache); they are prepended, so S = S0 + T. The cache returns the
-    full ``k`` and ``v`` for the next step.
+    full ``k`` and ``v`` for the next step. ``scale`` is the factor on the scores q·k (None:
+    1/sqrt(D)).
     """
     qkv, fused = linear_forward(x, w["c_attn.w"], w["c_attn.b"])  # (B, T, 3C)
     q, k, v = np.split(qkv, 3, axis=-1)  # 3 x (B, T, C)
     if past is not None:
         k = np.concatenate([past[0], k], axis=1)  # (B, S, C)
         v = np.concatenate([past[1], v], axis=1)  # (B, S, C)
-    y, heads = _heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"])
+    y, heads = _heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"], scale)
     return y, {"fused": fused, "heads": heads, "k": k, "v": v, "past": past is not None}
 
 
@@ -182,7 +187,14 @@ def with_prefix(prefix, grads):
     return {prefix + name: g for name, g in grads.items()}
 
 
-def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=None):
+def attention_scale(spec, C, layer):
+    """The factor on the scores q·k of block ``layer``'s self-attention: 1/sqrt(D) with
+    D = C/H, and with spec.scale_attn_by_inverse_layer_idx also 1/(layer + 1)."""
+    scale = 1.0 / math.sqrt(C // spec.n_head)
+    return scale / (layer + 1) if spec.scale_attn_by_inverse_layer_idx else scale
+
+
+def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=None, layer=0):
     """One block. x (B, T, C) -> y (B, T, C).
 
     w        the block's weights under their names inside the block (``ln_1.g``,
@@ -192,6 +204,8 @@ def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=N
     enc, cross_allowed   the encoder output (B, S_enc, C) and its key mask (cross blocks only)
     past     generation only: a dict with the previous step's ``"k"``, ``"v"`` (and for cross
              blocks ``"xk"``, ``"xv"``); the returned cache holds the updated ones.
+    layer    the block's index in its stack (only GPT-2's scale_attn_by_inverse_layer_idx
+             reads it: attention_scale)
 
     Pre-LN (GPT-2) and post-LN (BERT, BART) are the two branches below, each the sequence of
     its sublayers as the papers write it. The cache keeps each sublayer's and each norm's own
@@ -203,10 +217,11 @@ def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=N
     mlp = weights_under(w, "mlp.")
     self_kv = None if past is None else (past["k"], past["v"])
     cross_kv = None if past is None or "xk" not in past else (past["xk"], past["xv"])
+    scale = attention_scale(spec, x.shape[-1], layer)  # 1/sqrt(D), or 1/(sqrt(D) (layer + 1))
     cache = {"spec": spec}
     if spec.pre_ln:  # x = x + f(LN(x)), sublayer by sublayer
         h, cache["ln_1"] = layernorm_forward_tuned(x, w["ln_1.g"], w["ln_1.b"], eps)
-        out, cache["attn"] = self_attention_forward(h, attn, H, self_allowed, self_kv)
+        out, cache["attn"] = self_attention_forward(h, attn, H, self_allowed, self_kv, scale)
         x = x + out
         if spec.cross:
             h, cache["ln_x"] = layernorm_forward_tuned(x, w["ln_x.g"], w["ln_x.b"], eps)
@@ -217,7 +232,7 @@ def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=N
         out, cache["mlp"] = mlp_forward(h, mlp, spec.activation)
         x = x + out
     else:  # x = LN(x + f(x)), sublayer by sublayer
-        out, cache["attn"] = self_attention_forward(x, attn, H, self_allowed, self_kv)
+        out, cache["attn"] = self_attention_forward(x, attn, H, self_allowed, self_kv, scale)
         x, cache["ln_1"] = layernorm_forward_tuned(x + out, w["ln_1.g"], w["ln_1.b"], eps)
         if spec.cross:
             out, cache["xattn"] = cross_attention_forward(x, enc, xattn, H, cross_allowed,
@@ -294,7 +309,7 @@ def stack_forward(x, params, prefix, n_layer, spec, self_allowed, enc=None, cros
     for layer in range(n_layer):
         block_past = None if past is None else past[layer]
         w = weights_under(params, f"{prefix}{layer}.")
-        x, c = block_forward(x, w, spec, self_allowed, enc, cross_allowed, block_past)
+        x, c = block_forward(x, w, spec, self_allowed, enc, cross_allowed, block_past, layer)
         caches.append(c)
     return x, caches
 

@@ -535,7 +535,8 @@ def test_a_path_nested_too_deep_and_a_newline_in_out_give_one_line(tmp_path, cap
     ("mlm", "hidden_act", "relu"), ("mlm", "position_embedding_type", "relative_key"),
     ("mlm", "is_decoder", True), ("tasks", "activation_function", "relu"),
     ("tasks", "normalize_before", True), ("tasks", "add_final_layer_norm", True),
-    ("clm", "scale_attn_weights", False), ("clm", "scale_attn_by_inverse_layer_idx", True),
+    ("clm", "scale_attn_weights", False), ("clm", "tie_word_embeddings", False),
+    ("mlm", "tie_word_embeddings", False),
 ])
 def test_import_refuses_a_config_whose_computation_minillm_does_not_make(
         objective, key, value, tmp_path, capsys):
@@ -565,3 +566,55 @@ def test_a_refused_export_makes_no_folder_and_a_proc_file_is_bounded_by_what_it_
     if os.path.exists("/proc/self/status"):  # a file whose size says 0 but which holds more
         with pytest.raises(ValueError, match="or more, more than the 10 minillm reads"):
             read_bytes("/proc/self/status", "status", 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model-config fields of Hugging Face's variants (a decoder's own heads and width, scaled
+# embeddings, attention scaled by layer)
+
+
+def _seq2seq_checkpoint(path, **fields):
+    from minillm.models import MODELS
+    from minillm.optim import adamw_init
+
+    tok = default_grammar().tokenizer()
+    cfg = MODELS["seq2seq"].config(vocab_size=len(tok), n_ctx=16, n_embd=8, n_head=2,
+                                   n_layer=1, n_dec_layer=1, **fields)
+    params = MODELS["seq2seq"].init(cfg, np.random.default_rng(0))
+    state = {"params": params, "opt": adamw_init(params), "step": 0, "history": [],
+             "data_rng": np.random.default_rng(0)}
+    save_checkpoint(path, cfg, TrainConfig(objective="tasks"), tok, state)
+    return cfg
+
+
+def test_the_decoder_s_own_sizes_and_the_switches_are_kept_and_checked(tmp_path):
+    path = str(tmp_path / "m.safetensors")
+    cfg = _seq2seq_checkpoint(path, n_dec_head=4, n_inner=12, n_dec_inner=20,
+                              scale_embedding=True)
+    assert load_checkpoint(path)[0] == cfg
+    tensors, meta = read(path)
+    for field, value, words in [
+            ("n_dec_head", 3, "multiple of n_dec_head=3"), ("n_dec_head", 0, "n_dec_head is 0"),
+            ("n_dec_inner", 21, "do not match"), ("n_dec_inner", "20", "n_dec_inner"),
+            ("scale_embedding", 1, "model_config.scale_embedding is 1, not true or false")]:
+        write(path, tensors, mutated(meta, [(f"model_config.{field}", value)]))
+        with pytest.raises(CheckpointError, match=words):
+            load_checkpoint(path)
+
+
+def test_a_checkpoint_written_before_the_variants_loads_with_their_defaults(tmp_path):
+    """A checkpoint whose model_config lacks the later fields (all written before them) is the
+    model they default to: the decoder as the encoder, nothing scaled."""
+    path = str(tmp_path / "m.safetensors")
+    cfg = _seq2seq_checkpoint(path)
+    tensors, meta = read(path)
+    later = ("n_dec_head", "n_dec_inner", "scale_embedding")
+    write(path, tensors, mutated(meta, [(f"model_config.{f}", MISSING) for f in later]))
+    assert load_checkpoint(path)[0] == cfg
+    gpt = str(tmp_path / "gpt.safetensors")
+    assert main(["train", "--steps", "1", *SMALL, "--out", gpt]) == 0
+    tensors, meta = read(gpt)
+    write(gpt, tensors, mutated(meta, [("model_config.scale_attn_by_inverse_layer_idx",
+                                        MISSING)]))
+    assert load_checkpoint(gpt)[0].scale_attn_by_inverse_layer_idx is False
+    assert main(["generate", "今天", "--checkpoint", gpt]) == 0

@@ -171,3 +171,45 @@ def test_too_long_a_sequence_is_refused_with_the_lengths():
 def test_config_rejects_a_width_that_heads_do_not_divide():
     with pytest.raises(ValueError, match="n_embd=10.*n_head=4"):
         GPTConfig(vocab_size=5, n_embd=10, n_head=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2's config variants that transformers supports: n_inner other than 4C, and attention
+# scores divided by the block's index + 1 (scale_attn_by_inverse_layer_idx)
+
+SCALED = GPTConfig(vocab_size=11, n_ctx=6, n_embd=8, n_head=2, n_layer=3, n_inner=12,
+                   scale_attn_by_inverse_layer_idx=True)
+
+
+@settings(max_examples=1)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_layer_scaled_gpt_with_its_own_ffn_width_matches_central_differences(seed):
+    params = random_params(SCALED, seed)
+    assert params["h.2.mlp.c_fc.w"].shape == (8, 12)
+    rng = np.random.default_rng(seed + 1)
+    ids, mask = random_batch(SCALED, rng, 2, 5)
+    logits, cache = gpt_forward(params, SCALED, ids, mask)
+    upstream = rng.normal(size=logits.shape)
+    analytic = gpt_backward(upstream, cache)
+    _check_every_parameter(
+        params, analytic, lambda: projected(gpt_forward(params, SCALED, ids, mask)[0], upstream), 5)
+
+
+def test_scaling_by_the_inverse_layer_index_divides_block_l_s_queries_by_l_plus_1():
+    """q k^T / (sqrt(D) (l + 1)) is the unscaled score of queries divided by l + 1: the same
+    model without the setting, with each block's query weights and bias so divided, computes
+    the same logits (transformers' GPT2Attention: ``scaling /= layer_idx + 1``)."""
+    params = random_params(SCALED, seed=7)
+    plain_cfg = GPTConfig(**{**SCALED.to_dict(), "scale_attn_by_inverse_layer_idx": False})
+    plain = dict(params)
+    C = SCALED.n_embd
+    for layer in range(SCALED.n_layer):
+        for name in (f"h.{layer}.attn.c_attn.w", f"h.{layer}.attn.c_attn.b"):
+            plain[name] = params[name].copy()
+            plain[name][..., :C] /= layer + 1  # the query columns
+    ids = np.random.default_rng(8).integers(0, 11, size=(2, 6))
+    scaled_logits, _ = gpt_forward(params, SCALED, ids)
+    np.testing.assert_allclose(scaled_logits, gpt_forward(plain, plain_cfg, ids)[0],
+                               rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(scaled_logits - gpt_forward(params, plain_cfg, ids)[0])) > 1e-3
+

@@ -60,8 +60,9 @@ def _block_params(rng, pre, C, F, cross):
     return p
 
 
-def _block_entry(pre_ln, cross, activation="gelu_tanh"):
-    spec = BlockSpec(n_head=2, ln_eps=1e-5, pre_ln=pre_ln, activation=activation, cross=cross)
+def _block_entry(pre_ln, cross, activation="gelu_tanh", layer=0, layer_scaled=False):
+    spec = BlockSpec(n_head=2, ln_eps=1e-5, pre_ln=pre_ln, activation=activation, cross=cross,
+                     scale_attn_by_inverse_layer_idx=layer_scaled)
 
     def make(rng, B, T, C):
         a = _block_params(rng, "h.0.", C, 2 * C, cross)
@@ -77,7 +78,8 @@ def _block_entry(pre_ln, cross, activation="gelu_tanh"):
         if cross:
             cross_allowed = np.ones((B, 1, 1, enc.shape[1]), dtype=bool)
             cross_allowed[0, ..., -1] = False  # a padded source position in row 0
-        return block_forward(a["x"], weights_under(a, "h.0."), spec, allowed, enc, cross_allowed)
+        return block_forward(a["x"], weights_under(a, "h.0."), spec, allowed, enc, cross_allowed,
+                             layer=layer)
 
     def backward(d, c):
         dx, denc, block_grads = block_backward(d, c)
@@ -165,6 +167,15 @@ LAYERS = {
         "forward": lambda a: L.attention_forward(a["q"], a["k"], a["v"], a["allowed"]),
         "backward": lambda d, c: dict(zip(("q", "k", "v"), L.attention_backward(d, c))),
     },
+    "attention_scaled": {  # another factor on the scores than 1/sqrt(D), as GPT-2 block 2 of
+        "make": lambda rng, B, T, C: {  # scale_attn_by_inverse_layer_idx has
+            "q": rng.normal(size=(B, 2, T, C)), "k": rng.normal(size=(B, 2, T, C)),
+            "v": rng.normal(size=(B, 2, T, C)),
+            "allowed": L.causal_mask(T)[None, None] & _padding_allowed(rng, B, T)},
+        "forward": lambda a: L.attention_forward(a["q"], a["k"], a["v"], a["allowed"],
+                                                 scale=1 / (3 * np.sqrt(a["q"].shape[-1]))),
+        "backward": lambda d, c: dict(zip(("q", "k", "v"), L.attention_backward(d, c))),
+    },
     "self_attention": {
         "make": lambda rng, B, T, C: {
             "x": rng.normal(size=(B, T, C)),
@@ -194,6 +205,8 @@ LAYERS = {
     "block_post_ln_cross": _block_entry(pre_ln=False, cross=True),
     "block_pre_ln_cross": _block_entry(pre_ln=True, cross=True),
     "block_post_ln_erf": _block_entry(pre_ln=False, cross=False, activation="gelu_erf"),
+    "block_pre_ln_layer_scaled": _block_entry(pre_ln=True, cross=False, layer=2,
+                                              layer_scaled=True),
 }
 
 # Inputs that are not differentiated: integer ids and targets, boolean masks.
