@@ -98,6 +98,15 @@ def _non_negative_float(text):
     return value
 
 
+def _reading_command(sub, name, help, description, text, **text_options):
+    """A command that reads a text (``text`` = (its name, its help)) with the model in
+    --checkpoint."""
+    command = sub.add_parser(name, help=help, description=description)
+    command.add_argument(text[0], help=text[1], **text_options)
+    _checkpoint_option(command, name)
+    return command
+
+
 def _checkpoint_option(parser, command):
     """--checkpoint, its default and its help from JOBS: the objectives ``command`` reads."""
     served = served_by(command)
@@ -183,15 +192,13 @@ def build_parser():
     t.add_argument("--checkpoint-every", type=_positive_int, default=100,
                    help="steps between checkpoints (default 100; always at the end)")
 
-    g = sub.add_parser(
-        "generate", help="continue a prompt with a trained GPT",
+    g = _reading_command(
+        sub, "generate", help="continue a prompt with a trained GPT",
         description="Continue PROMPT with the GPT in --checkpoint (made by the demo or by "
         "'minillm train'). "
         "Sampling: --temperature 0 is greedy; --top-k and --top-p restrict the draw to the "
         "most probable tokens.",
-    )
-    g.add_argument("prompt", nargs="?", default="", help="text to continue (default: empty)")
-    _checkpoint_option(g, "generate")
+        text=("prompt", "text to continue (default: empty)"), nargs="?", default="")
     g.add_argument("--max-new-tokens", type=_positive_int, default=20,
                    help="most tokens to add (default 20)")
     g.add_argument("--temperature", type=_non_negative_float, default=1.0,
@@ -204,56 +211,48 @@ def build_parser():
     g.add_argument("--seed", type=_non_negative_int, default=0,
                    help="seed for sampling, an integer >= 0 (default 0)")
 
-    sc = sub.add_parser(
-        "score", help="the chain rule on one text: each log P(w_t | w_<t), their sum, the loss",
+    sc = _reading_command(
+        sub, "score", help="the chain rule on one text: each log P(w_t | w_<t), their sum, the loss",
         description="Score TEXT with the GPT in --checkpoint, term by term: P(文本) = P(w_1) "
         "P(w_2|w_1) ... and L = -Σ log P(w_t | w_<t). [BOS] stands before w_1, so P(w_1) is a "
         "real term; [EOS] after the last word is the probability that the text ends there. "
         "When the model was trained on the built-in grammar, the true probabilities are shown "
         "beside the model's.",
-    )
-    sc.add_argument("text", help="the text to score, e.g. 今天天气很好，我们去公园玩。")
-    _checkpoint_option(sc, "score")
+        text=("text", "the text to score, e.g. 今天天气很好，我们去公园玩。"))
     _json_option(sc)
 
-    nx = sub.add_parser(
-        "next", help="the top next words after a prompt, beside the grammar's true ones",
+    nx = _reading_command(
+        sub, "next", help="the top next words after a prompt, beside the grammar's true ones",
         description="The GPT's most probable next words after PROMPT, P(w | [BOS] PROMPT), "
         "beside the true P(w | PROMPT) when the model was trained on the built-in grammar and "
         "the grammar can begin a sentence with PROMPT; the table then ends with every other "
         "word the grammar may put next, at the rank the model gives it. [EOS] is the text "
         "ending there.",
-    )
-    nx.add_argument("prompt", nargs="?", default="",
-                    help="the text so far, e.g. 今天天气不好，我们去 (default: empty: the first word)")
-    _checkpoint_option(nx, "next")
+        text=("prompt", "the text so far, e.g. 今天天气不好，我们去 (default: empty: the first "
+              "word)"), nargs="?", default="")
     nx.add_argument("--top", type=_positive_int, default=5, metavar="K",
                     help="how many of the model's words to show (default 5)")
     _json_option(nx)
 
-    f = sub.add_parser(
-        "fill", help="fill the [MASK] of a text with a trained BERT",
+    f = _reading_command(
+        sub, "fill", help="fill the [MASK] of a text with a trained BERT",
         description="Predict the word at each [MASK] of TEXT with the BERT in --checkpoint "
         "(made by the demo or by 'minillm train --objective mlm', or span). The encoder reads "
-        "the whole text, both sides of the [MASK]. When the model was trained on the built-in grammar, the "
-        "true probabilities are shown beside the model's.",
-    )
-    f.add_argument("text", help="text with one or more [MASK], e.g. 今天[MASK]很好")
-    _checkpoint_option(f, "fill")
+        "the whole text, both sides of the [MASK]. When the model was trained on the built-in "
+        "grammar, the true probabilities are shown beside the model's.",
+        text=("text", "text with one or more [MASK], e.g. 今天[MASK]很好"))
     f.add_argument("--top", type=_positive_int, default=5, help="how many words to show (default 5)")
     _json_option(f)
 
-    q = sub.add_parser(
-        "seq2seq", help="turn one text into another with a trained encoder-decoder",
+    q = _reading_command(
+        sub, "seq2seq", help="turn one text into another with a trained encoder-decoder",
         description="Run the encoder-decoder in --checkpoint (made by the demo or by 'minillm "
         "train --objective tasks') on TEXT: the encoder reads it once, the decoder writes the "
         "output token by token with a key/value cache, greedily or by beam search. A checkpoint "
         "answers the inputs it was trained on: tasks a task (总结：, 翻译：, 问：); t5 a text with "
         "<extra_id_0>, <extra_id_1>, ... where words are missing; bart a text with [MASK] where "
         "words are missing; mix a task or a t5 input.",
-    )
-    q.add_argument("text", help="e.g. 总结：今天天气很好，我们去公园玩。 or 翻译：... or 问：...")
-    _checkpoint_option(q, "seq2seq")
+        text=("text", "e.g. 总结：今天天气很好，我们去公园玩。 or 翻译：... or 问：..."))
     q.add_argument("--beam", type=_positive_int, default=1,
                    help="beam width; 1 is greedy decoding (default 1)")
     q.add_argument("--length-penalty", type=_non_negative_float, default=1.0,
