@@ -49,8 +49,8 @@ def measure(repeat=2, log=lambda line: None):
     if blas.user_chose_threads():
         raise ValueError("--busy compares thread counts itself: unset OPENBLAS_NUM_THREADS "
                          "(and GOTO_NUM_THREADS, OMP_NUM_THREADS) first")
-    most = blas.blas_info().get("threads")
-    if not most or most < 2:
+    most = blas.starting_threads()
+    if most < 2:
         raise ValueError("--busy needs NumPy's OpenBLAS with at least 2 threads to compare")
     seconds = {c: [] for c in CONDITIONS}
     total = repeat * len(CONDITIONS)

@@ -83,15 +83,32 @@ def blas_info():
     return info
 
 
+# The thread count OpenBLAS started with (its default: every core, or what the environment
+# says), read before this process first changes it: a training run may leave the count at 1,
+# and the next one in the same process (the demo trains three) must still be able to try them all.
+_starting_threads = None
+
+
 def set_blas_threads(n):
     """Tell OpenBLAS to use ``n`` threads from its next call on (it starts more if it has
     fewer). ValueError where NumPy's BLAS is not an OpenBLAS this can reach."""
+    global _starting_threads
     found = _openblas()
     if found is None:
         raise ValueError("setting the thread count needs NumPy's OpenBLAS, which was not found; "
                          "set OPENBLAS_NUM_THREADS (or your BLAS's variable) instead")
+    if _starting_threads is None:
+        _starting_threads = blas_info()["threads"]
     _, lib, name = found
     getattr(lib, name("set_num_threads"))(int(n))
+
+
+def starting_threads():
+    """The thread count OpenBLAS started this process with, whatever it runs now (1 where
+    there is no OpenBLAS to ask)."""
+    if _starting_threads is not None:
+        return _starting_threads
+    return blas_info().get("threads", 1)
 
 
 def use_one_thread():
@@ -107,7 +124,7 @@ def adaptive_threads():
     user set the thread count, OpenBLAS cannot be reached, or it runs one thread anyway."""
     if user_chose_threads():
         return None
-    most = blas_info().get("threads", 1)
+    most = starting_threads()
     if most < 2:
         return None
     return AdaptiveThreads(counts=(1, most))

@@ -103,6 +103,22 @@ def test_a_thread_count_set_by_the_user_is_left_alone(monkeypatch):
     assert calls == []
 
 
+@pytest.mark.skipif(blas.starting_threads() < 2 or blas.user_chose_threads(),
+                    reason="needs NumPy's OpenBLAS starting with 2 threads or more")
+def test_a_count_left_at_one_by_a_run_does_not_stop_the_next_run_from_trying_more():
+    """A training run whose chooser found one thread faster leaves OpenBLAS at 1; the next run
+    in the same process (the demo trains three) still chooses between 1 and every thread the
+    process started with, and so does bench --busy."""
+    most = blas.starting_threads()
+    try:
+        blas.set_blas_threads(1)
+        chooser = blas.adaptive_threads()
+        assert chooser is not None and chooser.counts == (1, most)
+        assert blas.starting_threads() == most
+    finally:
+        blas.set_blas_threads(most)
+
+
 @pytest.mark.skipif(not blas.blas_info(), reason="switching thread counts needs OpenBLAS")
 def test_switching_thread_counts_every_step_gives_the_same_bits():
     """The thread count changes how fast a product runs, not the sums it makes: a run whose
