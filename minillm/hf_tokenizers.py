@@ -40,6 +40,13 @@ merges) come from ``tokenizer.json`` if there is one, else from ``vocab.json`` +
 ``special_tokens_map.json``, or the class's defaults. A folder with only a ``tokenizer.json``
 (class PreTrainedTokenizerFast) follows that file's steps, if they are among the ones above.
 
+Characters are classed (letter, number, punctuation, mark, control) by Python's unicodedata:
+Unicode 14.0 in Python 3.11. tokenizers has its own tables, of other Unicode versions, and the
+two disagree on some rarely used characters: compared code point by code point with tokenizers
+0.23, GPT-2's pattern agrees on every character Unicode 14.0 assigns (not on 9,392 that later
+versions assigned), and BERT's normalizer and pre-tokenizer differ on about 560 (marks, format characters and punctuation that recent Unicode
+versions added or re-classed), where the two can cut a text differently.
+
 A file that is too large, malformed, or asks for what is not implemented here raises
 ``TokenizerFileError`` (a ValueError), one line naming the file and the field. Sizes are checked
 before reading (MAX_TOKENIZER_BYTES, MAX_CONFIG_BYTES).

@@ -49,8 +49,8 @@ ARCH = {"gpt2": "gpt2", "bart": "bart", "bert": "bert", "bert-cased": "bert"}
 
 # What drawn strings are made of: ASCII, Chinese (some characters no vocabulary has), accented
 # letters precomposed and decomposed, punctuation, whitespace of many kinds, controls, emoji
-# (with a skin tone, a flag, a joiner), and words: special tokens' text, contractions, words
-# of the training text.
+# (with a skin tone, a flag, a joiner), and words: special tokens' text (also with whitespace
+# around, which BART's <mask> swallows), contractions, words of the training text.
 CHARS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
          "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
          "今天明天气很好我们去公园海边学校商店图书馆玩了漢字龍㈱"
@@ -58,8 +58,9 @@ CHARS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
          "，。！？、「」“”—…"
          "    \t\n\r\x0b\x0c\x85\u00a0\u3000\u2028\u200b\x00\x1f\x7f\ufffd"
          "😀👍🏽🎉❤\ufe0f\u200d🇨🇳")
-WORDS = ["<mask>", "[MASK]", "<|endoftext|>", "[CLS]", "<s>", "'s", "'re", "'ll", "weather",
-         "today", "good"]
+WORDS = ["<mask>", "[MASK]", "<|endoftext|>", "[CLS]", "<s>", " <mask>", "\t<mask> ",
+         " [MASK]  ", " <|endoftext|>\n", "'s", "'re", "'ll", "weather", "today", "good",
+         "ab" * 51]  # a word longer than WordPiece's 100 characters
 # Each word is drawn as one private-use character, replaced by the word after drawing: drawing
 # characters is three times faster for hypothesis than drawing from a list of strings.
 STAND_INS = {0xE000 + k: w for k, w in enumerate(WORDS)}
@@ -133,6 +134,47 @@ def test_byte_level_decode_of_encode_is_the_text(name, text):
 TOKENIZERS = {name: load_tokenizer(fixture(name)) for name in ARCH}
 
 
+def test_byte_level_decode_of_part_of_a_character_is_the_replacement_character():
+    tok = TOKENIZERS["gpt2"]
+    first_byte = tok.vocab[bytes_to_unicode()["今".encode("utf-8")[0]]]  # 0xE4 of E4 BB 8A
+    assert tok.decode([first_byte]) == "\ufffd"
+    assert tok.decode([first_byte] + tok.encode("x")) == "\ufffdx"
+
+
+def test_vocabulary_files_with_windows_line_ends(tmp_path):
+    for name in ("bert-files", "gpt2-files"):
+        shutil.copytree(fixture(name), tmp_path / name)
+        for f in ("vocab.txt", "merges.txt"):
+            if (tmp_path / name / f).exists():
+                text = (tmp_path / name / f).read_text(encoding="utf-8")
+                (tmp_path / name / f).write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+        tok = load_tokenizer(tmp_path / name)
+        assert [tok.encode(s) for s in STRINGS] == expected(name)["ids"]
+
+
+def test_add_prefix_space_puts_a_space_before_each_piece(tmp_path):
+    """GPT-2 with add_prefix_space: each piece of text between added tokens is read as if a
+    space came before it (unless one does)."""
+    shutil.copytree(fixture("gpt2"), tmp_path / "gpt2")
+    _edit_json("tokenizer_config.json", _set(["add_prefix_space"], True))(tmp_path / "gpt2")
+    tok, plain = load_tokenizer(tmp_path / "gpt2"), TOKENIZERS["gpt2"]
+    assert tok.encode("hello") == plain.encode(" hello") != plain.encode("hello")
+    assert tok.encode(" hello") == plain.encode(" hello")
+    eot = plain.eos_id
+    assert tok.encode("a<|endoftext|>b") == plain.encode(" a") + [eot] + plain.encode(" b")
+    assert tok.encode("") == []
+
+
+def test_merges_txt_without_its_version_line(tmp_path):
+    shutil.copytree(fixture("gpt2-files"), tmp_path / "gpt2-files")
+    path = tmp_path / "gpt2-files" / "merges.txt"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[0].startswith("#version")
+    path.write_text("\n".join(lines[1:]), encoding="utf-8")
+    tok = load_tokenizer(tmp_path / "gpt2-files")
+    assert [tok.encode(s) for s in STRINGS] == expected("gpt2-files")["ids"]
+
+
 def test_bpe_drops_a_symbol_it_has_no_id_for():
     """A byte-level BPE without an unknown token leaves out a byte its vocabulary lacks, as
     tokenizers does (the fixtures have all 256, so it never happens there)."""
@@ -168,6 +210,8 @@ def test_bytes_to_unicode_is_gpt2s_table():
     ("e\u0301t\u00e9", ["e", "\u0301", "t\u00e9"]),  # a combining mark is not a letter
     ("a\x1c\x1cb", ["a", "\x1c\x1c", "b"]),  # U+001C is not whitespace (str.isspace says so)
     ("今天。", ["今天", "。"]),
+    # \s is Unicode's White_Space: U+0085, U+3000 and U+00A0 are, and only " " joins a word
+    ("x\x85\u3000\u00a0y", ["x", "\x85\u3000", "\u00a0", "y"]),
 ])
 def test_gpt2_split_examples(text, pieces):
     assert gpt2_split(text) == pieces
@@ -202,6 +246,8 @@ def test_bert_normalize_examples():
     assert bert_normalize("ΣΑΣ") == "σασ"  # one character at a time: no final ς
     assert bert_normalize("今天ok") == " 今  天 ok"
     assert bert_normalize("今", handle_chinese_chars=False) == "今"
+    # tokenizers' ranges (which transformers runs) start CJK Extension E at U+2B920, not U+2B820
+    assert bert_normalize("a\U0002B820b\U0002B920") == "a\U0002B820b \U0002B920 "
     # Controls go, even those that are also whitespace; other whitespace becomes a space.
     assert bert_normalize("a\x0bb\x85c\u200bd\u3000e\u2028f") == "abcd e f"
     assert bert_normalize("a\x0bb", clean_text=False) == "a\x0bb"
