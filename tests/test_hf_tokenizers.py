@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from minillm import hf_tokenizers
 from minillm.grammar import default_grammar
 from minillm.hf_tokenizers import (
-    TokenizerFileError,
     AddedToken,
+    TokenizerFileError,
     bert_normalize,
     bert_split,
     bpe,
