@@ -266,8 +266,9 @@ def build_parser():
         "export", help="write a trained model as a Hugging Face folder",
         description="Write the model in CHECKPOINT as a Hugging Face folder: config.json and "
         "model.safetensors in the layout of GPT-2 (from a GPT), BERT (from a BERT) or BART (from "
-        "an encoder-decoder), which transformers' from_pretrained loads; plus minillm_vocab.json, "
-        "the vocabulary, so that 'minillm import' can read the folder back.",
+        "an encoder-decoder), which transformers' from_pretrained loads; tokenizer.json and "
+        "tokenizer_config.json, with which transformers' AutoTokenizer gives minillm's ids; and "
+        "minillm_vocab.json, the vocabulary, so that 'minillm import' can read the folder back.",
     )
     e.add_argument("checkpoint", help="a checkpoint written by 'minillm train' or the demo")
     e.add_argument("folder", help="the folder to write (created if needed)")
@@ -670,6 +671,7 @@ def cmd_export(args):
     import json
 
     from . import hf, safetensors
+    from .hf_tokenizers import HF_TOKENIZER_FILES, save_minillm_tokenizer
     from .models import MODELS
     from .objectives import get_objective
     from .tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -686,10 +688,10 @@ def cmd_export(args):
     # transformers keeps a config key it does not know as an attribute of the config.
     model.hf_config[OBJECTIVE_KEY] = train_cfg.objective
     tensors = hf.float32_tensors(model)  # refused here if float32 cannot hold them
-    # The folder and its three files are checked before any is written: each a new name or a
+    # The folder and its files are checked before any is written: each a new name or a
     # regular file (a FIFO, a device or a folder in their place is refused, not replaced).
     _make_folder(args.folder, "folder")
-    for name in ("config.json", "model.safetensors", VOCAB_FILE):
+    for name in ("config.json", "model.safetensors", VOCAB_FILE, *HF_TOKENIZER_FILES):
         safetensors.check_writable(os.path.join(args.folder, name))
     if tokenizer is None and os.path.exists(os.path.join(args.folder, VOCAB_FILE)):
         # It would stay beside a model it does not belong to, and import would read it.
@@ -701,7 +703,9 @@ def cmd_export(args):
         text = json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1)
         safetensors.write_atomically(os.path.join(args.folder, VOCAB_FILE),
                                      [text.encode("utf-8")])
-        written += f", {VOCAB_FILE}"
+        # The same tokenizer for transformers: AutoTokenizer gives minillm's ids.
+        save_minillm_tokenizer(tokenizer, args.folder)
+        written += f", {VOCAB_FILE}, {', '.join(HF_TOKENIZER_FILES)}"
     folder = args.folder.rstrip(os.sep) or args.folder
     print(f"wrote {arch} to {folder}{os.sep} ({written})")
 

@@ -1026,11 +1026,15 @@ def minillm_tokenizer_config(tokenizer):
     return config
 
 
+# What save_minillm_tokenizer writes.
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
 def save_minillm_tokenizer(tokenizer, folder):
     """Write tokenizer.json and tokenizer_config.json for ``tokenizer`` into ``folder``."""
     os.makedirs(folder, exist_ok=True)
-    for name, obj in (("tokenizer.json", minillm_tokenizer_json(tokenizer)),
-                      ("tokenizer_config.json", minillm_tokenizer_config(tokenizer))):
+    for name, obj in zip(HF_TOKENIZER_FILES, (minillm_tokenizer_json(tokenizer),
+                                               minillm_tokenizer_config(tokenizer))):
         text = json.dumps(obj, indent=2, ensure_ascii=False)
         safetensors.write_atomically(os.path.join(folder, name), [text.encode("utf-8")])
 

@@ -1,5 +1,6 @@
 """The command line: the demo's answer, train -> generate -> score, and clear errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -192,6 +193,7 @@ def test_help_explains_every_command():
 def test_export_to_hugging_face_and_import_back_keeps_every_parameter(objective, tmp_path, capsys):
     from minillm import hf
     from minillm.checkpoint import load_checkpoint
+    from minillm.hf_tokenizers import minillm_tokenizer_json
 
     ckpt, folder, back = (str(tmp_path / n) for n in ("m.safetensors", "hf", "back.safetensors"))
     assert main(["train", "--objective", objective, "--steps", "3", "--batch-size", "4",
@@ -203,9 +205,27 @@ def test_export_to_hugging_face_and_import_back_keeps_every_parameter(objective,
     _, _, tok_a, a = load_checkpoint(ckpt)
     _, _, tok_b, b = load_checkpoint(back)
     assert tok_a.vocab == tok_b.vocab
+    # The folder carries the tokenizer for transformers too (hf_tokenizers.py).
+    with open(os.path.join(folder, "tokenizer.json"), encoding="utf-8") as f:
+        assert json.load(f) == json.loads(json.dumps(minillm_tokenizer_json(tok_a)))
     assert set(a["params"]) == set(b["params"])
     for name, value in a["params"].items():
         np.testing.assert_array_equal(b["params"][name], value, err_msg=name)
+
+
+def test_an_exported_folder_gives_minillm_ids_in_transformers(tmp_path, capsys):
+    """Optional: transformers' AutoTokenizer on an exported folder encodes as minillm does."""
+    transformers = pytest.importorskip("transformers")
+    from minillm.checkpoint import load_checkpoint
+
+    ckpt, folder = str(tmp_path / "m.safetensors"), str(tmp_path / "hf")
+    assert main(["train", "--steps", "1", "--batch-size", "2", "--n-embd", "16", "--n-layer",
+                 "1", "--out", ckpt]) == 0
+    assert main(["export", ckpt, folder]) == 0
+    tok = load_checkpoint(ckpt)[2]
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    for text in ("今天天气很好，我们去公园玩。", "总结：明天天气不好，我们去商店买东西。"):
+        assert theirs(text)["input_ids"] == tok.encode(text)
 
 
 @pytest.mark.parametrize("objective, extra", [("tasks", []), ("mix", []), ("mlm", ["--nsp"])])
