@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minillm import bench, layers, models, optim, transformer
+from minillm.blas import starting_threads as blas_starting_threads
 from minillm.bench import (
     KINDS,
     BenchShape,
@@ -401,7 +402,7 @@ def test_a_float32_step_stays_float32_end_to_end(model):
     assert {v.dtype for v in step.params.values()} == {np.dtype(np.float32)}
 
 
-@pytest.mark.skipif(not bench.blas_info() or bench.blas_info()["threads"] < 2,
+@pytest.mark.skipif(not bench.blas_info() or blas_starting_threads() < 2,
                     reason="--busy compares thread counts of NumPy's OpenBLAS")
 def test_busy_runs_every_condition_with_its_thread_count_and_stops_its_busy_loop(monkeypatch):
     """The plumbing of bench --busy (no timing asserted): each condition runs the demo's
