@@ -223,7 +223,8 @@ def build_parser():
         "P(w_2|w_1) ... and L = -Σ log P(w_t | w_<t). [BOS] stands before w_1, so P(w_1) is a "
         "real term; [EOS] after the last word is the probability that the text ends there. "
         "When the model was trained on the built-in grammar, the true probabilities are shown "
-        "beside the model's.",
+        "beside the model's. With --hf (a GPT-2 folder), <|endoftext|> stands before w_1 "
+        "instead and no end token is scored.",
         text=("text", "the text to score, e.g. 今天天气很好，我们去公园玩。"))
     _json_option(sc)
 
