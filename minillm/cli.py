@@ -108,11 +108,17 @@ def _reading_command(sub, name, help, description, text, **text_options):
 
 
 def _checkpoint_option(parser, command):
-    """--checkpoint, its default and its help from JOBS: the objectives ``command`` reads."""
+    """--checkpoint, its default and its help from JOBS: the objectives ``command`` reads; or
+    --hf, a Hugging Face folder of the architecture the command runs (HF_ARCH)."""
     served = served_by(command)
-    parser.add_argument("--checkpoint", default=default_checkpoint(command), metavar="FILE",
-                        help=f"a checkpoint trained with --objective {_either(served)} "
-                        f"(default: {default_checkpoint(command)})")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", default=default_checkpoint(command), metavar="FILE",
+                       help=f"a checkpoint trained with --objective {_either(served)} "
+                       f"(default: {default_checkpoint(command)})")
+    model.add_argument("--hf", metavar="FOLDER",
+                       help=f"instead of --checkpoint: a {HF_NAMES[HF_ARCH[command]]} folder "
+                       "saved by transformers (config.json, model.safetensors), with its own "
+                       "tokenizer's files; the pretrained ones too")
 
 
 def _json_option(parser):
@@ -217,7 +223,8 @@ def build_parser():
         "P(w_2|w_1) ... and L = -Σ log P(w_t | w_<t). [BOS] stands before w_1, so P(w_1) is a "
         "real term; [EOS] after the last word is the probability that the text ends there. "
         "When the model was trained on the built-in grammar, the true probabilities are shown "
-        "beside the model's.",
+        "beside the model's. With --hf (a GPT-2 folder), <|endoftext|> stands before w_1 "
+        "instead and no end token is scored.",
         text=("text", "the text to score, e.g. 今天天气很好，我们去公园玩。"))
     _json_option(sc)
 
@@ -574,13 +581,17 @@ def cmd_score(args):
         print(f"the grammar's true P(文本) = {true_text:.4g}")
 
 
+def _check_show(args):
+    if args.show is not None and args.show > args.beam:
+        raise UserError(f"--show {args.show} needs --beam {args.show} or more: beam search "
+                        "keeps --beam hypotheses")
+
+
 def cmd_seq2seq(args):
     from .generate import seq2seq_beam_hypotheses
     from .tokenizer import EOS_ID
 
-    if args.show is not None and args.show > args.beam:
-        raise UserError(f"--show {args.show} needs --beam {args.show} or more: beam search "
-                        "keeps --beam hypotheses")
+    _check_show(args)
     model_cfg, train_cfg, tokenizer, state = _load(args.checkpoint, "seq2seq")
     if not args.text:
         raise UserError("text must not be empty")
@@ -598,8 +609,14 @@ def cmd_seq2seq(args):
     hypotheses = seq2seq_beam_hypotheses(state["params"], model_cfg, ids, beam_width=args.beam,
                                          length_penalty=args.length_penalty)[: args.show or 1]
     outputs = [tokenizer.decode(h.ids, skip_special=True) for h in hypotheses]
+    _print_hypotheses(args, {"checkpoint": args.checkpoint}, hypotheses, outputs)
+
+
+def _print_hypotheses(args, model, hypotheses, outputs):
+    """seq2seq's answer: the best output, or with --show the table of the best hypotheses, or
+    with --json both; ``model`` names where the model came from in the JSON."""
     if args.json:
-        _print_json({"checkpoint": args.checkpoint, "input": args.text, "beam": args.beam,
+        _print_json({**model, "input": args.text, "beam": args.beam,
                      "length_penalty": args.length_penalty, "output": outputs[0],
                      "hypotheses": [{"rank": rank, "output": output, "ids": h.ids,
                                      "tokens": len(h.ids), "log_p": h.log_prob,
@@ -617,6 +634,268 @@ def cmd_seq2seq(args):
         unfinished = "" if h.finished else "   (unfinished: no [EOS])"
         print(f"    {rank:<5}{h.log_prob:>9.4f}{len(h.ids):>8}{h.score:>9.4f}  {output}"
               + unfinished)
+
+
+# ----------------------------------------------------------------------------------------------
+# --hf FOLDER: a Hugging Face model (GPT-2, BERT or BART, the pretrained ones too) run by
+# minillm's own forward pass, with the folder's own tokenizer (hf.py, hf_tokenizers.py). There
+# is no known truth for such a model, so no table has a true P column.
+
+HF_ARCH = {"generate": "gpt2", "score": "gpt2", "next": "gpt2", "fill": "bert",
+           "seq2seq": "bart"}
+HF_NAMES = {"gpt2": "GPT-2", "bert": "BERT", "bart": "BART"}
+
+
+def _hf_load(args, command):
+    """The HFModel and tokenizer of --hf FOLDER for ``command``, or one line naming what is
+    wrong: no such folder, a model of another architecture, a file minillm cannot read, a
+    tokenizer with ids beyond the model's vocab_size."""
+    import json
+
+    from . import hf
+    from .hf_tokenizers import load_tokenizer
+
+    folder, need = args.hf, HF_ARCH[command]
+    needs = f"{command} needs a {HF_NAMES[need]} folder (config.json model_type {need!r})"
+    if not os.path.isdir(folder):
+        raise UserError(f"--hf {folder!r} is not a folder: {needs}, as saved by transformers' "
+                        "save_pretrained")
+    try:  # the architecture first, before a large file of the wrong one is read
+        with open(os.path.join(folder, "config.json"), "rb") as f:
+            model_type = json.loads(f.read(hf.MAX_CONFIG_BYTES)).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None  # hf.load says what is wrong with the file
+    if model_type in HF_NAMES and model_type != need:
+        raise UserError(f"--hf {folder!r} holds a {HF_NAMES[model_type]} model "
+                        f"(model_type {model_type!r}): {needs}")
+    try:
+        model = hf.load(folder)
+        tokenizer = load_tokenizer(folder)
+    except ValueError as err:
+        raise UserError(f"--hf {folder!r}: {err}") from None
+    if model.arch != need:
+        raise UserError(f"--hf {folder!r} holds a {HF_NAMES[model.arch]} model: {needs}")
+    if len(tokenizer) > model.cfg.vocab_size:
+        raise UserError(f"--hf {folder!r}: its tokenizer has ids up to {len(tokenizer) - 1}, "
+                        f"but the model's vocab_size is {model.cfg.vocab_size}: the tokenizer "
+                        "is not this model's")
+    return model, tokenizer
+
+
+def _hf_token_text(tokenizer, token_id):
+    """One token id as readable text: the decode of that id alone, quoted so that its spaces
+    show (GPT-2's ' world'); a byte-level piece that is part of a character (GPT-2 cuts most
+    Chinese characters into 2 or 3 byte tokens) as its bytes, <e4 bb>; an id the tokenizer
+    lacks (a model with spare rows) as <id N>."""
+    from .hf_tokenizers import CHAR_TO_BYTE
+
+    token = tokenizer.id_to_token.get(int(token_id))
+    if token is None:
+        return f"<id {int(token_id)}>"
+    if tokenizer.decoder == "byte_level" and all(ch in CHAR_TO_BYTE for ch in token):
+        data = bytes(CHAR_TO_BYTE[ch] for ch in token)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "<" + data.hex(" ") + ">"
+    return repr(tokenizer.decode([int(token_id)]))
+
+
+def _hf_text(tokenizer, ids):
+    """Token ids -> text without the special tokens; an id the tokenizer lacks as <id N>."""
+    known = [i for i in ids if i in tokenizer.id_to_token]
+    if len(known) == len(ids):
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    return "".join(_hf_text(tokenizer, [i]) if i in tokenizer.id_to_token else f"<id {i}>"
+                   for i in ids)
+
+
+def _hf_fits(args, model, n, what):
+    """Refuse an input of ``n`` positions beyond the model's context, or beyond memory."""
+    if n > model.cfg.n_ctx:
+        raise UserError(f"{what} is {n} tokens, longer than the model's context: --hf "
+                        f"{args.hf!r} has n_ctx={model.cfg.n_ctx}")
+    family = {"gpt2": "gpt", "bert": "bert", "bart": "seq2seq"}[model.arch]
+    _check_input_fits(family, model.cfg, {"params": model.params}, 1, n, f"{what} ({n} tokens)")
+
+
+def _hf_gpt2_prompt(args, model, tokenizer, text, room):
+    """A prompt's ids and the bos id to put before them: as transformers' generate, the prompt
+    alone (GPT-2 has no BOS: <|endoftext|> is its eos, between documents), and <|endoftext|>
+    alone for an empty prompt. ``room``: the positions it must leave free."""
+    ids = tokenizer.encode(text)
+    bos = None if ids else tokenizer.bos_id
+    if not ids and bos is None:
+        raise UserError(f"prompt {text!r} gives no tokens, and the tokenizer of --hf "
+                        f"{args.hf!r} has no bos token to begin with")
+    _hf_fits(args, model, len(ids) + (bos is not None) + room,
+             f"prompt {text!r}" + (" (with room for one new token)" if room else ""))
+    return ids, bos
+
+
+def hf_generate(args):
+    import numpy as np
+
+    from .generate import generate
+
+    _check_top_p(args)
+    model, tokenizer = _hf_load(args, "generate")
+    ids, bos = _hf_gpt2_prompt(args, model, tokenizer, args.prompt, room=1)
+    start = len(ids) + (bos is not None)
+    _hf_fits(args, model, min(model.cfg.n_ctx, start + args.max_new_tokens),
+             "the prompt and the new tokens")
+    rng = np.random.default_rng(args.seed)
+    cut = 0
+    for _ in range(args.samples):
+        new = generate(model.params, model.cfg, ids, args.max_new_tokens, rng,
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       bos_id=bos, eos_id=tokenizer.eos_id)
+        print(args.prompt + _hf_text(tokenizer, new))
+        cut += len(new) < args.max_new_tokens and new[-1] != tokenizer.eos_id
+    if cut:
+        which = "generation" if args.samples == 1 else f"{cut} of the {args.samples} samples"
+        _warn(f"{which} stopped at the model's context length n_ctx={model.cfg.n_ctx} ({start} "
+              f"prompt tokens + {model.cfg.n_ctx - start} new), before --max-new-tokens "
+              f"{args.max_new_tokens} or the eos token")
+
+
+def hf_next(args):
+    import numpy as np
+
+    from .demo import print_table
+    from .generate import next_word_distribution
+
+    model, tokenizer = _hf_load(args, "next")
+    ids, bos = _hf_gpt2_prompt(args, model, tokenizer, args.prompt, room=0)
+    probs = next_word_distribution(model.params, model.cfg, ids, bos_id=bos)  # (V,)
+    order = [int(i) for i in np.argsort(-probs, kind="stable")[: args.top]]
+    rows = [(_hf_token_text(tokenizer, i), float(probs[i]), None) for i in order]
+    read = [bos] if bos is not None else ids
+    if args.json:
+        _print_json({"hf": args.hf, "prompt": args.prompt, "ids": read,
+                     "truth": False, "words": [{"rank": r, "id": i, "token": row[0],
+                                                "model_p": row[1]}
+                                               for r, (i, row) in enumerate(zip(order, rows), 1)]})
+        return
+    tokens = " | ".join(_hf_token_text(tokenizer, i) for i in read)
+    print(f"after {args.prompt!r} (read as {tokens}): the model's top {args.top} next tokens "
+          "(no true P: nobody knows a real text's true distribution):")
+    print_table(rows, label="token")
+
+
+def hf_score(args):
+    import math
+
+    import numpy as np
+
+    from .layers import log_softmax
+    from .models import check_finite, gpt_forward
+    from .tokenizer import pad
+
+    if not args.text:
+        raise UserError("text must not be empty")
+    model, tokenizer = _hf_load(args, "score")
+    ids = tokenizer.encode(args.text)
+    # <|endoftext|> (GPT-2's bos, the separator between its training documents) before w_1,
+    # so that P(w_1) is a term as [BOS] makes it for minillm's models. Without it (the way
+    # transformers' loss reads model(ids, labels=ids)) w_1 has no probability.
+    seq = ids if tokenizer.bos_id is None else [tokenizer.bos_id, *ids]
+    if len(seq) < 2:
+        raise UserError(f"text {args.text!r} gives {len(ids)} token(s) and the tokenizer has no "
+                        "bos token: there is no term to score")
+    _hf_fits(args, model, len(seq), f"text {args.text!r}" + (
+        " with <|endoftext|> first" if tokenizer.bos_id is not None else ""))
+    logits, _ = gpt_forward(model.params, model.cfg, np.array([seq]))  # (1, T, V)
+    logp = log_softmax(check_finite(logits[0].astype(np.float64)))  # (T, V)
+    per_step = logp[np.arange(len(seq) - 1), seq[1:]]  # log P(w_t | w_<t), t = 1.. (or 2..)
+    first = len(seq) - len(per_step) if tokenizer.bos_id is not None else 2
+    total, n = float(per_step.sum()), len(per_step)
+    steps = [{"t": t, "id": int(i), "token": _hf_token_text(tokenizer, i),
+              "model_p": math.exp(lp), "log_p": float(lp)}
+             for t, (i, lp) in enumerate(zip(seq[1:], per_step), first)]
+    if args.json:
+        _print_json({"hf": args.hf, "text": args.text, "ids": seq, "steps": steps,
+                     "log_p": total, "loss": -total, "tokens": n, "loss_per_token": -total / n})
+        return
+    if tokenizer.bos_id is not None:
+        bos = tokenizer.id_to_token[tokenizer.bos_id]
+        print(f"{bos} (id {tokenizer.bos_id}) stands before w_1, so P(w_1) is a term; no end "
+              "token is scored")
+    else:
+        print("the tokenizer has no bos token: w_1 has no probability; the terms start at w_2")
+    print(f"{'t':>3}  {'id':>6}  {'w_t':<14}{'model P(w_t | w_<t)':>22}{'log P':>10}")
+    for step in steps:
+        print(f"{step['t']:>3}  {step['id']:>6}  {pad(step['token'], 14)}"
+              f"{step['model_p']:>22.4g}{step['log_p']:>10.3f}")
+    print(f"log P(文本) = Σ log P(w_t | w_<t) = {total:.4f}   P(文本) = {math.exp(total):.4g}")
+    print(f"L = -Σ log P(w_t | w_<t) = {-total:.4f} nats over {n} tokens ({-total / n:.4f} per "
+          "token: transformers' loss of model(ids, labels=ids) with ids as read here)")
+
+
+def hf_fill(args):
+    from .demo import print_table
+    from .generate import fill_mask_distributions
+
+    model, tokenizer = _hf_load(args, "fill")
+    if tokenizer.mask_id is None:
+        raise UserError(f"--hf {args.hf!r}: its tokenizer has no mask token")
+    mask = tokenizer.id_to_token[tokenizer.mask_id]
+    ids = tokenizer.encode(args.text, add_special_tokens=True)  # [CLS] text [SEP]
+    if tokenizer.mask_id not in ids:
+        raise UserError(f"text {args.text!r} has no {mask} to fill (the mask token of the "
+                        f"tokenizer of --hf {args.hf!r})")
+    _hf_fits(args, model, len(ids), f"text {args.text!r} with {tokenizer.decode(ids[:1])} "
+             f"and {tokenizer.decode(ids[-1:])}")
+    masks = [(position, [(i, _hf_token_text(tokenizer, i), float(probs[i]))
+                         for i in probs.argsort(kind="stable")[::-1][: args.top]])
+             for position, probs in fill_mask_distributions(model.params, model.cfg, ids,
+                                                            mask_id=tokenizer.mask_id)]
+    if args.json:
+        _print_json({"hf": args.hf, "text": args.text, "ids": ids, "truth": False,
+                     "masks": [{"position": position,
+                                "words": [{"rank": r, "id": int(i), "token": text, "model_p": p}
+                                          for r, (i, text, p) in enumerate(rows, 1)]}
+                               for position, rows in masks]})
+        return
+    tokens = " ".join(tokenizer.id_to_token[i] for i in ids)
+    for position, rows in masks:
+        print(f"{mask} at position {position} of {tokens}:")
+        print_table([(text, p, None) for _, text, p in rows], label="token")
+
+
+def hf_seq2seq(args):
+    from .generate import seq2seq_beam_hypotheses
+
+    _check_show(args)
+    model, tokenizer = _hf_load(args, "seq2seq")
+    if not args.text:
+        raise UserError("text must not be empty")
+    ids = tokenizer.encode(args.text, add_special_tokens=True)  # BART: <s> text </s>
+    _hf_fits(args, model, len(ids), f"text {args.text!r} with its special tokens")
+    # The decoder begins with config.json's decoder_start_token_id (BART: </s>) and stops at
+    # the eos, as transformers' generate does (its forced_bos_token_id, which some BART
+    # configs set, is not applied here: the decoder chooses every token itself).
+    special = {}
+    for key, fallback in (("decoder_start_token_id", None), ("eos_token_id", tokenizer.eos_id)):
+        value = model.hf_config.get(key, fallback)
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 <= value < model.cfg.vocab_size):
+            raise UserError(f"--hf {args.hf!r}: config.json {key} is {value!r}, not a token id "
+                            f"below vocab_size {model.cfg.vocab_size}")
+        special[key] = value
+    _check_input_fits("seq2seq", model.cfg, {"params": model.params}, args.beam,
+                      model.cfg.n_ctx, f"--beam {args.beam}, decoding up to the model's "
+                      f"n_ctx={model.cfg.n_ctx} tokens,")
+    hypotheses = seq2seq_beam_hypotheses(
+        model.params, model.cfg, ids, beam_width=args.beam, length_penalty=args.length_penalty,
+        start_id=special["decoder_start_token_id"], eos_id=special["eos_token_id"])
+    hypotheses = hypotheses[: args.show or 1]
+    _print_hypotheses(args, {"hf": args.hf}, hypotheses,
+                      [_hf_text(tokenizer, h.ids) for h in hypotheses])
+
+
+HF_COMMANDS = {"generate": hf_generate, "score": hf_score, "next": hf_next, "fill": hf_fill,
+               "seq2seq": hf_seq2seq}
 
 
 VOCAB_FILE = "minillm_vocab.json"
@@ -960,14 +1239,18 @@ def _example_text(words, blank):
     return "".join([words[0], blank, *words[2:]])
 
 
+def _check_top_p(args):
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+
+
 def cmd_generate(args):
     import numpy as np
 
     from .generate import generate
     from .tokenizer import EOS_ID
 
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+    _check_top_p(args)
     model_cfg, _, tokenizer, state = _load(args.checkpoint, "generate")
     _refuse_mask(args.prompt, "prompt")
     prompt_ids, unknown = _encode(tokenizer, args.prompt)
@@ -1088,12 +1371,17 @@ def _run_model(args):
 
     from .models import NonFiniteOutput
 
-    command = {"generate": cmd_generate, "score": cmd_score, "next": cmd_next, "fill": cmd_fill,
-               "seq2seq": cmd_seq2seq}[args.command]
+    commands = {"generate": cmd_generate, "score": cmd_score, "next": cmd_next,
+                "fill": cmd_fill, "seq2seq": cmd_seq2seq}
+    if args.hf is not None:
+        commands = HF_COMMANDS
     try:
         with np.errstate(all="ignore"):
-            command(args)
+            commands[args.command](args)
     except NonFiniteOutput:
+        if args.hf is not None:
+            raise UserError(f"--hf {args.hf!r}: the model's output is not finite for this "
+                            "input") from None
         raise UserError(f"--checkpoint {args.checkpoint!r}: the model's output is not finite "
                         "for this input: its parameters grew too large in training (a learning "
                         "rate far too high); train it again with a smaller --lr") from None

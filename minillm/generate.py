@@ -60,14 +60,18 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
 
 
 def generate(params, cfg, prompt_ids, max_new_tokens, rng, temperature=1.0, top_k=None,
-             top_p=None, use_cache=True, stop_at_eos=True):
+             top_p=None, use_cache=True, stop_at_eos=True, bos_id=BOS_ID, eos_id=EOS_ID):
     """Continue ``prompt_ids`` (without [BOS]; it is added) by up to ``max_new_tokens`` tokens.
 
     Returns the list of new token ids (ending with [EOS] when the model chose to stop).
     Generation also stops when the sequence fills the model's context of n_ctx positions.
     ``use_cache=False`` recomputes the whole sequence at every step (slow, for comparison).
+    ``bos_id``/``eos_id``: the model's own special ids (minillm's by default); ``bos_id`` None
+    reads the prompt alone, as transformers generates with GPT-2, which has no BOS token.
     """
-    ids = [BOS_ID, *prompt_ids]
+    ids = list(prompt_ids) if bos_id is None else [bos_id, *prompt_ids]
+    if not ids:
+        raise ValueError("nothing to continue: an empty prompt and no bos_id")
     new = []
     logits, cache = gpt_forward(params, cfg, np.array([ids]))
     for _ in range(max_new_tokens):
@@ -75,7 +79,7 @@ def generate(params, cfg, prompt_ids, max_new_tokens, rng, temperature=1.0, top_
         token = int(np.argmax(p)) if temperature == 0 else int(rng.choice(len(p), p=p))
         new.append(token)
         ids.append(token)
-        if (stop_at_eos and token == EOS_ID) or len(ids) >= cfg.n_ctx:
+        if (stop_at_eos and token == eos_id) or len(ids) >= cfg.n_ctx:
             break
         if use_cache:
             logits, cache = gpt_forward(params, cfg, np.array([[token]]), past=cache)
@@ -84,9 +88,13 @@ def generate(params, cfg, prompt_ids, max_new_tokens, rng, temperature=1.0, top_
     return new
 
 
-def next_word_distribution(params, cfg, prompt_ids):
-    """The model's P(next token | [BOS] prompt) as an array (V,): what the demo prints."""
-    logits, _ = gpt_forward(params, cfg, np.array([[BOS_ID, *prompt_ids]]))
+def next_word_distribution(params, cfg, prompt_ids, bos_id=BOS_ID):
+    """The model's P(next token | [BOS] prompt) as an array (V,): what the demo prints.
+    ``bos_id`` None: P(next token | prompt), the prompt read alone (GPT-2 in transformers)."""
+    ids = list(prompt_ids) if bos_id is None else [bos_id, *prompt_ids]
+    if not ids:
+        raise ValueError("no next-token distribution of an empty prompt without a bos_id")
+    logits, _ = gpt_forward(params, cfg, np.array([ids]))
     return next_token_probs(logits[0, -1])
 
 
@@ -94,18 +102,20 @@ def next_word_distribution(params, cfg, prompt_ids):
 # Mask filling (BERT)
 
 
-def fill_mask_distributions(params, cfg, ids):
+def fill_mask_distributions(params, cfg, ids, mask_id=None):
     """The model's distribution over the vocabulary at every [MASK] of one input.
 
     ids: the token ids of ``[CLS] ... [SEP]`` with one or more [MASK]. Returns a list of
     (position, probs (V,)) in position order. Each [MASK] is predicted from every other token
-    on both sides: the encoder is bidirectional.
+    on both sides: the encoder is bidirectional. ``mask_id``: the model's [MASK] id (default
+    minillm's).
     """
     from .models import bert_forward
     from .tokenizer import MASK_ID
 
+    mask_id = MASK_ID if mask_id is None else mask_id
     ids = np.asarray(ids)
-    positions = np.flatnonzero(ids == MASK_ID)
+    positions = np.flatnonzero(ids == mask_id)
     if positions.size == 0:
         raise ValueError("the text has no [MASK] to fill")
     mlm_logits, _, _ = bert_forward(params, cfg, ids[None])
@@ -217,7 +227,11 @@ def seq2seq_beam_hypotheses(params, cfg, src_ids, beam_width=4, max_len=None,
             + sorted(live, key=lambda h: h.log_prob, reverse=True))
 
 
-def seq2seq_greedy(params, cfg, src_ids, max_len=None, use_cache=True):
-    """Greedy decoding: the most probable next token at every step (beam width 1)."""
+def seq2seq_greedy(params, cfg, src_ids, max_len=None, use_cache=True, start_id=None,
+                   eos_id=None):
+    """Greedy decoding: the most probable next token at every step (beam width 1).
+    ``start_id``/``eos_id``: the decoder's first token and its stop (default minillm's [BOS],
+    [EOS]; a BART's are config.json's decoder_start_token_id and eos_token_id)."""
     return seq2seq_beam_search(params, cfg, src_ids, beam_width=1, max_len=max_len,
-                               length_penalty=0.0, use_cache=use_cache)
+                               length_penalty=0.0, use_cache=use_cache, start_id=start_id,
+                               eos_id=eos_id)
