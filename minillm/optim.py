@@ -29,8 +29,8 @@ def adamw_init(params):
     """Zero first and second moments for every parameter, and the step counter."""
     return {
         "step": 0,
-        "m": {n: np.zeros_like(p) for n, p in params.items()},
-        "v": {n: np.zeros_like(p) for n, p in params.items()},
+        "m": {n: np.zeros_like(theta) for n, theta in params.items()},
+        "v": {n: np.zeros_like(theta) for n, theta in params.items()},
     }
 
 
@@ -55,20 +55,20 @@ def adamw_step(params, grads, state, lr, beta1=0.9, beta2=0.95, eps=1e-8, weight
     # it the step above, and PyTorch's, exactly in exact arithmetic.)
     step_size, eps_hat = lr * math.sqrt(c2) / c1, eps * math.sqrt(c2)
     for name, g in grads.items():
-        p, m, v = params[name], state["m"][name], state["v"][name]
+        theta, m, v = params[name], state["m"][name], state["v"][name]
         m *= beta1
         m += (1.0 - beta1) * g
         v *= beta2
         g2 = g * g
         g2 *= 1.0 - beta2
         v += g2
-        if weight_decay and decays(name, p):
-            p *= 1.0 - lr * weight_decay
+        if weight_decay and decays(name, theta):
+            theta *= 1.0 - lr * weight_decay
         update = np.sqrt(v)  # the update is built in this one buffer
         update += eps_hat
         np.divide(m, update, out=update)
         update *= step_size
-        p -= update
+        theta -= update
 
 
 def global_norm(grads):

@@ -245,7 +245,8 @@ def first_non_finite(loss, grads):
 
 def first_non_finite_parameter(params):
     """The name of the first parameter holding a NaN or an infinity, or None."""
-    return next((name for name, p in params.items() if not np.all(np.isfinite(p))), None)
+    return next((name for name, value in params.items() if not np.all(np.isfinite(value))),
+                None)
 
 
 class _StopOnSigint:
@@ -326,7 +327,8 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     floor = "" if data.floor is None or objective.NAME != "clm" else f" | floor {data.floor:.3f}"
     article = "an" if objective.MODEL_TITLE[0] in "AEIOUaeiou" else "a"
     nsp = " + next-sentence prediction" if train_cfg.nsp else ""
-    log(f"training {article} {objective.MODEL_TITLE} of {sum(p.size for p in params.values()):,} "
+    n_params = sum(value.size for value in params.values())
+    log(f"training {article} {objective.MODEL_TITLE} of {n_params:,} "
         f"parameters ({title(train_cfg.objective)}{nsp})"
         f" on {data.name} for {train_cfg.steps} steps of "
         f"{train_cfg.batch_size} sequences")
