@@ -325,10 +325,9 @@ FUNCTIONS_OF_KIND = {
                layers.attention_forward, layers.attention_backward),  # less their softmax
     "softmax": (layers.softmax_forward, layers.softmax_backward, layers.softmax_forward_tuned,
                 layers.softmax_backward_tuned, layers.causal_mask),
-    "layernorm": (layers.layernorm_forward, layers.layernorm_backward,
-                  layers.layernorm_forward_tuned, layers.layernorm_backward_tuned),
-    "gelu": (layers.gelu_tanh_forward, layers.gelu_tanh_backward, layers.gelu_tanh_forward_tuned,
-             layers.gelu_tanh_backward_tuned, layers.gelu_erf_forward, layers.gelu_erf_backward),
+    "layernorm": (layers.layernorm_forward, layers.layernorm_backward),
+    "gelu": (layers.gelu_tanh_forward, layers.gelu_tanh_backward, layers.gelu_erf_forward,
+             layers.gelu_erf_backward),
     "cross_entropy": (layers.cross_entropy_forward, layers.cross_entropy_backward),
     "optimizer": (optim.adamw_step,),
     "other": (layers.embedding_forward, layers.embedding_backward,

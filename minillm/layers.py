@@ -148,65 +148,6 @@ def layernorm_backward(dy, cache):
     return dx, dg, db
 
 
-# Tuned layer norm: the same formulas in fewer passes over the array, for the models.
-#
-# The models call these (transformer.py and models.py, by these names); tests/test_layers.py
-# checks them against the two functions above. What they buy, measured by
-# ``python -m minillm bench --config all --model gpt --threads 1``, three runs alternating with
-# the references in their place (2026-12-02, one thread, OpenBLAS's SkylakeX kernels): layer
-# norm's own time in a GPT tiny step 1.9 ms against 3.2 ms, 5.4% of the 24 ms step (2.5% at
-# small, 1.4% at medium). Two ideas:
-# - NumPy's ``x.sum(axis=-1)`` restarts its reduction loop for every row, so on short rows it
-#   costs several times a BLAS matrix-vector product with a column of ones, and so does
-#   ``x.sum(axis=0)`` over many rows (measured on 2026-12-02, float32, one thread: 4.6x and 6.0x
-#   on a (16, 64, 64) array, 2.3x and 2.5x on (8, 256, 256)): ``_sum_last`` and
-#   ``_sum_leading`` are those products, the same sums added in another order.
-# - The backward's two row means come from ``dy`` without forming dxhat first, and dx is built
-#   in one buffer.
-
-
-def _sum_last(x):
-    """Σ over the last axis, kept as an axis of length 1: (..., K) -> (..., 1). Float x."""
-    return x @ np.ones((x.shape[-1], 1), dtype=x.dtype)
-
-
-def _sum_leading(x):
-    """Σ over every axis but the last: (..., K) -> (K,). Float x, K > 0."""
-    K = x.shape[-1]
-    return np.ones(x.size // K, dtype=x.dtype) @ x.reshape(-1, K)
-
-
-def layernorm_forward_tuned(x, g, b, eps):
-    """layernorm_forward, with sums as products and the normalisation in place."""
-    C = x.shape[-1]
-    mean = _sum_last(x) / C  # (..., 1)
-    xhat = x - mean  # (..., C), centred; normalised in place below
-    var = _sum_last(np.square(xhat)) / C  # (..., 1)
-    rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
-    xhat *= rstd  # (..., C)
-    y = xhat * g  # (..., C)
-    y += b
-    cache = {"xhat": xhat, "rstd": rstd, "g": g}
-    return y, cache
-
-
-def layernorm_backward_tuned(dy, cache):
-    """layernorm_backward, with mean(dxhat) = (dy @ g) / C and mean(dxhat * xhat) =
-    ((dy * xhat) @ g) / C, each one matrix-vector product, and dx built in one buffer."""
-    xhat, rstd, g = cache["xhat"], cache["rstd"], cache["g"]
-    C = dy.shape[-1]
-    dy_xhat = dy * xhat  # (..., C)
-    dg = _sum_leading(dy_xhat)  # (C,)
-    db = _sum_leading(dy)  # (C,)
-    mean_dxhat = (dy @ g)[..., None] / C  # (..., 1)
-    mean_dxhat_xhat = (dy_xhat @ g)[..., None] / C  # (..., 1)
-    dx = dy * g  # (..., C) = dxhat
-    dx -= mean_dxhat
-    dx -= xhat * mean_dxhat_xhat
-    dx *= rstd
-    return dx, dg, db
-
-
 # ----------------------------------------------------------------------------------------------
 # GELU, the tanh form of GPT-2 ("gelu_new")
 
@@ -242,43 +183,6 @@ def gelu_tanh_backward(dy, cache):
     x, cdf = cache["x"], cache["cdf"]
     du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * x * x)  # (...)
     return dy * cdf * (1.0 + 2.0 * x * (1.0 - cdf) * du_dx)
-
-
-# Tuned GELU (tanh form), for GPT: the same formulas in one buffer, without the temporaries of
-# the one-line expressions, and with u = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x²), one product
-# fewer than sqrt(2/pi) (x + 0.044715 x³). GPT calls these (transformer.py, by these names);
-# tests/test_layers.py checks them against the two functions above.
-# What they buy, measured as for layer norm: GELU's own time in a GPT tiny step 2.2 ms against
-# 3.6 ms, 5.8% of the step (4.6% at small, 2.8% at medium). With both tuned pairs the tiny step
-# reached 0.43 to 0.44 of its matmul floor, against 0.38 to 0.40 with both references.
-
-
-def gelu_tanh_forward_tuned(x):
-    """gelu_tanh_forward, built in place in one buffer."""
-    cdf = x * x  # (...)
-    cdf *= _SQRT_2_OVER_PI * _GELU_CUBIC
-    cdf += _SQRT_2_OVER_PI
-    cdf *= x  # u
-    np.tanh(cdf, out=cdf)
-    cdf += 1.0
-    cdf *= 0.5
-    y = x * cdf
-    cache = {"x": x, "cdf": cdf}
-    return y, cache
-
-
-def gelu_tanh_backward_tuned(dy, cache):
-    """gelu_tanh_backward's last line, cdf (1 + 2 x (1 - cdf) du/dx) dy, built in one buffer."""
-    x, cdf = cache["x"], cache["cdf"]
-    d = x * x  # (...)
-    d *= 2.0 * _SQRT_2_OVER_PI * 3.0 * _GELU_CUBIC
-    d += 2.0 * _SQRT_2_OVER_PI  # 2 du/dx
-    d *= x
-    d *= 1.0 - cdf
-    d += 1.0
-    d *= cdf
-    d *= dy
-    return d
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,12 +240,26 @@ def softmax_backward(dp, cache):
 # Tuned softmax, for attention (attention_forward and attention_backward call these): the same
 # formulas with the mask added as a 0 / -inf bias (a third of the time of np.where on the
 # scores; masked scores must then be finite, as inf - inf is NaN), the work done in place in
-# one buffer, the row sums as products with a column of ones (_sum_last), and Σ_j dp_j p_j as
-# einsum's row-by-row dot products, with no (..., S) temporary. tests/test_layers.py checks
-# them against the two functions above. What they buy, measured as for layer norm: a GPT
-# medium step of 1,210 ms against 1,284 ms with the references (5.8%; softmax's own time 131
-# against 184 ms; 0.65 of the matmul floor against 0.61 to 0.62); at tiny and small nothing
-# beyond the noise of the machine (±2%).
+# one buffer, the row sums as products with a column of ones (_sum_last, below), and
+# Σ_j dp_j p_j as einsum's row-by-row dot products, with no (..., S) temporary.
+# tests/test_layers.py checks them against the two functions above.
+#
+# What they buy, measured by ``python -m minillm bench --config all --model gpt --threads 1``,
+# runs alternating with the references called in their place (2026-12-02, one thread,
+# OpenBLAS's SkylakeX kernels, medians of 3): a GPT medium step of 1,120 ms against 1,220 ms
+# (8.9%; 5.8% in an earlier set of runs), a tiny one 19.5 against 20.4 ms (4.5%, 6 runs).
+# The same test kept layer norm and GELU plain: their in-place forms gained 3.9% and 3.0% of
+# the tiny step, 2.2% and less at small and medium, under the 5% that a tuned variant needs.
+
+
+def _sum_last(x):
+    """Σ over the last axis, kept as an axis of length 1: (..., K) -> (..., 1). Float x.
+
+    NumPy's ``x.sum(axis=-1)`` restarts its reduction loop for every row, so on short rows it
+    costs several times a BLAS matrix-vector product with a column of ones (measured on
+    2026-12-02, float32, one thread: 4.6x on a (16, 64, 64) array, 2.3x on (8, 256, 256)):
+    the same sum, added in another order."""
+    return x @ np.ones((x.shape[-1], 1), dtype=x.dtype)
 
 
 def softmax_forward_tuned(s, allowed=None):

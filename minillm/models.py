@@ -24,8 +24,8 @@ from .layers import (
     embedding_forward,
     gelu_erf_backward,
     gelu_erf_forward,
-    layernorm_backward_tuned,
-    layernorm_forward_tuned,
+    layernorm_backward,
+    layernorm_forward,
     linear_backward,
     linear_forward,
     position_embedding_backward,
@@ -261,7 +261,7 @@ def gpt_forward(params, cfg, ids, attention_mask=None, past=None):
     blocks_past = None if past is None else past["blocks"]
     x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed,
                               past=blocks_past)
-    h, c_lnf = layernorm_forward_tuned(x, params["ln_f.g"], params["ln_f.b"],
+    h, c_lnf = layernorm_forward(x, params["ln_f.g"], params["ln_f.b"],
                                        cfg.ln_eps)  # (B, T, C)
     logits = h @ params["wte"].T  # (B, T, V)
     cache = {"tok": c_tok, "pos": c_pos, "blocks": blocks, "lnf": c_lnf, "h": h,
@@ -277,7 +277,7 @@ def gpt_backward(dlogits, cache):
     # logits = h wte^T: the output layer's part of the tied embedding's gradient.
     dwte_out = dlogits.reshape(-1, V).T @ h.reshape(-1, C)  # (V, C)
     dh = dlogits @ wte  # (B, T, C)
-    dx, grads["ln_f.g"], grads["ln_f.b"] = layernorm_backward_tuned(dh, cache["lnf"])
+    dx, grads["ln_f.g"], grads["ln_f.b"] = layernorm_backward(dh, cache["lnf"])
     dx, _ = stack_backward(dx, cache["blocks"], "h.", grads)
     # x = wte[ids] + wpe[t]: both tables receive dx.
     grads["wpe"] = position_embedding_backward(dx, cache["pos"])
@@ -353,7 +353,7 @@ def bert_forward(params, cfg, ids, token_type_ids=None, attention_mask=None):
     tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
     pos, c_pos = position_embedding_forward(T, params["wpe"])  # (T, C)
     seg, c_seg = embedding_forward(token_type_ids, params["wtt"])  # (B, T, C)
-    x, c_lne = layernorm_forward_tuned(tok + pos + seg, params["ln_e.g"], params["ln_e.b"],
+    x, c_lne = layernorm_forward(tok + pos + seg, params["ln_e.g"], params["ln_e.b"],
                                        cfg.ln_eps)
     # Bidirectional: query i sees every real key j, before or after it. Only padding is hidden.
     allowed = attention_mask[:, None, None, :]  # (B, 1, 1, T)
@@ -361,7 +361,7 @@ def bert_forward(params, cfg, ids, token_type_ids=None, attention_mask=None):
     # The masked-LM head.
     dense, c_dense = linear_forward(x, params["mlm.dense.w"], params["mlm.dense.b"])  # (B, T, C)
     act, c_act = gelu_erf_forward(dense)  # (B, T, C)
-    t, c_ln = layernorm_forward_tuned(act, params["mlm.ln.g"], params["mlm.ln.b"], cfg.ln_eps)
+    t, c_ln = layernorm_forward(act, params["mlm.ln.g"], params["mlm.ln.b"], cfg.ln_eps)
     mlm_logits = t @ params["wte"].T + params["mlm.bias"]  # (B, T, V)
     # The next-sentence head reads the first position, [CLS].
     pool_in, c_pool = linear_forward(x[:, 0], params["pool.w"], params["pool.b"])  # (B, C)
@@ -394,13 +394,13 @@ def bert_backward(dmlm_logits, dnsp_logits, cache):
     grads["mlm.bias"] = dmlm_logits.reshape(-1, V).sum(axis=0)
     dwte_out = dmlm_logits.reshape(-1, V).T @ t.reshape(-1, C)  # (V, C)
     dt = dmlm_logits @ wte  # (B, T, C)
-    dact, grads["mlm.ln.g"], grads["mlm.ln.b"] = layernorm_backward_tuned(dt, cache["ln"])
+    dact, grads["mlm.ln.g"], grads["mlm.ln.b"] = layernorm_backward(dt, cache["ln"])
     ddense = gelu_erf_backward(dact, cache["act"])
     dx_mlm, grads["mlm.dense.w"], grads["mlm.dense.b"] = linear_backward(ddense, cache["dense"])
     dx += dx_mlm
     dx, _ = stack_backward(dx, cache["blocks"], "h.", grads)
     # x = LN_e(wte[ids] + wpe[t] + wtt[segment])
-    dsum, grads["ln_e.g"], grads["ln_e.b"] = layernorm_backward_tuned(dx, cache["lne"])
+    dsum, grads["ln_e.g"], grads["ln_e.b"] = layernorm_backward(dx, cache["lne"])
     grads["wtt"] = embedding_backward(dsum, cache["seg"])
     grads["wpe"] = position_embedding_backward(dsum, cache["pos"])
     grads["wte"] = embedding_backward(dsum, cache["tok"]) + dwte_out  # tied: lookup + output
@@ -473,14 +473,14 @@ def _embed(params, prefix, ids, cfg, start=0):
     tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
     pos, c_pos = position_embedding_forward(
         T, params[prefix + "wpe"], offset=BART_POSITION_OFFSET + start)  # (T, C)
-    x, c_ln = layernorm_forward_tuned(tok * scale + pos, params[prefix + "ln_e.g"],
+    x, c_ln = layernorm_forward(tok * scale + pos, params[prefix + "ln_e.g"],
                                       params[prefix + "ln_e.b"], cfg.ln_eps)
     return x, {"tok": c_tok, "pos": c_pos, "ln": c_ln, "scale": scale}
 
 
 def _embed_backward(dx, cache, prefix, grads):
     """Adds the position table's and the layer norm's grads; returns the token table's part."""
-    dsum, grads[prefix + "ln_e.g"], grads[prefix + "ln_e.b"] = layernorm_backward_tuned(
+    dsum, grads[prefix + "ln_e.g"], grads[prefix + "ln_e.b"] = layernorm_backward(
         dx, cache["ln"])
     grads[prefix + "wpe"] = position_embedding_backward(dsum, cache["pos"])
     return embedding_backward(dsum * cache["scale"], cache["tok"])  # wte[ids] * scale

@@ -37,10 +37,10 @@ from .layers import (
     attention_forward,
     gelu_erf_backward,
     gelu_erf_forward,
-    gelu_tanh_backward_tuned,
-    gelu_tanh_forward_tuned,
-    layernorm_backward_tuned,
-    layernorm_forward_tuned,
+    gelu_tanh_backward,
+    gelu_tanh_forward,
+    layernorm_backward,
+    layernorm_forward,
     linear_backward,
     linear_forward,
     merge_heads,
@@ -63,8 +63,8 @@ class BlockSpec:
 
 
 def _activation(name):
-    if name == "gelu_tanh":  # GPT's GELU, in its tuned form (layers.py says what it buys)
-        return gelu_tanh_forward_tuned, gelu_tanh_backward_tuned
+    if name == "gelu_tanh":
+        return gelu_tanh_forward, gelu_tanh_backward
     if name == "gelu_erf":
         return gelu_erf_forward, gelu_erf_backward
     raise ValueError(f"activation must be 'gelu_tanh' or 'gelu_erf', got {name!r}")
@@ -220,26 +220,26 @@ def block_forward(x, w, spec, self_allowed, enc=None, cross_allowed=None, past=N
     scale = attention_scale(spec, x.shape[-1], layer)  # 1/sqrt(D), or 1/(sqrt(D) (layer + 1))
     cache = {"spec": spec}
     if spec.pre_ln:  # x = x + f(LN(x)), sublayer by sublayer
-        h, cache["ln_1"] = layernorm_forward_tuned(x, w["ln_1.g"], w["ln_1.b"], eps)
+        h, cache["ln_1"] = layernorm_forward(x, w["ln_1.g"], w["ln_1.b"], eps)
         out, cache["attn"] = self_attention_forward(h, attn, H, self_allowed, self_kv, scale)
         x = x + out
         if spec.cross:
-            h, cache["ln_x"] = layernorm_forward_tuned(x, w["ln_x.g"], w["ln_x.b"], eps)
+            h, cache["ln_x"] = layernorm_forward(x, w["ln_x.g"], w["ln_x.b"], eps)
             out, cache["xattn"] = cross_attention_forward(h, enc, xattn, H, cross_allowed,
                                                           cross_kv)
             x = x + out
-        h, cache["ln_2"] = layernorm_forward_tuned(x, w["ln_2.g"], w["ln_2.b"], eps)
+        h, cache["ln_2"] = layernorm_forward(x, w["ln_2.g"], w["ln_2.b"], eps)
         out, cache["mlp"] = mlp_forward(h, mlp, spec.activation)
         x = x + out
     else:  # x = LN(x + f(x)), sublayer by sublayer
         out, cache["attn"] = self_attention_forward(x, attn, H, self_allowed, self_kv, scale)
-        x, cache["ln_1"] = layernorm_forward_tuned(x + out, w["ln_1.g"], w["ln_1.b"], eps)
+        x, cache["ln_1"] = layernorm_forward(x + out, w["ln_1.g"], w["ln_1.b"], eps)
         if spec.cross:
             out, cache["xattn"] = cross_attention_forward(x, enc, xattn, H, cross_allowed,
                                                           cross_kv)
-            x, cache["ln_x"] = layernorm_forward_tuned(x + out, w["ln_x.g"], w["ln_x.b"], eps)
+            x, cache["ln_x"] = layernorm_forward(x + out, w["ln_x.g"], w["ln_x.b"], eps)
         out, cache["mlp"] = mlp_forward(x, mlp, spec.activation)
-        x, cache["ln_2"] = layernorm_forward_tuned(x + out, w["ln_2.g"], w["ln_2.b"], eps)
+        x, cache["ln_2"] = layernorm_forward(x + out, w["ln_2.g"], w["ln_2.b"], eps)
     # The keys and values seen so far, for the next generation step.
     cache["k"], cache["v"] = cache["attn"]["k"], cache["attn"]["v"]
     if spec.cross:
@@ -262,34 +262,34 @@ def block_backward(dy, cache):
         # Pre-LN.
         # 3. x = x + mlp(LN_2(x)): dx reaches x directly and through the feed-forward path.
         dh, grads_mlp = mlp_backward(dx, cache["mlp"])
-        dx_ln, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward_tuned(dh, cache["ln_2"])
+        dx_ln, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward(dh, cache["ln_2"])
         grads.update(with_prefix("mlp.", grads_mlp))
         dx = dx + dx_ln
         # 2. x = x + xattn(LN_x(x), enc)  (cross blocks only)
         if spec.cross:
             dh, denc, grads_x = cross_attention_backward(dx, cache["xattn"])
-            dx_ln, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward_tuned(dh, cache["ln_x"])
+            dx_ln, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward(dh, cache["ln_x"])
             grads.update(with_prefix("xattn.", grads_x))
             dx = dx + dx_ln
         # 1. x = x + attn(LN_1(x))
         dh, grads_attn = self_attention_backward(dx, cache["attn"])
-        dx_ln, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward_tuned(dh, cache["ln_1"])
+        dx_ln, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward(dh, cache["ln_1"])
         grads.update(with_prefix("attn.", grads_attn))
         return dx + dx_ln, denc, grads
     # Post-LN.
     # 3. x = LN_2(x + mlp(x)): back through the norm, then the sum splits in two.
-    dsum, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward_tuned(dx, cache["ln_2"])
+    dsum, grads["ln_2.g"], grads["ln_2.b"] = layernorm_backward(dx, cache["ln_2"])
     dx_mlp, grads_mlp = mlp_backward(dsum, cache["mlp"])
     grads.update(with_prefix("mlp.", grads_mlp))
     dx = dsum + dx_mlp
     # 2. x = LN_x(x + xattn(x, enc))  (cross blocks only)
     if spec.cross:
-        dsum, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward_tuned(dx, cache["ln_x"])
+        dsum, grads["ln_x.g"], grads["ln_x.b"] = layernorm_backward(dx, cache["ln_x"])
         dx_xattn, denc, grads_x = cross_attention_backward(dsum, cache["xattn"])
         grads.update(with_prefix("xattn.", grads_x))
         dx = dsum + dx_xattn
     # 1. x = LN_1(x + attn(x))
-    dsum, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward_tuned(dx, cache["ln_1"])
+    dsum, grads["ln_1.g"], grads["ln_1.b"] = layernorm_backward(dx, cache["ln_1"])
     dx_attn, grads_attn = self_attention_backward(dsum, cache["attn"])
     grads.update(with_prefix("attn.", grads_attn))
     return dsum + dx_attn, denc, grads
