@@ -61,8 +61,9 @@ class Tokenizer:
     """Longest-match word tokenizer over a lexicon, with a single-character fallback.
 
     Attributes: ``vocab`` (id -> string), ``id_of`` (string -> id), ``n_sentinels``,
-    ``first_ordinary_id`` (the ids below it are specials and sentinels) and ``ordinary_ids``
-    (an int array of the other ids: the words BERT's random replacement draws from).
+    ``first_ordinary_id`` (the ids below it are specials and sentinels), ``special_ids`` (an
+    int array of those: the ids BERT's masking never selects) and ``ordinary_ids`` (an int
+    array of the other ids: the words BERT's random replacement draws from).
     """
 
     def __init__(self, words, n_sentinels=N_SENTINELS, extra_chars=""):
@@ -85,6 +86,7 @@ class Tokenizer:
         self.vocab = reserved + ordinary  # id -> string
         self.id_of = {s: i for i, s in enumerate(self.vocab)}  # string -> id
         self.first_ordinary_id = len(reserved)
+        self.special_ids = np.arange(self.first_ordinary_id)
         self.ordinary_ids = np.arange(self.first_ordinary_id, len(self.vocab))
         # Longest match tries only the lengths some token has, longest first (13, 12, 6, ..., 1
         # for the default vocabulary): a handful of dict look-ups per position.

@@ -48,7 +48,7 @@ def training_batch(examples, indices, rng, tokenizer, train_cfg):
     is seen (RoBERTa); "static" gives each example of the pool one mask for the whole run,
     drawn from a generator seeded by (seed, index) (BERT's precomputed copies).
     """
-    special = np.arange(tokenizer.first_ordinary_id)
+    special = tokenizer.special_ids
     if getattr(train_cfg, "nsp", False):
         # examples are documents: [CLS] A [SEP] B [SEP] pairs, half with a random B, then the
         # usual masking over the words of both sentences (BERT: MLM + NSP).
