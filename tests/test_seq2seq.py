@@ -6,13 +6,19 @@ import pytest
 from minillm.demo import run_seq2seq_demo
 from minillm.grammar import default_grammar
 from minillm.layers import IGNORE_INDEX
-from minillm.models import Seq2SeqConfig
+from minillm.models import Seq2SeqConfig, seq2seq_forward, seq2seq_init
 from minillm.objectives import seq2seq
 from minillm.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from minillm.train import TrainConfig, make_data, train
 
 GRAMMAR = default_grammar()
 TOK = GRAMMAR.tokenizer()
+
+
+def tiny(n_ctx, n_embd=16):
+    """A one-block encoder-decoder over the grammar's vocabulary."""
+    return Seq2SeqConfig(vocab_size=len(TOK), n_ctx=n_ctx, n_embd=n_embd, n_head=2, n_layer=1,
+                         n_dec_layer=1)
 
 
 def test_teacher_forcing_shifts_the_target_right_behind_the_start_token():
@@ -79,3 +85,34 @@ def test_task_pairs_have_exact_answers():
         assert GRAMMAR.task_answer(src) == tgt
         assert "[UNK]" not in TOK.tokenize(src + tgt)
         assert TOK.decode(TOK.encode(tgt)) == tgt
+
+
+def test_the_loss_is_minus_the_sum_of_the_per_step_log_probabilities():
+    # L = -Σ_t log P(y_t | y_<t, x; θ): each term computed on its own, by running the decoder
+    # on the prefix [BOS] y_1 .. y_{t-1} alone and taking the log-softmax of its last logits at
+    # y_t. Two pairs of different lengths, so padding is in the batch.
+    cfg = tiny(16)
+    params = seq2seq_init(cfg, np.random.default_rng(0), dtype=np.float64)
+    noise = np.random.default_rng(1)
+    params = {k: v + 0.3 * noise.standard_normal(v.shape) for k, v in params.items()}
+    pairs = [(TOK.encode("今天天气很好。", add_eos=True), TOK.encode("天气很好", add_eos=True)),
+             (TOK.encode("我们去公园玩。", add_eos=True), TOK.encode("公园", add_eos=True))]
+    per_pair = []
+    for src, tgt in pairs:
+        terms = []
+        for t in range(len(tgt)):
+            logits, _ = seq2seq_forward(params, cfg, np.array([src]),
+                                        np.array([[BOS_ID, *tgt[:t]]]))
+            z = logits[0, -1]  # (V,) the prediction of y_t
+            terms.append(z[tgt[t]] - z.max() - np.log(np.exp(z - z.max()).sum()))
+        total, per_step = seq2seq.log_prob(params, cfg, src, tgt)
+        np.testing.assert_allclose(per_step, terms, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(total, sum(terms), rtol=1e-12)
+        per_pair.append(sum(terms))
+    batch = seq2seq.make_batch(pairs)
+    L, n, _ = seq2seq.loss(params, cfg, batch)
+    assert n == sum(len(tgt) for _, tgt in pairs)
+    np.testing.assert_allclose(L, -sum(per_pair), rtol=1e-12)
+    np.testing.assert_allclose(seq2seq.loss(params, cfg, batch, "mean")[0], -sum(per_pair) / n,
+                               rtol=1e-12)
+    assert -sum(per_pair) > 1.0  # far from a loss that is zero for every parameter

@@ -24,7 +24,7 @@ from __future__ import annotations
 from ..corruption.bart import text_infilling
 from ..corruption.t5 import span_corruption
 from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
-from ..models import seq2seq_backward, seq2seq_forward
+from ..models import check_finite, seq2seq_backward, seq2seq_forward
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, right_pad
 
 NAME = "seq2seq"
@@ -94,9 +94,24 @@ def training_batch(examples, indices, rng, tokenizer, train_cfg):
     return make_batch(pairs)
 
 
+def log_prob(params, cfg, src, tgt):
+    """``log P(y | x) = Σ_t log P(y_t | y_<t, x; θ)`` for one pair: the seq2seq loss of one
+    example is L = -log P(y | x) = -Σ_t log P(y_t | y_<t, x; θ) (teacher forcing, make_batch).
+
+    src: the source ids x (with its [EOS]); tgt: the target ids y_1 .. y_m (with its [EOS]).
+    Returns (total, per_step): a float and the m terms log P(y_t | y_<t, x).
+    """
+    batch = make_batch([(list(src), list(tgt))])
+    logits, _ = seq2seq_forward(params, cfg, batch["src"], batch["dec_in"])
+    _, ce = cross_entropy_forward(check_finite(logits), batch["targets"])
+    per_step = ce["logp_target"][0]  # (m,)
+    return float(per_step.sum()), per_step
+
+
 def loss(params, cfg, batch, reduction="sum"):
-    """``L = -Σ_t log P(y_t | y_<t, x; θ)`` over every real target token. Returns
-    (L, n_predicted, cache)."""
+    """``L = -Σ_t log P(y_t | y_<t, x; θ)`` over every real target token of every pair: the sum
+    of -log_prob over the batch (``reduction="mean"`` divides by the number of tokens).
+    Returns (L, n_predicted, cache)."""
     logits, model_cache = seq2seq_forward(params, cfg, batch["src"], batch["dec_in"],
                                           batch["src_mask"], batch["dec_mask"])
     L, ce = cross_entropy_forward(logits, batch["targets"], reduction=reduction)
