@@ -341,7 +341,8 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
             step = state["step"]
             step_start = time.perf_counter()
             indices, examples = data.sample(rng, train_cfg.batch_size)
-            batch = objective.training_batch(examples, indices, rng, tokenizer, train_cfg)
+            batch = objective.training_batch(examples, indices, rng, tokenizer, train_cfg,
+                                             n_ctx=model_cfg.n_ctx)
             try:
                 loss = train_step(params, opt, model_cfg, train_cfg, batch, step)
             except NonFiniteError as err:

@@ -116,3 +116,19 @@ def test_the_loss_is_minus_the_sum_of_the_per_step_log_probabilities():
     np.testing.assert_allclose(seq2seq.loss(params, cfg, batch, "mean")[0], -sum(per_pair) / n,
                                rtol=1e-12)
     assert -sum(per_pair) > 1.0  # far from a loss that is zero for every parameter
+
+
+def test_bart_sources_fit_the_context_however_many_inserts_are_drawn():
+    # Pieces of a text file are n_ctx − 1 = 3 tokens; text infilling masks ceil(0.9) = 1 and a
+    # first Poisson draw of 0 (probability e^-3 = 5%) adds an insert and another span: a source
+    # of 5 tokens with [EOS], one more than n_ctx. text_infilling's max_length redraws those.
+    cfg = tiny(4, n_embd=8)
+    train_cfg = TrainConfig(objective="bart", steps=5, batch_size=64, log_every=5)
+    data = make_data(train_cfg, cfg, TOK, documents=["今天天气很好，我们去公园玩。"] * 20)
+    state = train(cfg, train_cfg, data, TOK, log=lambda line: None)  # 320 pieces: ~16 redraws
+    assert len(state["history"]) == 5
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _, examples = data.sample(rng, 64)
+        batch = seq2seq.training_batch(examples, None, rng, TOK, train_cfg, n_ctx=4)
+        assert batch["src"].shape[1] <= 4 and batch["dec_in"].shape[1] <= 4

@@ -60,26 +60,28 @@ def make_batch(pairs, start_id=BOS_ID):
     return batch
 
 
-def corrupt(ids, rng, tokenizer, objective):
-    """One grammar sentence -> (source, target) for the pre-training objectives."""
+def corrupt(ids, rng, tokenizer, objective, n_ctx=None):
+    """One grammar sentence (or piece of text) -> (source, target) for the pre-training
+    objectives. For bart the infilled source is kept within n_ctx (text_infilling's max_length
+    redraws the rare span lengths that would lengthen it past n_ctx)."""
     if objective == "t5":
         sentinels = [tokenizer.sentinel_id(k) for k in range(tokenizer.n_sentinels)]
         src, tgt = span_corruption(ids, rng, sentinels)
         return list(src), list(tgt)
     if objective == "bart":
-        src, tgt, _ = text_infilling(ids, rng)
+        src, tgt, _ = text_infilling(ids, rng, max_length=None if n_ctx is None else n_ctx - 1)
         return [*src, EOS_ID], [*tgt, EOS_ID]
     raise ValueError(f"objective must be 't5' or 'bart' here, got {objective!r}")
 
 
-def training_batch(examples, indices, rng, tokenizer, train_cfg):
+def training_batch(examples, indices, rng, tokenizer, train_cfg, n_ctx=None):
     """One batch for train_cfg.objective: t5 and bart corrupt grammar sentences; tasks takes
     (source, target) pairs from TaskData; mix takes (source, target, sentence) triples and uses
     the task pair or, half of the time, the span corruption of the sentence. [EOS] ends every
     source and every target."""
     objective = train_cfg.objective
     if objective in ("t5", "bart"):
-        pairs = [corrupt(ids, rng, tokenizer, objective) for ids in examples]
+        pairs = [corrupt(ids, rng, tokenizer, objective, n_ctx) for ids in examples]
     elif objective == "tasks":
         pairs = [([*src, EOS_ID], [*tgt, EOS_ID]) for src, tgt in examples]
     elif objective == "mix":
