@@ -519,7 +519,7 @@ def _configs_from_options(args, objective):
     is 1 until the data is read."""
     from .models import MODELS
     from .options import OptionError
-    from .train import TrainConfig
+    from .train import TrainConfig, packed_length
 
     shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
     if objective.MODEL == "seq2seq":
@@ -531,6 +531,7 @@ def _configs_from_options(args, objective):
                                 masking=args.masking, pool=args.pool, nsp=args.nsp)
         train_cfg.check_data(args.data)
         model_cfg = MODELS[objective.MODEL].config(vocab_size=1, **shape)
+        packed_length(train_cfg, model_cfg.n_ctx)  # t5 and mix: n_ctx within the sentinels
     except OptionError as err:
         raise UserError(err.render(_flag_setting)) from None
     return train_cfg, model_cfg
@@ -619,9 +620,10 @@ def cmd_train(args, threads=None):
     elif train_cfg.objective in TASK_OBJECTIVES:
         print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"总结：今天天气很好，我们去公园玩。\"")
     elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks
-        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"今天天气很好，我们去公园玩"
-              "<extra_id_0>\" (it prints the missing words; on sentences this short T5's "
-              "masked span is always the last one)")
+        print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"今天<extra_id_0>很好，"
+              "我们去公园玩。今天我们去图书馆看书了。周末天气不好，我们去商店买东西。"
+              "明天天气不错，小明<extra_id_1>\" (it prints the missing words; walkthrough.md, T5, "
+              "says why the text is long)")
     else:  # bart: it learned to rewrite corrupted text whole
         print(f"try: python -m minillm seq2seq --checkpoint {shlex.quote(out)} \"今天[MASK]很好，我们去公园玩。\"")
 

@@ -13,7 +13,7 @@ input x:
 
 The four objectives of ``--objective``:
 
-    t5      span corruption of grammar sentences (pre-training, T5)
+    t5      span corruption of grammar sentences packed into long sequences (pre-training, T5)
     bart    text infilling of grammar sentences (pre-training, BART)
     tasks   the text-to-text tasks of the grammar: 总结 / 翻译 / 问 (T5's framing by prefix)
     mix     tasks and span corruption in one stream, half and half: T5's unified framework
@@ -61,9 +61,10 @@ def make_batch(pairs, start_id=BOS_ID):
 
 
 def corrupt(ids, rng, tokenizer, objective, n_ctx=None):
-    """One grammar sentence (or piece of text) -> (source, target) for the pre-training
-    objectives. For bart the infilled source is kept within n_ctx (text_infilling's max_length
-    redraws the rare span lengths that would lengthen it past n_ctx)."""
+    """One text -> (source, target) for the pre-training objectives: for t5 a packed sequence
+    (train.packed_length makes its source fit n_ctx), for bart a sentence or a piece of at
+    most n_ctx − 1 tokens, whose infilled source is kept within n_ctx (text_infilling's
+    max_length redraws the rare span lengths that would lengthen it past n_ctx)."""
     if objective == "t5":
         sentinels = [tokenizer.sentinel_id(k) for k in range(tokenizer.n_sentinels)]
         src, tgt = span_corruption(ids, rng, sentinels)
@@ -75,10 +76,10 @@ def corrupt(ids, rng, tokenizer, objective, n_ctx=None):
 
 
 def training_batch(examples, indices, rng, tokenizer, train_cfg, n_ctx=None):
-    """One batch for train_cfg.objective: t5 and bart corrupt grammar sentences; tasks takes
-    (source, target) pairs from TaskData; mix takes (source, target, sentence) triples and uses
-    the task pair or, half of the time, the span corruption of the sentence. [EOS] ends every
-    source and every target."""
+    """One batch for train_cfg.objective: t5 and bart corrupt text of the grammar or a --data
+    file (for t5 packed: see corrupt); tasks takes (source, target) pairs from TaskData; mix
+    takes (source, target, text) triples and uses the task pair or, half of the time, the span
+    corruption of the text. [EOS] ends every source and every target."""
     objective = train_cfg.objective
     if objective in ("t5", "bart"):
         pairs = [corrupt(ids, rng, tokenizer, objective, n_ctx) for ids in examples]
@@ -86,11 +87,11 @@ def training_batch(examples, indices, rng, tokenizer, train_cfg, n_ctx=None):
         pairs = [([*src, EOS_ID], [*tgt, EOS_ID]) for src, tgt in examples]
     elif objective == "mix":
         pairs = []
-        for src, tgt, sentence in examples:
+        for src, tgt, text in examples:
             if rng.random() < 0.5:
                 pairs.append(([*src, EOS_ID], [*tgt, EOS_ID]))
             else:
-                pairs.append(corrupt(sentence, rng, tokenizer, "t5"))
+                pairs.append(corrupt(text, rng, tokenizer, "t5"))
     else:
         raise ValueError(f"objective must be t5, bart, tasks or mix, got {objective!r}")
     return make_batch(pairs)
