@@ -1116,7 +1116,7 @@ def _configs_from_options(args, objective):
     is 1 until the data is read."""
     from .models import MODELS
     from .options import OptionError
-    from .train import TrainConfig
+    from .train import TrainConfig, packed_length
 
     shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
     if objective.MODEL == "seq2seq":
@@ -1128,6 +1128,7 @@ def _configs_from_options(args, objective):
                                 masking=args.masking, pool=args.pool, nsp=args.nsp)
         train_cfg.check_data(args.data)
         model_cfg = MODELS[objective.MODEL].config(vocab_size=1, **shape)
+        packed_length(train_cfg, model_cfg.n_ctx)  # t5 and mix: n_ctx within the sentinels
     except OptionError as err:
         raise UserError(err.render(_flag_setting)) from None
     return train_cfg, model_cfg
@@ -1221,10 +1222,11 @@ def cmd_train(args, threads=None):
     elif train_cfg.objective in TASK_OBJECTIVES:
         print(try_it.format("seq2seq", shlex.quote("总结：今天天气很好，我们去公园玩。")))
     elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks
-        text = "今天天气很好，我们去公园玩<extra_id_0>" if words is None else _example_text(
-            words, "<extra_id_0>")
-        print(try_it.format("seq2seq", shlex.quote(text)) + " (it prints the missing words; on "
-              "sentences this short T5's masked span is always the last one)")
+        grammar_text = ("今天<extra_id_0>很好，我们去公园玩。今天我们去图书馆看书了。"
+                        "周末天气不好，我们去商店买东西。明天天气不错，小明<extra_id_1>")
+        text = grammar_text if words is None else _example_text(words, "<extra_id_0>")
+        print(try_it.format("seq2seq", shlex.quote(text)) + " (it prints the missing words; "
+              "walkthrough.md, T5, says why the text is long)")
     else:  # bart: it learned to rewrite corrupted text whole
         text = "今天[MASK]很好，我们去公园玩。" if words is None else _example_text(words, "[MASK]")
         print(try_it.format("seq2seq", shlex.quote(text)))

@@ -23,8 +23,9 @@ import numpy as np
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
-# Enough sentinels for T5 span corruption of the longest sequence minillm trains on
-# (S = round(0.15·L / 3) spans: 20 covers L up to 400 tokens).
+# T5's sentinels in a new vocabulary: a packed sequence of L tokens has S = round(0.15·L / 3)
+# noise spans, and 20 cover L up to 409 tokens, that is, sources up to n_ctx = 369
+# (corruption/t5.py::longest_inputs_for_sentinels; train.packed_length refuses a longer one).
 N_SENTINELS = 20
 # from_text's defaults: a character pair seen 3 times is more likely a word than a coincidence,
 # and 200 pairs are enough words for a small corpus without crowding out its characters.
@@ -61,8 +62,9 @@ class Tokenizer:
     """Longest-match word tokenizer over a lexicon, with a single-character fallback.
 
     Attributes: ``vocab`` (id -> string), ``id_of`` (string -> id), ``n_sentinels``,
-    ``first_ordinary_id`` (the ids below it are specials and sentinels) and ``ordinary_ids``
-    (an int array of the other ids: the words BERT's random replacement draws from).
+    ``first_ordinary_id`` (the ids below it are specials and sentinels), ``special_ids`` (an
+    int array of those: the ids BERT's masking never selects) and ``ordinary_ids`` (an int
+    array of the other ids: the words BERT's random replacement draws from).
     """
 
     def __init__(self, words, n_sentinels=N_SENTINELS, extra_chars=""):
@@ -85,6 +87,7 @@ class Tokenizer:
         self.vocab = reserved + ordinary  # id -> string
         self.id_of = {s: i for i, s in enumerate(self.vocab)}  # string -> id
         self.first_ordinary_id = len(reserved)
+        self.special_ids = np.arange(self.first_ordinary_id)
         self.ordinary_ids = np.arange(self.first_ordinary_id, len(self.vocab))
         # Longest match tries only the lengths some token has, longest first (13, 12, 6, ..., 1
         # for the default vocabulary): a handful of dict look-ups per position.

@@ -11,7 +11,7 @@ import pytest
 from minillm.cli import main
 from minillm.demo import run_bert_demo, run_gpt_demo
 from minillm.grammar import default_grammar
-from minillm.models import GPTConfig
+from minillm.models import GPTConfig, Seq2SeqConfig
 from minillm.train import TrainConfig, make_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,6 +134,14 @@ BROKEN_RULES = {
         lambda: make_data(TrainConfig(objective="mlm", nsp=True), None, TOKENIZER, ["今天"],
                           name="c.txt"),
         ["--objective", "mlm", "--nsp", "--data", "c.txt"], ["nsp", "data"]),
+    "t5 beyond its sentinels": (
+        lambda: make_data(TrainConfig(objective="t5"), Seq2SeqConfig(vocab_size=9, n_ctx=411),
+                          TOKENIZER, ["今天"], name="c.txt"),
+        ["--objective", "t5", "--n-ctx", "411", "--data", "c.txt"], ["objective", "n_ctx"]),
+    "t5 without room for a span": (
+        lambda: make_data(TrainConfig(objective="mix"), Seq2SeqConfig(vocab_size=9, n_ctx=2),
+                          TOKENIZER),
+        ["--objective", "mix", "--n-ctx", "2"], ["objective", "n_ctx"]),
     "heads that do not divide the width": (lambda: GPTConfig(vocab_size=9, n_embd=30, n_head=4),
                                            ["--n-embd", "30", "--n-head", "4"],
                                            ["n_embd", "n_head"]),

@@ -24,7 +24,6 @@ from minillm.corruption.bert import (
     ACTION_MASK,
     ACTION_NONE,
     ACTION_RANDOM,
-    SPECIAL_IDS,
     DynamicMasker,
     StaticMasker,
     fixed_num_to_predict,
@@ -166,16 +165,22 @@ def test_attention_mask_marks_padding_by_position():
     np.testing.assert_array_equal(info["selected"], attention_mask == 1)
 
 
-def test_default_special_ids_are_the_tokenizers_reserved_ids():
-    tok = Tokenizer(["今天", "天气", "很好"])
-    reserved = [i for i in range(len(tok)) if tok.is_special(i)]  # specials and sentinels
-    np.testing.assert_array_equal(SPECIAL_IDS, reserved)
+@pytest.mark.parametrize("n_sentinels", [0, 20, 30, 100])
+def test_default_special_ids_are_the_tokenizers_however_many_sentinels_it_has(n_sentinels):
+    # Every reserved id of the tokenizer (specials and sentinels: is_special) is special by
+    # default, for any number of sentinels: a fixed list of 20 masked <extra_id_20>... as words.
+    tok = Tokenizer(["今天", "天气", "很好"], n_sentinels=n_sentinels)
+    reserved = [i for i in range(len(tok)) if tok.is_special(i)]
     ids = np.array(reserved * 3 + list(tok.ordinary_ids))
-    rng = np.random.default_rng(0)
-    inputs, _, info = mask_tokens(ids, rng, tok.ordinary_ids, mlm_probability=1.0)
     n = 3 * len(reserved)
-    assert not info["selected"][:n].any() and info["selected"][n:].all()
-    np.testing.assert_array_equal(inputs[:n], ids[:n])
+    for corrupt in (lambda rng: mask_tokens(ids, rng, tok.ordinary_ids, mlm_probability=1.0),
+                    lambda rng: span_mask(ids, rng, tok.ordinary_ids, mask_ratio=1.0),
+                    lambda rng: StaticMasker(0, tok.ordinary_ids, mlm_probability=1.0)(0, ids),
+                    lambda rng: DynamicMasker(0, tok.ordinary_ids, mlm_probability=1.0)(0, ids)):
+        inputs, _, info = corrupt(np.random.default_rng(0))
+        assert not info["selected"][:n].any() and info["selected"][n:].all()
+        np.testing.assert_array_equal(inputs[:n], ids[:n])
+    np.testing.assert_array_equal(tok.special_ids, reserved)  # what mlm.py passes explicitly
 
 
 @given(seed=st.integers(0, 2**32 - 1), rule=st.sampled_from(["bernoulli", "fixed"]))

@@ -21,7 +21,9 @@ from minillm.corruption.bart import (
     text_infilling,
 )
 from minillm.corruption.t5 import (
+    longest_inputs_for_sentinels,
     noise_spans_to_sentinels,
+    pack_sequences,
     random_spans_noise_mask,
     span_corruption,
     t5_input_and_target_lengths,
@@ -64,6 +66,19 @@ def expected_t5_counts(L):
     N = min(max(round(Fraction(Lp) * Fraction(3, 20)), 1), Lp - 1)
     S = max(round(Fraction(N, 3)), 1)
     return N, S
+
+
+def t5_noise_span_to_unique_sentinel(tokens, noise_mask, sentinels):
+    """T5's noise_span_to_unique_sentinel (preprocessors.py L3141), as T5 writes it with shifted
+    masks: the first token of each noise run becomes the next sentinel, the rest of the run is
+    dropped. T5 makes the input with noise_mask and the target with ~noise_mask (reference 6)."""
+    noise_mask = np.asarray(noise_mask, dtype=bool)
+    prev = np.concatenate([[False], noise_mask[:-1]])
+    first_noise = noise_mask & ~prev
+    subsequent = noise_mask & prev
+    sentinel_of = np.array(sentinels)[np.maximum(np.cumsum(first_noise) - 1, 0)]
+    out = np.where(first_noise, sentinel_of, tokens)
+    return out[~subsequent].tolist()
 
 
 def rebuild_from_sentinels(inputs, targets, sentinels):
@@ -109,9 +124,11 @@ def test_t5_mask_and_corruption_invariants_for_every_length_1_to_300(seed):
         N, S = expected_t5_counts(L)
         assert mask.shape == (L,) and mask.dtype == bool
         if L == 1:
-            # max(L, 2) = 2 gives [non-noise, noise], cut to one token: no noise at all.
+            # max(L, 2) = 2 gives [non-noise, noise], cut to one token: no noise in the input,
+            # and T5's target is <extra_id_0> (the complement [True] is one noise run).
             assert not mask[0]
-            assert inputs.tolist() == [ids[0], EOS_ID] and targets.tolist() == [EOS_ID]
+            assert inputs.tolist() == [ids[0], EOS_ID]
+            assert targets.tolist() == [SENTINELS[0], EOS_ID]
             continue
         assert mask.sum() == N
         assert len(noise_runs(mask.tolist())) == S
@@ -125,6 +142,19 @@ def test_t5_mask_and_corruption_invariants_for_every_length_1_to_300(seed):
         assert [t for t in targets if t in sentinel_set] == SENTINELS[:S]
         assert len(inputs) == (L - N) + S + 1 and len(targets) == N + S + 1
         assert rebuild_from_sentinels(inputs, targets, SENTINELS) == ids.tolist()
+
+
+def test_inputs_and_targets_are_t5s_sentinel_replacements_of_the_mask_and_its_complement():
+    # T5 makes the input by noise_span_to_unique_sentinel on the mask and the target by the
+    # same function on ~mask, then appends [EOS] (reference 6). For L = 1 the mask is [False],
+    # so T5's target is [<extra_id_0>, EOS].
+    for L in range(1, 301):
+        ids = random_text(np.random.default_rng([L, 1]), L)
+        mask = random_spans_noise_mask(L, np.random.default_rng([L, 2]))
+        inputs, targets = span_corruption(ids, np.random.default_rng([L, 2]), SENTINELS)
+        assert inputs.tolist() == [*t5_noise_span_to_unique_sentinel(ids, mask, SENTINELS), EOS_ID]
+        assert targets.tolist() == [*t5_noise_span_to_unique_sentinel(ids, ~mask, SENTINELS),
+                                    EOS_ID], L
 
 
 def test_corruption_of_a_hand_written_mask():
@@ -162,6 +192,71 @@ def test_up_to_30_tokens_the_mask_is_always_the_last_n_tokens():
     # At L = 31, N = 5 and S = 2: the masks differ between seeds.
     masks = {tuple(random_spans_noise_mask(31, np.random.default_rng(s))) for s in range(20)}
     assert len(masks) > 1
+
+
+def docstring_example(doc):
+    """The x, x̃ and y of a docstring, as token lists (a line that starts with neither label
+    continues the one above)."""
+    rows, label = {}, None
+    for line in doc.splitlines():
+        head, _, rest = line.strip().partition(":")
+        if head in ("x", "x̃", "y") and rest:
+            label = head
+            rows[label] = rest.split()
+        elif label and line.strip():
+            rows[label] += line.split()
+        else:
+            label = None
+    return rows["x"], rows["x̃"], rows["y"]
+
+
+def test_span_corruptions_docstring_example_is_one_it_produces():
+    # The example must be a corruption T5's rule can give: a mask of len(x) tokens with N noise
+    # tokens in S runs, starting with non-noise and ending with noise (every such mask is
+    # equally likely, reference 6), and it is what span_corruption returns for some seed.
+    x, x_tilde, y = docstring_example(span_corruption.__doc__)
+    names = {f"<extra_id_{k}>": s for k, s in enumerate(SENTINELS)} | {"[EOS]": EOS_ID}
+    names |= {w: 1000 + i for i, w in enumerate(dict.fromkeys(x))}  # a made-up id per word
+
+    def to_ids(tokens):
+        return [names[t] for t in tokens]
+
+    ids, inputs, targets = to_ids(x), to_ids(x_tilde), to_ids(y)
+    assert rebuild_from_sentinels(inputs, targets, SENTINELS) == ids
+    span_length, current = Counter(), None  # the number of target tokens after each sentinel
+    for t in targets[:-1]:
+        current = t if t in SENTINELS else current
+        span_length[current] += t not in SENTINELS
+    mask = [m for t in inputs[:-1]
+            for m in ([True] * span_length[t] if t in SENTINELS else [False])]
+    N, S = expected_t5_counts(len(ids))
+    assert (sum(mask), len(noise_runs(mask))) == (N, S)
+    assert not mask[0] and mask[-1]
+    seed = next(s for s in range(20000)
+                if random_spans_noise_mask(len(ids), np.random.default_rng(s)).tolist() == mask)
+    got = span_corruption(ids, np.random.default_rng(seed), SENTINELS)
+    assert (got[0].tolist(), got[1].tolist()) == (inputs, targets)
+
+
+@settings(max_examples=50)
+@given(lengths=st.lists(st.integers(0, 40), max_size=8), length=st.integers(1, 50))
+def test_pack_sequences_cuts_the_stream_into_pieces_of_one_length(lengths, length):
+    rng = np.random.default_rng(len(lengths) * 100 + length)
+    sequences = [random_text(rng, n) for n in lengths]
+    pieces = pack_sequences(sequences, length)
+    stream = [t for s in sequences for t in s.tolist()]
+    assert [t for p in pieces for t in p.tolist()] == stream  # nothing lost, nothing added
+    assert all(len(p) == length for p in pieces[:-1])
+    assert len(pieces) == math.ceil(len(stream) / length)
+
+
+def test_longest_inputs_for_sentinels_is_the_last_input_length_they_serve():
+    # By brute force over input lengths: the spans S of the raw length each input length packs.
+    needs = {I: t5_noise_counts(t5_input_and_target_lengths(I)[0])[1] for I in range(3, 500)}
+    assert all(needs[I] <= needs[I + 1] for I in range(3, 499))  # S never decreases
+    for n in range(1, 25):
+        assert longest_inputs_for_sentinels(n) == max(I for I, S in needs.items() if S <= n)
+    assert longest_inputs_for_sentinels(20) == 369  # minillm's vocabulary has 20
 
 
 @pytest.mark.parametrize("inputs_length, raw, targets", [
@@ -250,15 +345,29 @@ def rebuild_inputs_from_info(ids, info):
 
 @given(seed=seeds, n=st.integers(0, 60), with_bos=st.booleans(), with_eos=st.booleans(),
        mask_ratio=st.sampled_from([0.0, 0.15, 0.3, 0.5, 1.0]),
-       poisson_lambda=st.sampled_from([0.5, 3.0, 3.5]))
-def test_text_infilling_exact_invariants(seed, n, with_bos, with_eos, mask_ratio, poisson_lambda):
+       poisson_lambda=st.sampled_from([0.5, 3.0, 3.5]),
+       slack=st.one_of(st.none(), st.integers(0, 3)))
+def test_text_infilling_exact_invariants(seed, n, with_bos, with_eos, mask_ratio, poisson_lambda,
+                                        slack):
     rng = np.random.default_rng(seed)
     ids = [BOS_ID] * with_bos + random_text(rng, n).tolist() + [EOS_ID] * with_eos
     if not ids:
         return
-    inputs, target, info = text_infilling(ids, rng, mask_ratio, poisson_lambda)
+    budget = math.ceil(Fraction(str(mask_ratio)) * n)
+    # A bound on the inputs: none, or |ids| plus a slack (one draw of λ >= 3 fits it with
+    # probability >= 0.95: text_infilling's docstring).
+    max_length = None if slack is None or poisson_lambda < 3 else len(ids) + slack
+    inputs, target, info = text_infilling(ids, rng, mask_ratio, poisson_lambda,
+                                          max_length=max_length)
     inputs = inputs.tolist()
     lo, hi = int(with_bos), len(ids) - int(with_eos)
+    if max_length is not None:
+        assert len(inputs) <= max_length
+    if info["redraws"] == 0:  # the first draw fitted: the corruption made without a bound
+        rng = np.random.default_rng(seed)
+        random_text(rng, n)
+        unbounded = text_infilling(ids, rng, mask_ratio, poisson_lambda)
+        assert unbounded[0].tolist() == inputs and unbounded[2] == info
 
     assert target.tolist() == ids  # BART reconstructs the whole original
     if with_bos:
@@ -266,7 +375,6 @@ def test_text_infilling_exact_invariants(seed, n, with_bos, with_eos, mask_ratio
     if with_eos:
         assert inputs[-1] == EOS_ID
     # Budget: ceil(mask_ratio · n) of the n body tokens, all masked (spans do not overlap).
-    budget = math.ceil(Fraction(str(mask_ratio)) * n)
     assert info["budget"] == budget
     spans, inserts = info["spans"], info["inserts"]
     assert sum(length for _, length in spans) == budget
@@ -296,12 +404,28 @@ def test_text_infilling_example_with_a_zero_length_span():
     ids = [BOS_ID, *range(1000, 1020), EOS_ID]
     inputs, target, info = text_infilling(ids, np.random.default_rng(0))
     assert info == {"budget": 6, "drawn_lengths": [2, 0, 7], "spans": [(1, 4), (16, 2)],
-                    "inserts": [12]}
+                    "inserts": [12], "redraws": 0}
     m = MASK_ID
     assert inputs.tolist() == [BOS_ID, m, *range(1004, 1011), m, *range(1011, 1015), m,
                                1017, 1018, 1019, EOS_ID]
     assert target.tolist() == ids
     assert draw_span_lengths(6, np.random.default_rng(0)) == ([2, 0, 7], [2, 0, 4])
+
+
+def test_text_infilling_within_a_bound_redraws_as_often_as_poisson_says():
+    # 3 tokens, budget ceil(0.9) = 1; inputs of at most 3 tokens allow one span (|inputs| =
+    # 3 − 1 + K), so a first Poisson(3) draw of 0 (an insert, then another span) is drawn
+    # again: with probability e^-3 = 0.0498 (text_infilling: P(Poisson(λ·b) < b), b = 1).
+    # Given that, exactly one span of length 1 and no insert, every time.
+    n, p = 10000, math.exp(-3)
+    redrawn = 0
+    for seed in range(n):
+        inputs, _, info = text_infilling([1001, 1002, 1003], np.random.default_rng(seed),
+                                         max_length=3)
+        assert len(inputs) == 3 and [length for _, length in info["spans"]] == [1]
+        assert info["inserts"] == []
+        redrawn += info["redraws"] > 0
+    assert abs(redrawn / n - p) <= 5 * math.sqrt(p * (1 - p) / n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,6 +560,13 @@ def test_split_sentences_cuts_after_each_full_stop():
      r"poisson_lambda must be > 0, got 0.0"),
     (lambda: permute_sentences([1001, 1002], np.random.default_rng(0), []),
      r"full_stop_ids must hold at least one id, got none"),
+    (lambda: text_infilling(list(range(1000, 1010)), np.random.default_rng(0), max_length=7),
+     r"max_length=7 is too short for 10 ids: with 3 tokens masked the inputs hold at least 8"),
+    (lambda: text_infilling(list(range(1000, 1060)), np.random.default_rng(0), mask_ratio=1.0,
+                            poisson_lambda=0.5, max_length=10),
+     r"max_length=10: 1000 draws of span lengths for 60 ids with poisson_lambda=0.5 all gave"),
+    (lambda: pack_sequences([[1001]], 0), r"length must be an integer >= 1, got length=0"),
+    (lambda: longest_inputs_for_sentinels(0), r"n_sentinels must be an integer >= 1"),
 ])
 def test_bad_arguments_are_rejected_with_their_name_and_value(call, message):
     with pytest.raises(ValueError, match=message):

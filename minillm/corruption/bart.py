@@ -28,6 +28,13 @@ from ..tokenizer import BOS_ID, EOS_ID, MASK_ID
 from .checks import as_ids, check_int
 
 
+# text_infilling's max_length redraws span lengths until the inputs fit; a bound that this
+# many draws miss is refused. With λ = 3 and a bound of at least |ids|, one draw fits with
+# probability P(Poisson(3b) >= b) >= 1 − e^-3 = 0.95 (budget b = 1 is the worst case), so
+# reaching it means a bound too tight for its λ, not bad luck.
+MAX_REDRAWS = 1000
+
+
 def _body(ids):
     """The part of ids that noise may touch: [lo, hi), leaving out a leading [BOS] and a
     trailing [EOS]. fairseq keeps bos and eos fixed at the two ends; so does minillm."""
@@ -61,7 +68,8 @@ def draw_span_lengths(budget, rng, poisson_lambda=3.0):
     return drawn, lengths
 
 
-def text_infilling(ids, rng, mask_ratio=0.3, poisson_lambda=3.0, mask_id=MASK_ID):
+def text_infilling(ids, rng, mask_ratio=0.3, poisson_lambda=3.0, mask_id=MASK_ID,
+                   max_length=None):
     """BART's text infilling: spans of Poisson(λ) length, each replaced by a single [MASK].
 
     The n maskable tokens are ids without a leading [BOS] and a trailing [EOS], which stay at
@@ -84,9 +92,17 @@ def text_infilling(ids, rng, mask_ratio=0.3, poisson_lambda=3.0, mask_id=MASK_ID
         masked tokens = budget
         |inputs| = |ids| − Σ_{spans} (len_i − 1) + inserts       (= |ids| − budget + K)
 
-    |inputs| can exceed |ids| when there are more inserts than masked tokens beyond the first
-    of each span (fairseq#2297: mind a position limit). Not implemented: fairseq's random
-    replacement of masks (``mask_random``), its extra ``insert`` noise and document rotation.
+    |inputs| exceeds |ids| when K > budget, i.e. when there are more inserts than masked tokens
+    beyond the first of each span; fairseq's sources can then pass the model's position limit
+    (fairseq#2297). ``max_length`` bounds |inputs|: span lengths whose K would make the inputs
+    longer are drawn again (step 2 repeats). |inputs| depends on the draws only through K, so
+    this gives exactly the law above conditioned on the inputs fitting, and when the first draw
+    fits, the result is the one the same rng gives without a bound. K > budget exactly when the
+    first budget draws add up to less than budget, so a bound of |ids| redraws with probability
+    P(Poisson(λ·budget) < budget): 7.1e-6 for n = 31 (budget 10), 8.6e-4 for n = 15 (budget 5).
+
+    Not implemented: fairseq's random replacement of masks (``mask_random``), its extra
+    ``insert`` noise and document rotation.
     The BART-large recipe used λ = 3.5 (fairseq#1899); the paper says λ = 3.
 
     Returns (inputs, target, info):
@@ -95,7 +111,8 @@ def text_infilling(ids, rng, mask_ratio=0.3, poisson_lambda=3.0, mask_id=MASK_ID
         info     dict: "budget" (int), "drawn_lengths" (the Poisson draws, in draw order),
                  "spans" (list of (start, length), length >= 1, start an index into ids,
                  sorted), "inserts" (list of indices into ids before which a [MASK] was
-                 inserted, sorted; len(ids) − 1 for "just before a trailing [EOS]")
+                 inserted, sorted; len(ids) − 1 for "just before a trailing [EOS]"),
+                 "redraws" (how many span-length draws max_length refused)
     """
     ids = as_ids(ids)
     if not 0.0 <= mask_ratio <= 1.0:
@@ -103,10 +120,26 @@ def text_infilling(ids, rng, mask_ratio=0.3, poisson_lambda=3.0, mask_id=MASK_ID
     lo, hi = _body(ids)
     n = hi - lo
     budget = math.ceil(mask_ratio * n)
+    n_free = n - budget  # tokens that stay
+    # |inputs| = |ids| − budget + K: the most spans max_length allows (any K when it is None).
+    if max_length is not None:
+        check_int("max_length", max_length, 1)
+    max_spans = math.inf if max_length is None else max_length - (len(ids) - budget)
+    if max_spans < min(budget, 1):  # budget > 0 needs at least one span
+        raise ValueError(f"max_length={max_length!r} is too short for {len(ids)} ids: with "
+                         f"{budget} tokens masked the inputs hold at least "
+                         f"{len(ids) - budget + min(budget, 1)} ids")
     drawn, lengths = draw_span_lengths(budget, rng, poisson_lambda)
+    redraws = 0
+    while len(lengths) > max_spans:  # too many spans: the inputs would not fit
+        redraws += 1
+        if redraws > MAX_REDRAWS:
+            raise ValueError(f"max_length={max_length!r}: {MAX_REDRAWS} draws of span lengths "
+                             f"for {len(ids)} ids with poisson_lambda={poisson_lambda!r} all "
+                             f"gave longer inputs; allow longer inputs")
+        drawn, lengths = draw_span_lengths(budget, rng, poisson_lambda)
     K = len(lengths)
     lengths = np.array(lengths, dtype=np.int64)[rng.permutation(K)]  # (K,) in random order
-    n_free = n - budget  # tokens that stay
     # K blocks among n_free tokens: choose the K places the blocks take among n_free + K.
     places = np.sort(rng.choice(n_free + K, size=K, replace=False))  # (K,)
     # Block i has (places[i] − i) free tokens and the earlier blocks' lengths before it.
@@ -125,6 +158,7 @@ def text_infilling(ids, rng, mask_ratio=0.3, poisson_lambda=3.0, mask_id=MASK_ID
         "drawn_lengths": drawn,
         "spans": [(int(s), int(l)) for s, l in zip(starts, lengths) if l > 0],
         "inserts": [int(s) for s, l in zip(starts, lengths) if l == 0],
+        "redraws": redraws,
     }
     return inputs, ids.copy(), info
 

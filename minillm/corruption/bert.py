@@ -10,9 +10,11 @@
 
 Conventions, shared with spanbert.span_mask:
 
-- ids is a (B, T) or (T,) integer array. A position is *eligible* when its token is not in
-  ``special_ids`` and it is not padding (id [PAD], or ``attention_mask == 0`` when a mask is
-  given: padding is found by position as well as by id).
+- ids is a (B, T) or (T,) integer array. A position is *eligible* when its token is not
+  special and it is not padding (id [PAD], or ``attention_mask == 0`` when a mask is given:
+  padding is found by position as well as by id). The special ids are ``special_ids`` when
+  given; by default they are every id that is not one of ``ordinary_ids``, so they come from
+  the tokenizer whose words ordinary_ids lists, whatever its specials and sentinels are.
 - They return ``(inputs, labels, info)``. ``inputs`` is the corrupted copy of ids, ``labels``
   (int64) holds the original token at every selected position and IGNORE_INDEX everywhere else,
   so the loss is the cross-entropy of layers.py over ``labels``. ``info`` says what was decided,
@@ -31,23 +33,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import IGNORE_INDEX
-from ..tokenizer import MASK_ID, N_SENTINELS, PAD_ID, SPECIAL_TOKENS, pad
+from ..tokenizer import MASK_ID, PAD_ID, pad
 from .checks import (as_given, as_rows, check_int, check_probability, check_replacement,
                      check_vocabulary)
 
 
-def _read_only(a):
-    a.setflags(write=False)  # a module-level default must not be changed by a caller
-    return a
-
-
-# The ids that are never selected: the reserved ids of minillm's default vocabulary, i.e. the
-# special tokens [PAD] [UNK] [BOS] [EOS] [CLS] [SEP] [MASK] (0..6) and the N_SENTINELS T5
-# sentinels after them (Tokenizer.is_special). [UNK] is one of them, as in Hugging Face
-# (all_special_ids): asking the model to predict "unknown" teaches it nothing. A tokenizer built
-# with another number of sentinels passes ``special_ids=np.arange(tok.first_ordinary_id)``
-# (with fewer sentinels, its ordinary ids would overlap these, which every function rejects).
-SPECIAL_IDS = _read_only(np.arange(len(SPECIAL_TOKENS) + N_SENTINELS))
+# Which ids are special is the tokenizer's to say: its ordinary_ids are the words, every other
+# id ([PAD] [UNK] [BOS] [EOS] [CLS] [SEP] [MASK] and however many T5 sentinels it holds;
+# Tokenizer.special_ids) is never selected. [UNK] is one of them, as in Hugging Face
+# (all_special_ids): asking the model to predict "unknown" teaches it nothing. A fixed list of
+# ids would miss the extra sentinels of a tokenizer that has more, and mask them as words.
 
 # What happened at a position: the ``action`` array of ``info``.
 ACTION_NONE = 0  # not selected: input unchanged, label IGNORE_INDEX
@@ -57,14 +52,21 @@ ACTION_KEEP = 3  # selected, the input is left as it is; the model must still pr
 ACTION_NAMES = ("-", "[MASK]", "random", "kept")  # indexed by the codes above
 
 
-def eligible_positions(ids, special_ids=SPECIAL_IDS, attention_mask=None):
+def eligible_positions(ids, special_ids=None, attention_mask=None, ordinary_ids=None):
     """The positions that may be selected: not a special token and not padding.
 
-    ids (B, T) or (T,) -> bool of the same shape. Padding is [PAD] by id, and also every
-    position where ``attention_mask == 0`` when a mask is given (padding found by position
-    still works when [PAD] shares its id with another token; transformers#23530).
+    ids (B, T) or (T,) -> bool of the same shape. Special tokens are ``special_ids``, or, when
+    that is None, every id that is not one of ``ordinary_ids``. Padding is [PAD] by id, and
+    also every position where ``attention_mask == 0`` when a mask is given (padding found by
+    position still works when [PAD] shares its id with another token; transformers#23530).
     """
-    eligible = ~np.isin(ids, special_ids) & (ids != PAD_ID)
+    if special_ids is None:
+        if ordinary_ids is None:
+            raise ValueError("eligible_positions needs special_ids or ordinary_ids, got neither")
+        special = ~np.isin(ids, ordinary_ids)
+    else:
+        special = np.isin(ids, special_ids)
+    eligible = ~special & (ids != PAD_ID)
     if attention_mask is not None:
         eligible &= np.asarray(attention_mask) != 0
     return eligible
@@ -110,7 +112,7 @@ def mask_tokens(
     ids,
     rng,
     ordinary_ids,
-    special_ids=SPECIAL_IDS,
+    special_ids=None,
     mlm_probability=0.15,
     mask_prob=0.8,
     random_prob=0.1,
@@ -121,7 +123,8 @@ def mask_tokens(
     """BERT's masking: select ~15% of the eligible tokens, then 80% [MASK] / 10% random / 10% kept.
 
     ids (B, T) or (T,) int, rng np.random.Generator, ordinary_ids (W,) the words a random
-    replacement is drawn from, special_ids the ids that are never selected.
+    replacement is drawn from, special_ids the ids that are never selected (None: every id not
+    in ordinary_ids).
     -> inputs (shape of ids), labels (int64, shape of ids), info (see the module docstring; with
     ``num_to_predict`` (B,) for the fixed rule).
 
@@ -164,7 +167,7 @@ def mask_tokens(
     ids, attention_mask, one_row = as_rows(ids, attention_mask)
     B, T = ids.shape
 
-    eligible = eligible_positions(ids, special_ids, attention_mask)  # (B, T)
+    eligible = eligible_positions(ids, special_ids, attention_mask, ordinary_ids)  # (B, T)
     info = {"eligible": eligible}
     if rule == "bernoulli":
         selected = eligible & (rng.random((B, T)) < mlm_probability)  # (B, T)
@@ -205,7 +208,7 @@ class _Masker:
     ``rule="fixed"`` or ``mask_ratio=0.15``.
     """
 
-    def __init__(self, seed, ordinary_ids, special_ids=SPECIAL_IDS, corrupt=mask_tokens, **options):
+    def __init__(self, seed, ordinary_ids, special_ids=None, corrupt=mask_tokens, **options):
         check_int("seed", seed, 0)
         self.seed = seed
         self.ordinary_ids, self.special_ids = check_vocabulary(ordinary_ids, special_ids)
@@ -229,7 +232,7 @@ class StaticMasker(_Masker):
     """
 
     def __init__(
-        self, seed, ordinary_ids, special_ids=SPECIAL_IDS, dupe_factor=1, corrupt=mask_tokens,
+        self, seed, ordinary_ids, special_ids=None, dupe_factor=1, corrupt=mask_tokens,
         **options,
     ):
         super().__init__(seed, ordinary_ids, special_ids, corrupt, **options)

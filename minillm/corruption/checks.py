@@ -38,14 +38,17 @@ def as_int_array(name, a, ndims):
 
 
 def check_vocabulary(ordinary_ids, special_ids):
-    """-> (ordinary_ids, special_ids) as 1-D int arrays; ordinary_ids non-empty and not special."""
+    """-> (ordinary_ids, special_ids) as 1-D int arrays (special_ids may be None: every id not
+    in ordinary_ids); ordinary_ids non-empty and not special."""
     ordinary_ids = as_int_array("ordinary_ids", ordinary_ids, (1,))
-    special_ids = as_int_array("special_ids", special_ids, (1,))
     if ordinary_ids.size == 0:
         raise ValueError(
             "ordinary_ids must hold at least one word id (random replacements are drawn from it), "
             "got ordinary_ids=[]"
         )
+    if special_ids is None:
+        return ordinary_ids, None
+    special_ids = as_int_array("special_ids", special_ids, (1,))
     both = np.intersect1d(ordinary_ids, special_ids)
     if both.size:
         raise ValueError(

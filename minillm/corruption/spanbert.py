@@ -16,7 +16,7 @@ import numpy as np
 
 from ..layers import IGNORE_INDEX
 from ..tokenizer import MASK_ID
-from .bert import (ACTION_MASK, ACTION_NONE, ACTION_RANDOM, SPECIAL_IDS, action_80_10_10,
+from .bert import (ACTION_MASK, ACTION_NONE, ACTION_RANDOM, action_80_10_10,
                    eligible_positions)
 from .checks import (as_given, as_rows, check_int, check_probability, check_replacement,
                      check_vocabulary)
@@ -59,7 +59,7 @@ def span_mask(
     ids,
     rng,
     ordinary_ids,
-    special_ids=SPECIAL_IDS,
+    special_ids=None,
     mask_ratio=0.15,
     geometric_p=0.2,
     max_span=10,
@@ -104,7 +104,7 @@ def span_mask(
     B, T = ids.shape
 
     cdf = np.cumsum(span_length_distribution(geometric_p, max_span))  # (max_span,)
-    eligible = eligible_positions(ids, special_ids, attention_mask)  # (B, T)
+    eligible = eligible_positions(ids, special_ids, attention_mask, ordinary_ids)  # (B, T)
     selected = np.zeros((B, T), dtype=bool)
     action = np.full((B, T), ACTION_NONE, dtype=np.int8)
     inputs = ids.copy()

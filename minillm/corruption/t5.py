@@ -4,15 +4,22 @@
 <extra_id_k> in the input; the target lists each sentinel and the tokens it stands for. The
 target is short: only the missing pieces.
 
-    x:  今天 天气 很好 ， 我们 去 公园 玩 。
-    x̃:  今天 <extra_id_0> ， 我们 去 <extra_id_1> 玩 。 [EOS]
-    y:  <extra_id_0> 天气 很好 <extra_id_1> 公园 [EOS]
+T5 corrupts long sequences: it packs its documents end to end and cuts the stream into pieces
+of 568 tokens, whose inputs are then 512 tokens long. A short sentence alone would get one
+noise span, always at its end (a mask ends with noise); packed with others it can lose any of
+its words. span_corruption's docstring shows a packed sequence of 34 tokens; its first sentence:
+
+    x:  今天 天气 很好 ， 我们 去 公园 玩 。 今天 我们 去 图书馆 …
+    x̃:  今天 <extra_id_0> ， 我们 去 公园 玩 。 今天 我们 去 图书馆 … <extra_id_1> [EOS]
+    y:  <extra_id_0> 天气 很好 <extra_id_1> … [EOS]
 
     t5_noise_counts             N noise tokens and S noise spans for a length (T5's formulas)
     random_spans_noise_mask     T5's random_spans_noise_mask: which tokens are noise
     noise_spans_to_sentinels    a noise mask -> (inputs, targets) with sentinels
     span_corruption             the two above together: T5's objective for one sequence
+    pack_sequences              token sequences end to end, cut into pieces of one length
     t5_input_and_target_lengths the raw length that fills an input length (T5's helper)
+    longest_inputs_for_sentinels the longest input length that n sentinels can serve
 
 Pure functions of (token ids, rng, settings), tested without a network
 (tests/test_seq2seq_corruption.py). Facts about other implementations are cited from
@@ -94,7 +101,7 @@ def random_spans_noise_mask(length, rng, noise_density=0.15, mean_span_length=3.
     Given N and S, every such mask is equally likely. Two consequences worth knowing:
 
     - length 1: L' = 2 gives the mask [False, True], cut to [False]. A one-token sequence has
-      no noise at all, and span_corruption returns it unchanged with an empty target.
+      no noise at all; span_corruption returns it unchanged, with T5's target for it (below).
     - length <= 30: S = 1, so the mask is always exactly the last N tokens (t5#905). T5 has a
       ``random_roll`` option (off by default) that rotates the mask; it is not implemented.
 
@@ -126,9 +133,11 @@ def noise_spans_to_sentinels(ids, noise_mask, sentinel_ids):
     got this wrong, #14282). Only the order k = 0, 1, ... matters to the model; ``sentinel_ids``
     says which ids to use, so any convention can be passed in.
 
-    T5 computes the target by applying the same replacement to ``~noise_mask``; that gives this
-    target when the mask starts with non-noise, as T5's masks do. Here the target is built from
-    the runs directly, so it is right for any mask.
+    T5 computes the target by applying the same replacement to ``~noise_mask``: its k-th
+    non-noise run becomes the k-th sentinel. That equals this target when the mask starts with
+    non-noise and ends with noise, as T5's masks do for every length but 1 (span_corruption
+    handles that one). Here the target is built from the noise runs directly, so it lists the
+    sentinels of the input, and nothing else, for any mask.
 
     ids (L,), noise_mask (L,) bool, sentinel_ids: at least as many ids as there are noise runs.
     Returns (inputs, targets), two int64 arrays.
@@ -158,14 +167,23 @@ def noise_spans_to_sentinels(ids, noise_mask, sentinel_ids):
 def span_corruption(ids, rng, sentinel_ids, noise_density=0.15, mean_span_length=3.0):
     """T5's span corruption of one sequence: (inputs, targets) for the encoder and decoder.
 
-        x:  今天 天气 很 好 ， 我们 去 公园 玩 。
-        x̃:  今天 <extra_id_0> 好 ， 我们 去 <extra_id_1> 玩 。 [EOS]
-        y:  <extra_id_0> 天气 很 <extra_id_1> 公园 [EOS]
+    T5 corrupts packed sequences (pack_sequences), such as these 34 tokens of the grammar's
+    sentences (N = 5 noise tokens in S = 2 spans; the last span always ends the sequence):
+
+        x:  今天 天气 很好 ， 我们 去 公园 玩 。 今天 我们 去 图书馆 看书 了 。 周末 天气 不好 ，
+            我们 去 商店 买东西 。 明天 天气 不错 ， 小明 去 公园 玩 。
+        x̃:  今天 <extra_id_0> ， 我们 去 公园 玩 。 今天 我们 去 图书馆 看书 了 。 周末 天气 不好 ，
+            我们 去 商店 买东西 。 明天 天气 不错 ， 小明 去 <extra_id_1> [EOS]
+        y:  <extra_id_0> 天气 很好 <extra_id_1> 公园 玩 。 [EOS]
 
     The mask is ``random_spans_noise_mask(len(ids), rng, ...)`` (the same draws: the same seed
     gives the same mask), then ``noise_spans_to_sentinels``. For L >= 2 the lengths are exact:
 
         |inputs| = (L − N) + S + 1        |targets| = N + S + 1
+
+    For L = 1 the mask holds no noise (see random_spans_noise_mask). T5 builds the target by
+    the sentinel replacement of ``~noise_mask`` = [True], which turns the one token into
+    <extra_id_0>; so here too: inputs [w, EOS], targets [<extra_id_0>, EOS].
 
     ids: the raw text (L,), without [EOS]; sentinel_ids: the ids of <extra_id_0>,
     <extra_id_1>, ... (e.g. ``[tok.sentinel_id(k) for k in range(tok.n_sentinels)]``), at least
@@ -173,7 +191,26 @@ def span_corruption(ids, rng, sentinel_ids, noise_density=0.15, mean_span_length
     """
     ids = as_ids(ids)
     noise_mask = random_spans_noise_mask(len(ids), rng, noise_density, mean_span_length)
-    return noise_spans_to_sentinels(ids, noise_mask, sentinel_ids)
+    inputs, targets = noise_spans_to_sentinels(ids, noise_mask, sentinel_ids)
+    if len(ids) == 1:  # T5's target of the mask [False]: its non-noise run becomes <extra_id_0>
+        targets = np.array([sentinel_ids[0], EOS_ID], dtype=np.int64)
+    return inputs, targets
+
+
+def pack_sequences(sequences, length):
+    """T5's packing: the sequences end to end, cut into consecutive pieces of ``length`` tokens.
+
+    T5's span_corruption pipeline concatenates documents (reduce_concat_tokens) and splits the
+    stream into pieces of the raw length (split_tokens) before corrupting each piece, so pieces
+    start and end anywhere, also inside a sentence, and no separator is added between
+    documents. The last piece holds what is left (1 to ``length`` tokens).
+
+    sequences: lists (or arrays) of token ids; length >= 1. Returns a list of int64 arrays.
+    """
+    check_int("length", length, 1)
+    stream = np.concatenate([np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
+                            or [np.zeros(0, dtype=np.int64)])  # (total,)
+    return [stream[start : start + length] for start in range(0, len(stream), length)]
 
 
 def t5_input_and_target_lengths(inputs_length, noise_density=0.15, mean_span_length=3.0):
@@ -214,3 +251,26 @@ def t5_input_and_target_lengths(inputs_length, noise_density=0.15, mean_span_len
     while lengths_after_corruption(raw_length + 1)[0] <= inputs_length:
         raw_length += 1
     return raw_length, lengths_after_corruption(raw_length)[1]
+
+
+def longest_inputs_for_sentinels(n_sentinels, noise_density=0.15, mean_span_length=3.0):
+    """The longest input length whose raw length needs at most ``n_sentinels`` sentinels.
+
+    A raw length T needs S(T) sentinels (t5_noise_counts), and S never decreases as T grows; so
+    n sentinels serve every T up to T_n, the largest T with S(T) <= n. The raw length of an
+    input length I (t5_input_and_target_lengths) exceeds T_n exactly when inputs(T_n + 1) <= I,
+    so the answer is inputs(T_n + 1) − 1. With 20 sentinels (minillm's default vocabulary):
+    T_20 = 409 (N = 61, S = 20; T = 410 gives N = 62, S = 21) and the answer is 369.
+
+    n_sentinels >= 1 (every corruption of two or more tokens has a span). Returns an int.
+    """
+    check_int("n_sentinels", n_sentinels, 1)
+
+    def spans(raw_length):
+        return t5_noise_counts(raw_length, noise_density, mean_span_length)[1]
+
+    raw_length = 2  # S(2) = 1
+    while spans(raw_length + 1) <= n_sentinels:
+        raw_length += 1
+    N, S = t5_noise_counts(raw_length + 1, noise_density, mean_span_length)
+    return (raw_length + 1 - N) + S + 1 - 1

@@ -4,7 +4,8 @@ Each builds training examples from token ids and defines its loss; the training 
 train.py is the same for all of them. An objective module provides:
 
     NAME, TITLE, MODEL, MODEL_TITLE    its name, a one-line description, the model family it trains
-    training_batch(examples, indices, rng, tokenizer, train_cfg) -> batch
+    training_batch(examples, indices, rng, tokenizer, train_cfg, n_ctx=None) -> batch
+                                       (n_ctx: the model's context, for corruptions that lengthen)
     loss(params, cfg, batch, reduction) -> (L, n_predicted, cache), cache["logits"] the logits
     backward(cache) -> grads, dL/dθ for every parameter
     loss_and_grads(params, cfg, batch, reduction) -> (L, n_predicted, grads)

@@ -39,16 +39,17 @@ def encoder_rows(sequences):
     return right_pad([[CLS_ID, *seq, SEP_ID] for seq in sequences], PAD_ID)
 
 
-def training_batch(examples, indices, rng, tokenizer, train_cfg):
+def training_batch(examples, indices, rng, tokenizer, train_cfg, n_ctx=None):
     """One BERT batch: ``[CLS] sentence [SEP]`` rows, corrupted by the objective's masking
     (with train_cfg.nsp: ``[CLS] A [SEP] B [SEP]`` pairs from two-sentence documents).
 
     train_cfg.objective "mlm" uses mask_tokens (15%, 80/10/10), "span" uses span_mask.
     train_cfg.masking "dynamic" draws a new mask from the training rng every time a sentence
     is seen (RoBERTa); "static" gives each example of the pool one mask for the whole run,
-    drawn from a generator seeded by (seed, index) (BERT's precomputed copies).
+    drawn from a generator seeded by (seed, index) (BERT's precomputed copies). Masking keeps
+    the length, so n_ctx is not needed.
     """
-    special = np.arange(tokenizer.first_ordinary_id)
+    special = tokenizer.special_ids
     if train_cfg.nsp:
         # examples are documents: [CLS] A [SEP] B [SEP] pairs, half with a random B, then the
         # usual masking over the words of both sentences (BERT: MLM + NSP).

@@ -13,7 +13,7 @@ input x:
 
 The four objectives of ``--objective``:
 
-    t5      span corruption of grammar sentences (pre-training, T5)
+    t5      span corruption of grammar sentences packed into long sequences (pre-training, T5)
     bart    text infilling of grammar sentences (pre-training, BART)
     tasks   the text-to-text tasks of the grammar: 总结 / 翻译 / 问 (T5's framing by prefix)
     mix     tasks and span corruption in one stream, half and half: T5's unified framework
@@ -24,7 +24,7 @@ from __future__ import annotations
 from ..corruption.bart import text_infilling
 from ..corruption.t5 import span_corruption
 from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
-from ..models import seq2seq_backward, seq2seq_forward
+from ..models import check_finite, seq2seq_backward, seq2seq_forward
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, right_pad
 
 NAME = "seq2seq"
@@ -60,43 +60,61 @@ def make_batch(pairs, start_id=BOS_ID):
     return batch
 
 
-def corrupt(ids, rng, tokenizer, objective):
-    """One grammar sentence -> (source, target) for the pre-training objectives."""
+def corrupt(ids, rng, tokenizer, objective, n_ctx=None):
+    """One text -> (source, target) for the pre-training objectives: for t5 a packed sequence
+    (train.packed_length makes its source fit n_ctx), for bart a sentence or a piece of at
+    most n_ctx − 1 tokens, whose infilled source is kept within n_ctx (text_infilling's
+    max_length redraws the rare span lengths that would lengthen it past n_ctx)."""
     if objective == "t5":
         sentinels = [tokenizer.sentinel_id(k) for k in range(tokenizer.n_sentinels)]
         src, tgt = span_corruption(ids, rng, sentinels)
         return list(src), list(tgt)
     if objective == "bart":
-        src, tgt, _ = text_infilling(ids, rng)
+        src, tgt, _ = text_infilling(ids, rng, max_length=None if n_ctx is None else n_ctx - 1)
         return [*src, EOS_ID], [*tgt, EOS_ID]
     raise ValueError(f"objective must be 't5' or 'bart' here, got {objective!r}")
 
 
-def training_batch(examples, indices, rng, tokenizer, train_cfg):
-    """One batch for train_cfg.objective: t5 and bart corrupt grammar sentences; tasks takes
-    (source, target) pairs from TaskData; mix takes (source, target, sentence) triples and uses
-    the task pair or, half of the time, the span corruption of the sentence. [EOS] ends every
-    source and every target."""
+def training_batch(examples, indices, rng, tokenizer, train_cfg, n_ctx=None):
+    """One batch for train_cfg.objective: t5 and bart corrupt text of the grammar or a --data
+    file (for t5 packed: see corrupt); tasks takes (source, target) pairs from TaskData; mix
+    takes (source, target, text) triples and uses the task pair or, half of the time, the span
+    corruption of the text. [EOS] ends every source and every target."""
     objective = train_cfg.objective
     if objective in ("t5", "bart"):
-        pairs = [corrupt(ids, rng, tokenizer, objective) for ids in examples]
+        pairs = [corrupt(ids, rng, tokenizer, objective, n_ctx) for ids in examples]
     elif objective == "tasks":
         pairs = [([*src, EOS_ID], [*tgt, EOS_ID]) for src, tgt in examples]
     elif objective == "mix":
         pairs = []
-        for src, tgt, sentence in examples:
+        for src, tgt, text in examples:
             if rng.random() < 0.5:
                 pairs.append(([*src, EOS_ID], [*tgt, EOS_ID]))
             else:
-                pairs.append(corrupt(sentence, rng, tokenizer, "t5"))
+                pairs.append(corrupt(text, rng, tokenizer, "t5"))
     else:
         raise ValueError(f"objective must be t5, bart, tasks or mix, got {objective!r}")
     return make_batch(pairs)
 
 
+def log_prob(params, cfg, src, tgt):
+    """``log P(y | x) = Σ_t log P(y_t | y_<t, x; θ)`` for one pair: the seq2seq loss of one
+    example is L = -log P(y | x) = -Σ_t log P(y_t | y_<t, x; θ) (teacher forcing, make_batch).
+
+    src: the source ids x (with its [EOS]); tgt: the target ids y_1 .. y_m (with its [EOS]).
+    Returns (total, per_step): a float and the m terms log P(y_t | y_<t, x).
+    """
+    batch = make_batch([(list(src), list(tgt))])
+    logits, _ = seq2seq_forward(params, cfg, batch["src"], batch["dec_in"])
+    _, ce = cross_entropy_forward(check_finite(logits), batch["targets"])
+    per_step = ce["logp_target"][0]  # (m,)
+    return float(per_step.sum()), per_step
+
+
 def loss(params, cfg, batch, reduction="sum"):
-    """``L = -Σ_t log P(y_t | y_<t, x; θ)`` over every real target token. Returns
-    (L, n_predicted, cache)."""
+    """``L = -Σ_t log P(y_t | y_<t, x; θ)`` over every real target token of every pair: the sum
+    of -log_prob over the batch (``reduction="mean"`` divides by the number of tokens).
+    Returns (L, n_predicted, cache)."""
     logits, model_cache = seq2seq_forward(params, cfg, batch["src"], batch["dec_in"],
                                           batch["src_mask"], batch["dec_mask"])
     L, ce = cross_entropy_forward(logits, batch["targets"], reduction=reduction)
