@@ -608,8 +608,18 @@ def cmd_seq2seq(args):
     _warn_unknown(unknown, args.checkpoint)
     hypotheses = seq2seq_beam_hypotheses(state["params"], model_cfg, ids, beam_width=args.beam,
                                          length_penalty=args.length_penalty)[: args.show or 1]
-    outputs = [tokenizer.decode(h.ids, skip_special=True) for h in hypotheses]
+    outputs = [answer_text(tokenizer, h.ids) for h in hypotheses]
     _print_hypotheses(args, {"checkpoint": args.checkpoint}, hypotheses, outputs)
+
+
+def answer_text(tokenizer, ids):
+    """A seq2seq answer as text: without [BOS], [EOS] and [PAD], but with its sentinels, which
+    a t5 answer uses to say which blank each run of words fills (<extra_id_0> 天气 <extra_id_1>
+    ...)."""
+    from .tokenizer import SPECIAL_TOKENS
+
+    return tokenizer.decode([i for i in ids if not tokenizer.is_special(i)
+                             or i >= len(SPECIAL_TOKENS)])
 
 
 def _print_hypotheses(args, model, hypotheses, outputs):

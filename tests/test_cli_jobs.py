@@ -336,3 +336,16 @@ def test_next_has_no_truth_after_a_prompt_the_grammar_cannot_begin(prompt, check
     assert main(["next", prompt, "--checkpoint", checkpoints["clm"]]) == 0
     out = capsys.readouterr().out
     assert "no true P" in out.splitlines()[0] and "true P" not in out.splitlines()[1]
+
+
+def test_a_t5_answer_keeps_its_sentinels_so_each_filled_blank_shows():
+    """seq2seq prints a t5 answer with the sentinels that say which blank each word fills; the
+    other special tokens ([BOS], [EOS], [PAD]) stay out."""
+    from minillm.cli import answer_text
+    from minillm.grammar import default_grammar
+    from minillm.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+    tok = default_grammar().tokenizer()
+    ids = [BOS_ID, tok.sentinel_id(0), *tok.encode("天气"), tok.sentinel_id(1),
+           *tok.encode("去公园"), EOS_ID, PAD_ID]
+    assert answer_text(tok, ids) == "<extra_id_0>天气<extra_id_1>去公园"
