@@ -38,9 +38,11 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from . import safetensors
+from .config import TrainConfig
 from .files import loads_json
 from .files import show as _short
 from .models import MODELS
+from .objectives import get_objective
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 
 FORMAT = "minillm-checkpoint-2"
@@ -140,9 +142,6 @@ def read_metadata(metadata, entries, path):
     """Check a checkpoint's metadata against itself and against the tensors the header lists
     (``entries``: {name: (dtype code, shape, begin, end)}), allocating nothing that a field
     sizes. -> (model_cfg, train_cfg, tokenizer, meta)."""
-    from .objectives import get_objective
-    from .train import TrainConfig
-
     def fail(problem):
         return CheckpointError(f"{path}: {problem}")
 

@@ -1010,7 +1010,7 @@ def cmd_import(args):
     from .models import MODELS
     from .objectives import get_objective
     from .optim import adamw_init
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     vocab = os.path.join(args.folder, VOCAB_FILE)
     if not os.path.exists(os.path.join(args.folder, "config.json")):
@@ -1126,7 +1126,8 @@ def _configs_from_options(args, objective):
     is 1 until the data is read."""
     from .models import MODELS
     from .options import OptionError
-    from .train import TrainConfig, packed_length
+    from .config import TrainConfig
+    from .data import packed_length
 
     shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
     if objective.MODEL == "seq2seq":
@@ -1149,7 +1150,9 @@ def cmd_train(args, threads=None):
 
     from .objectives import get_objective
     from .tokenizer import Tokenizer
-    from .train import TASK_OBJECTIVES, TrainingInterrupted, make_data, train
+    from .config import TASK_OBJECTIVES
+    from .data import make_data
+    from .train import TrainingInterrupted, train
 
     given = _given_settings(args)
     _fill_defaults(args)

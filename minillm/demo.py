@@ -40,7 +40,9 @@ from .models import BertConfig, GPTConfig, Seq2SeqConfig
 from .tokenizer import CLS_ID, SEP_ID, pad
 from .checkpoint import save_checkpoint
 from .objectives import run_path
-from .train import GrammarData, TrainConfig, train
+from .config import TrainConfig
+from .data import GrammarData
+from .train import train
 
 GPT_PROMPT = "今天天气很好，我们去"
 BERT_TEXT = "今天[MASK]很好"
@@ -149,7 +151,7 @@ def run_seq2seq_demo(train_cfg=None, log=print, save=False, threads=None):
     """Train the demo encoder-decoder on the text-to-text tasks and answer the tutorial's 总结."""
     from .generate import seq2seq_greedy
     from .tokenizer import EOS_ID
-    from .train import make_data
+    from .data import make_data
 
     grammar = default_grammar()
     tokenizer = grammar.tokenizer()

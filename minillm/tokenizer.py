@@ -25,7 +25,7 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]"
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
 # T5's sentinels in a new vocabulary: a packed sequence of L tokens has S = round(0.15·L / 3)
 # noise spans, and 20 cover L up to 409 tokens, that is, sources up to n_ctx = 369
-# (corruption/t5.py::longest_inputs_for_sentinels; train.packed_length refuses a longer one).
+# (corruption/t5.py::longest_inputs_for_sentinels; data.packed_length refuses a longer one).
 N_SENTINELS = 20
 # from_text's defaults: a character pair seen 3 times is more likely a word than a coincidence,
 # and 200 pairs are enough words for a small corpus without crowding out its characters.

@@ -6,7 +6,9 @@ import pytest
 from minillm import blas
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig
-from minillm.train import GrammarData, TrainConfig, train
+from minillm.config import TrainConfig
+from minillm.data import GrammarData
+from minillm.train import train
 
 TOK = default_grammar().tokenizer()
 

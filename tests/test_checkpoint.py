@@ -16,7 +16,9 @@ from minillm.cli import main
 from minillm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig
-from minillm.train import GrammarData, TrainConfig, train
+from minillm.config import TrainConfig
+from minillm.data import GrammarData
+from minillm.train import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--n-embd", "16", "--n-layer", "1", "--n-head", "2", "--batch-size", "4",

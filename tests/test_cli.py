@@ -12,7 +12,8 @@ from minillm.cli import main
 from minillm.demo import run_bert_demo, run_gpt_demo
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig, Seq2SeqConfig
-from minillm.train import TrainConfig, make_data
+from minillm.config import TrainConfig
+from minillm.data import make_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,13 +175,13 @@ def test_a_rule_names_fields_in_python_and_flags_on_the_command_line(call, argv,
 
 
 def test_the_cases_above_break_every_rule_there_is():
-    """One source: the rules are the OptionErrors raised in train.py and models.py, each
-    broken once above, so the command line is seen to report every one of them."""
+    """One source: the rules are the OptionErrors raised in config.py, data.py and models.py,
+    each broken once above, so the command line is seen to report every one of them."""
     import inspect
 
-    from minillm import models, train
+    from minillm import config, data, models
 
-    rules = sum(inspect.getsource(m).count("raise OptionError(") for m in (train, models))
+    rules = sum(inspect.getsource(m).count("raise OptionError(") for m in (config, data, models))
     broken = {broken_rule(call).template for call, _, _ in BROKEN_RULES.values()}
     assert len(broken) == rules
 

@@ -19,7 +19,7 @@ from minillm.models import GPTConfig, gpt_forward, gpt_init, seq2seq_forward
 from minillm.objectives import get_objective, run_path
 from minillm.optim import adamw_init
 from minillm.tokenizer import BOS_ID, EOS_ID
-from minillm.train import TrainConfig
+from minillm.config import TrainConfig
 
 SMALL = ["--steps", "2", "--batch-size", "2", "--n-embd", "16", "--n-layer", "1", "--n-ctx", "48"]
 TASK = "总结：今天天气很好，我们去公园玩。"

@@ -16,7 +16,9 @@ from minillm import cli
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig, gpt_forward, gpt_init
 from minillm.checkpoint import load_checkpoint, save_checkpoint
-from minillm.train import GrammarData, NonFiniteError, TrainConfig, train
+from minillm.config import TrainConfig
+from minillm.data import GrammarData
+from minillm.train import NonFiniteError, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOK = default_grammar().tokenizer()
@@ -94,7 +96,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
 def test_n_steps_then_n_more_equals_2n_steps_from_the_command_line(tmp_path):
     full, half = str(tmp_path / "full.safetensors"), str(tmp_path / "half.safetensors")
     assert cli.main(["train", "--steps", "20", *SMALL, "--out", full]) == 0
-    from minillm.train import make_data
+    from minillm.data import make_data
     # Stop after 10 of the 20 steps (the schedule still plans 20), then resume.
     model_cfg, train_cfg, tok, _ = load_checkpoint(full)
     train(model_cfg, train_cfg, make_data(train_cfg, model_cfg, tok), tok, checkpoint=half,

@@ -10,7 +10,9 @@ from minillm.models import Seq2SeqConfig, seq2seq_forward, seq2seq_init
 from minillm.objectives import seq2seq
 from minillm.options import OptionError
 from minillm.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from minillm.train import TrainConfig, make_data, train
+from minillm.config import TrainConfig
+from minillm.data import make_data
+from minillm.train import train
 
 GRAMMAR = default_grammar()
 TOK = GRAMMAR.tokenizer()

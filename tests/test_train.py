@@ -7,7 +7,9 @@ import pytest
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig
 from minillm.checkpoint import load_checkpoint, save_checkpoint
-from minillm.train import GrammarData, TextData, TrainConfig, train
+from minillm.config import TrainConfig
+from minillm.data import GrammarData, TextData
+from minillm.train import train
 
 GRAMMAR = default_grammar()
 TOKENIZER = GRAMMAR.tokenizer()
@@ -70,7 +72,7 @@ def test_n_steps_then_n_more_from_a_checkpoint_equals_2n_steps(objective, maskin
     """On every path: the data generator, the masks and the optimizer all resume exactly."""
     from minillm.models import MODELS
     from minillm.objectives import get_objective
-    from minillm.train import make_data
+    from minillm.data import make_data
 
     family = get_objective(objective).MODEL
     cfg = MODELS[family].config(vocab_size=len(TOKENIZER), n_ctx=48, n_embd=16, n_head=2, n_layer=1)
@@ -134,7 +136,7 @@ def test_static_masking_repeats_an_examples_mask_and_dynamic_masking_draws_anew(
 @pytest.mark.parametrize("objective, masking, pool", [("mlm", "static", 50), ("span", "dynamic", 0)])
 def test_bert_objectives_train_and_lower_their_loss(objective, masking, pool):
     from minillm.models import BertConfig
-    from minillm.train import make_data
+    from minillm.data import make_data
 
     cfg = BertConfig(vocab_size=len(TOKENIZER), n_ctx=16, n_embd=32, n_head=2, n_layer=1)
     train_cfg = TrainConfig(steps=60, batch_size=16, objective=objective, masking=masking, pool=pool)
@@ -181,7 +183,7 @@ def test_next_sentence_prediction_learns_which_second_sentence_belongs():
     from minillm.layers import cross_entropy_forward
     from minillm.models import BertConfig, bert_forward
     from minillm.objectives import mlm
-    from minillm.train import make_data
+    from minillm.data import make_data
 
     cfg = BertConfig(vocab_size=len(TOKENIZER), n_ctx=32, n_embd=32, n_head=2, n_layer=2)
     train_cfg = TrainConfig(steps=200, batch_size=32, objective="mlm", nsp=True)

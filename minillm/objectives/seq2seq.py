@@ -62,7 +62,7 @@ def make_batch(pairs, start_id=BOS_ID):
 
 def corrupt(ids, rng, tokenizer, objective, n_ctx=None):
     """One text -> (source, target) for the pre-training objectives: for t5 a packed sequence
-    (train.packed_length makes its source fit n_ctx), for bart a sentence or a piece of at
+    (data.packed_length makes its source fit n_ctx), for bart a sentence or a piece of at
     most n_ctx − 1 tokens, whose infilled source is kept within n_ctx (text_infilling's
     max_length redraws the rare span lengths that would lengthen it past n_ctx)."""
     if objective == "t5":
