@@ -725,8 +725,9 @@ def _hf_fits(args, model, n, what):
     if n > model.cfg.n_ctx:
         raise UserError(f"{what} is {n} tokens, longer than the model's context: --hf "
                         f"{args.hf!r} has n_ctx={model.cfg.n_ctx}")
-    family = {"gpt2": "gpt", "bert": "bert", "bart": "seq2seq"}[model.arch]
-    _check_input_fits(family, model.cfg, {"params": model.params}, 1, n, f"{what} ({n} tokens)")
+    from .hf import ARCH_MODEL
+
+    _check_input_fits(ARCH_MODEL[model.arch], model.cfg, {"params": model.params}, 1, n, f"{what} ({n} tokens)")
 
 
 def _hf_gpt2_prompt(args, model, tokenizer, text, room):
@@ -796,10 +797,7 @@ def hf_next(args):
 def hf_score(args):
     import math
 
-    import numpy as np
-
-    from .layers import log_softmax
-    from .models import check_finite, gpt_forward
+    from .objectives import clm
     from .tokenizer import pad
 
     if not args.text:
@@ -815,11 +813,10 @@ def hf_score(args):
                         "bos token: there is no term to score")
     _hf_fits(args, model, len(seq), f"text {args.text!r}" + (
         " with <|endoftext|> first" if tokenizer.bos_id is not None else ""))
-    logits, _ = gpt_forward(model.params, model.cfg, np.array([seq]))  # (1, T, V)
-    logp = log_softmax(check_finite(logits[0].astype(np.float64)))  # (T, V)
-    per_step = logp[np.arange(len(seq) - 1), seq[1:]]  # log P(w_t | w_<t), t = 1.. (or 2..)
-    first = len(seq) - len(per_step) if tokenizer.bos_id is not None else 2
-    total, n = float(per_step.sum()), len(per_step)
+    # The chain rule as for minillm's GPT, with seq[0] read where [BOS] stands.
+    total, per_step = clm.log_prob(model.params, model.cfg, seq[1:], bos_id=seq[0])
+    first = 1 if tokenizer.bos_id is not None else 2  # the t of the first term
+    n = len(per_step)
     steps = [{"t": t, "id": int(i), "token": _hf_token_text(tokenizer, i),
               "model_p": math.exp(lp), "log_p": float(lp)}
              for t, (i, lp) in enumerate(zip(seq[1:], per_step), first)]

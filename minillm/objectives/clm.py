@@ -27,7 +27,7 @@ MODEL, MODEL_TITLE = "gpt", "GPT"
 RESERVED = 1  # positions a sequence gives up to special tokens: [BOS] (the targets add [EOS])
 
 
-def make_batch(sequences, add_eos=True):
+def make_batch(sequences, add_eos=True, bos_id=BOS_ID):
     """Token-id sequences -> a right-padded batch for next-token prediction.
 
     For w_1 .. w_n the model reads ``inputs = [BOS] w_1 ... w_n`` and is asked for
@@ -39,21 +39,22 @@ def make_batch(sequences, add_eos=True):
     """
     if len(sequences) == 0:
         raise ValueError("sequences must hold at least one sequence, got an empty batch")
-    rows = [[BOS_ID, *seq, *([EOS_ID] if add_eos else [])] for seq in sequences]
+    rows = [[bos_id, *seq, *([EOS_ID] if add_eos else [])] for seq in sequences]
     inputs, attention_mask = right_pad([r[:-1] for r in rows], PAD_ID)  # (B, T)
     targets, _ = right_pad([r[1:] for r in rows], IGNORE_INDEX)  # (B, T)
     return {"inputs": inputs, "targets": targets, "attention_mask": attention_mask}
 
 
-def log_prob(params, cfg, ids, add_eos=False):
+def log_prob(params, cfg, ids, add_eos=False, bos_id=BOS_ID):
     """``log P(w_1..w_n) = Σ_{t=1}^{n} log P(w_t | w_1, ..., w_{t-1})``  (the chain rule).
 
-    ids: the n token ids of one text (no [BOS]; it is added here). With ``add_eos`` the
-    [EOS] after w_n is one more term: the probability that the text ends there.
+    ids: the n token ids of one text (no [BOS]; ``bos_id`` is put before them: [BOS], or
+    another model's token in its place). With ``add_eos`` the [EOS] after w_n is one more
+    term: the probability that the text ends there.
     Returns (total, per_step): a float and an array of n (or n+1) terms, the per-step
     log P(w_t | w_<t). ``exp(total)`` is the tutorial's P(文本).
     """
-    batch = make_batch([list(ids)], add_eos=add_eos)
+    batch = make_batch([list(ids)], add_eos=add_eos, bos_id=bos_id)
     logits, _ = gpt_forward(params, cfg, batch["inputs"], batch["attention_mask"])
     _, ce = cross_entropy_forward(check_finite(logits), batch["targets"])
     per_step = ce["logp_target"][0]  # (n,)
