@@ -336,7 +336,8 @@ def test_held_out_people_and_places_are_seen_with_other_partners():
     for person, place in world.HELD_OUT:
         assert person in world.PEOPLE and place in places
         assert any((person, other) not in world.HELD_OUT for other in places - {place})
-        assert any((other, place) not in world.HELD_OUT for other in world.PEOPLE if other != person)
+        assert any((other, place) not in world.HELD_OUT
+                   for other in world.PEOPLE if other != person)
 
 
 def test_sampling_a_split_keeps_only_that_split():
@@ -374,7 +375,8 @@ def test_split_fractions():
 
     rest = N_SAMPLE - splits["compositional"]
     f = world.TEST_FRACTION
-    sigma = math.sqrt(f * (1 - f) / rest + f * (1 - f) * sum_of_squares(W.start) / (1 - p_comp) ** 2)
+    sigma = math.sqrt(f * (1 - f) / rest
+                      + f * (1 - f) * sum_of_squares(W.start) / (1 - p_comp) ** 2)
     assert abs(splits["test"] / rest - f) < 5 * sigma
 
 
