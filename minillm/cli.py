@@ -10,6 +10,7 @@
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
     import         read such a folder back into a minillm checkpoint
     bench          training-step speed against the machine's own matmul floor (bench.py)
+    compare        the tutorial's capability table, measured (compare.py)
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback. What the user should know
@@ -297,6 +298,9 @@ def build_parser():
     sub.add_parser("bench", add_help=False,
                    help="measure training steps against the machine's matmul floor "
                    "(python -m minillm bench --help)")
+    sub.add_parser("compare", add_help=False,
+                   help="measure the tutorial's capability table: GPT, BERT and an "
+                   "encoder-decoder on five tasks (python -m minillm compare --help)")
     return parser
 
 
@@ -1313,6 +1317,10 @@ def _run(argv):
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["compare"]:
+        from .compare import main as compare_main
+
+        return compare_main(argv[1:])
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

@@ -1,0 +1,148 @@
+"""``python -m minillm compare`` (minillm/compare.py) and the families' interfaces
+(minillm/families.py): formats, matched sizes, FLOPs, and a tiny run end to end."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from minillm import capabilities as cap
+from minillm import compare
+from minillm.cli import main as cli_main
+from minillm.families import BERTWay, GPTWay, Seq2SeqWay
+from minillm.layers import IGNORE_INDEX
+from minillm.tokenizer import BOS_ID, CLS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return compare.make_vocabulary()
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_the_three_families_have_the_same_parameters_within_10_percent(vocab, name):
+    budget = compare.BUDGETS[name]
+    configs = compare.matched_configs(len(vocab.tokenizer), budget)
+    counts = {c: compare.n_params(f, configs[c])
+              for c, f in (("clm", "gpt"), ("mlm", "bert"), ("seq2seq", "seq2seq"))}
+    assert max(counts.values()) <= 1.1 * min(counts.values()), counts
+    assert configs["seq2seq"].n_layer + configs["seq2seq"].n_dec_layer == budget.n_layer
+
+
+def test_gpt_trains_on_the_answer_only(vocab):
+    way = GPTWay(vocab, None)
+    ex = cap.Example(("小明", "去", "哪里"), ("公园",))
+    batch = way.batch("qa", [ex])
+    ids = vocab.ids
+    assert batch["inputs"][0].tolist() == [BOS_ID, *ids(ex.source), SEP_ID, *ids(ex.target)]
+    # position t predicts token t + 1: only the answer and [EOS] are targets
+    assert batch["targets"][0].tolist() == [IGNORE_INDEX] * 4 + [*ids(ex.target), EOS_ID]
+    # generation: the whole document is the target
+    doc = cap.Example(("昨天",), ("天气", "很好", "。"))
+    batch = way.batch("generation", [doc])
+    assert batch["targets"][0].tolist() == [*ids(doc.source + doc.target), EOS_ID]
+
+
+def test_bert_fills_a_fixed_number_of_slots(vocab):
+    from minillm.models import BertConfig
+
+    cfg = BertConfig(vocab_size=len(vocab.tokenizer), n_ctx=16, n_embd=8, n_head=2)
+    way = BERTWay(vocab, cfg, {"qa": 4, "comprehension": 1})
+    ex = cap.Example(("小明", "去", "哪里"), ("公园",))
+    batch = way.batch("qa", [ex])
+    ids = vocab.ids
+    assert batch["inputs"][0].tolist() == [CLS_ID, *ids(ex.source), SEP_ID] + [MASK_ID] * 4 + [
+        SEP_ID]
+    assert batch["labels"][0].tolist() == [IGNORE_INDEX] * 5 + [*ids(("公园",)), EOS_ID, PAD_ID,
+                                                               PAD_ID, IGNORE_INDEX]
+    blank = cap.Example(("今天", cap.MASK, "很好"), ("天气",))
+    batch = way.batch("comprehension", [blank])
+    assert batch["labels"][0].tolist() == [IGNORE_INDEX, IGNORE_INDEX, *ids(("天气",)),
+                                           IGNORE_INDEX, IGNORE_INDEX]
+    # A long source leaves fewer slots: the row still fits n_ctx.
+    long = cap.Example(("小明",) * 12, ("公园",))
+    row, slots = way.row("qa", long.source)
+    assert len(row) <= cfg.n_ctx and len(slots) == cfg.n_ctx - 12 - 3
+
+
+def test_the_encoder_decoder_blank_is_its_pretraining_blank(vocab):
+    t5 = Seq2SeqWay(vocab, None, "t5")
+    bart = Seq2SeqWay(vocab, None, "bart")
+    source = ("今天", cap.MASK, "很好")
+    assert t5.source("comprehension", source)[1] == vocab.tokenizer.sentinel_id(0)
+    assert bart.source("comprehension", source)[1] == MASK_ID
+    assert t5.source("comprehension", source)[-1] == EOS_ID
+
+
+def test_training_flops_count_each_matmul(vocab):
+    from minillm.models import GPTConfig
+
+    cfg = GPTConfig(vocab_size=100, n_ctx=8, n_embd=4, n_head=2, n_layer=1)
+    batch = {"inputs": np.zeros((2, 8), dtype=np.int64)}
+    # By hand, per position: qkv 2·4·12 = 96, projection 2·4·4 = 32, scores and weighted sum
+    # 2·2·8·4 = 128, feed-forward 2·2·4·16 = 256, output layer 2·4·100 = 800 -> 1312; 16
+    # positions; backward twice the forward.
+    assert compare.training_flops("clm", cfg, batch) == 3 * 16 * 1312
+
+
+def test_compare_runs_end_to_end_and_writes_the_json(tmp_path, capsys):
+    out = tmp_path / "table.json"
+    status = cli_main(["compare", "--budget", "tiny", "--json", str(out)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    for name in cap.CAPABILITIES.values():
+        assert name in printed
+    table = json.loads(out.read_text(encoding="utf-8"))
+    headline = [r for r in table["rows"] if r["headline"]]
+    assert {(r["capability"], r["objective"]) for r in headline} == {
+        (name, c) for name in cap.CAPABILITIES.values() for c in cap.OBJECTIVES}
+    for r in headline:
+        assert set(r) >= {"capability", "objective", "metric", "value", "ci95", "stars",
+                          "verdict"}
+        assert r["stars"] == cap.STARS[r["task"]][r["objective"]]
+        assert r["ci95"][0] <= r["value"] <= r["ci95"][1]
+        assert 0.0 <= r["value"] <= 1.0
+        assert r["verdict"] in ("agrees", "disagrees", "unclear")
+    assert table["floor"]["entropy_per_document"] > 0
+    assert set(table["compute"]) == set(cap.OBJECTIVES)
+    assert table["settings"]["finished_seeds"] == [0]
+
+
+def test_the_same_seed_gives_the_same_table_in_one_process_or_several():
+    budget = compare.BUDGETS["tiny"]
+    one = compare.summarize(compare.run(budget, log=lambda line: None, jobs=1), budget, "t5")
+    two = compare.summarize(compare.run(budget, log=lambda line: None, jobs=2), budget, "t5")
+    assert one["rows"] == two["rows"]
+
+
+def test_ctrl_c_keeps_the_finished_seeds(monkeypatch, capsys, tmp_path):
+    shown = []
+
+    def show(self, what):
+        shown.append(what)
+        if what.startswith("seed 1/2: seq2seq done"):
+            self.stop_next = True
+        elif getattr(self, "stop_next", False):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare.Progress, "show", show)
+    monkeypatch.setitem(compare.BUDGETS, "tiny", replace(compare.BUDGETS["tiny"], seeds=2))
+    out = tmp_path / "t.json"
+    status = cli_main(["compare", "--budget", "tiny", "--jobs", "1", "--json", str(out)])
+    assert status == 130
+    table = json.loads(out.read_text(encoding="utf-8"))
+    assert table["settings"]["finished_seeds"] == [0]  # the first seed's three models
+    assert len([r for r in table["rows"] if r["headline"]]) == 15
+    assert all(r["seeds"] == [0] for r in table["rows"])
+
+
+def test_compare_explains_itself_and_refuses_bad_options(capsys):
+    assert cli_main(["compare", "--help"]) == 0
+    assert "--budget" in capsys.readouterr().out
+    assert cli_main(["compare", "--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert cli_main(["compare", "--budget", "huge"]) == 2
+    assert "--budget" in capsys.readouterr().err
+    assert cli_main(["compare", "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
