@@ -60,9 +60,11 @@ STARS = {
     "code": {"clm": 3, "mlm": 1, "seq2seq": 2},
 }
 # Each row's headline metric (higher is better), chosen before any run: the table shows it.
-HEADLINE = {"generation": "in_support", "comprehension": "accuracy", "qa": "exact_match",
+HEADLINE = {"generation": "distinct_in_support", "comprehension": "accuracy", "qa": "exact_match",
             "translation": "exact_match", "code": "pass_at_1"}
 METRIC_TITLES = {
+    "distinct_in_support": "share of samples in the world's support and not a repeat of an "
+                           "earlier sample",
     "in_support": "share of samples in the world's support",
     "nll": "true −log P of a sample, in nats per document (the world's entropy beside it)",
     "accuracy": "accuracy against the argmax of the true posterior",
@@ -110,8 +112,11 @@ def make_examples(task, world, rng, n, split, limit):
     ``limit`` tokens (the models' n_ctx). Drawn from ``rng``: the same rng, the same items."""
     if task not in CAPABILITIES:
         raise ValueError(f"task must be one of {sorted(CAPABILITIES)}, got {task!r}")
-    out = []
+    out, tries = [], 0
     while len(out) < n:
+        tries += 1
+        if tries > 100:
+            raise ValueError(f"cannot make {n} {task} examples that fit {limit} tokens")
         if task == "code":
             batch = [Example(item.instruction, item.program, item.output)
                      for item in program.code_items(rng, n - len(out), split)]
@@ -189,16 +194,22 @@ def score_code(example, output):
 
 def score_samples(world, samples):
     """generation: each sampled document (a tuple of words, without [EOS]) -> {"in_support":
-    1.0 if the world can produce it, "nll": its true −log P in nats (NaN outside the support)}.
+    1.0 if the world can produce it, "distinct_in_support": 1.0 if it is in the support and no
+    earlier sample of the list is the same document, "nll": its true −log P in nats (NaN
+    outside the support)}.
 
     A generator that samples the world itself has mean nll = the world's entropy per document
-    (E[−log P(x)] = H); a generator that repeats a few likely documents has less, one that
-    wanders has more (and falls outside the support)."""
-    out = []
+    (E[−log P(x)] = H), and its samples are almost all distinct (the world has millions of
+    documents); one that repeats a few likely documents has less nll and many repeats; one
+    that wanders falls outside the support."""
+    out, seen = [], set()
     for words in samples:
-        log_p = world.log_prob(tuple(words))
+        words = tuple(words)
+        log_p = world.log_prob(words)
         inside = math.isfinite(log_p)
-        out.append({"in_support": float(inside), "nll": -log_p if inside else math.nan})
+        out.append({"distinct_in_support": float(inside and words not in seen),
+                    "in_support": float(inside), "nll": -log_p if inside else math.nan})
+        seen.add(words)
     return out
 
 
@@ -254,15 +265,23 @@ def interval95(replicates):
     return float(lo), float(hi)
 
 
-def pair_verdict(stars_a, stars_b, difference_ci):
+# Two cells with equal stars agree when their difference is within this margin (5 points of a
+# share): an interval that merely holds 0 may be too wide to say anything.
+EQUIVALENCE_MARGIN = 0.05
+
+
+def pair_verdict(stars_a, stars_b, difference_ci, margin=EQUIVALENCE_MARGIN):
     """Does the measured difference a − b (its 95% interval) agree with the stars?
 
     More stars for a: agrees if the interval is above 0, disagrees if below, else "unclear".
-    Equal stars: agrees if the interval holds 0, disagrees otherwise.
+    Equal stars: agrees if the interval lies within ±margin, disagrees if it excludes 0,
+    else "unclear".
     """
     lo, hi = difference_ci
     if stars_a == stars_b:
-        return "agrees" if lo <= 0 <= hi else "disagrees"
+        if -margin <= lo and hi <= margin:
+            return "agrees"
+        return "disagrees" if lo > 0 or hi < 0 else "unclear"
     better, worse = (lo > 0, hi < 0) if stars_a > stars_b else (hi < 0, lo > 0)
     return "agrees" if better else "disagrees" if worse else "unclear"
 

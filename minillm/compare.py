@@ -44,7 +44,6 @@ import numpy as np
 
 from . import capabilities as cap
 from .config import TrainConfig
-from .corruption.t5 import pack_sequences
 from .data import packed_length
 from .families import BERTWay, GPTWay, Seq2SeqWay, Vocabulary
 from .models import BertConfig, GPTConfig, MODELS, Seq2SeqConfig
@@ -77,11 +76,11 @@ class Budget:
 
 
 BUDGETS = {
-    "quick": Budget(n_embd=32, n_head=4, n_layer=2, n_ctx=64, pretrain_steps=120,
-                    batch_size=16, finetune_steps=40, finetune_examples=400, test_items=48,
-                    samples=48),
-    "full": Budget(n_embd=64, n_head=4, n_layer=4, n_ctx=64, pretrain_steps=1500,
-                   batch_size=32, finetune_steps=300, finetune_examples=4000, test_items=300,
+    "quick": Budget(n_embd=32, n_head=4, n_layer=2, n_ctx=64, pretrain_steps=800,
+                    batch_size=16, finetune_steps=300, finetune_examples=2000, test_items=100,
+                    samples=100),
+    "full": Budget(n_embd=64, n_head=4, n_layer=4, n_ctx=64, pretrain_steps=2000,
+                   batch_size=32, finetune_steps=1000, finetune_examples=8000, test_items=300,
                    samples=300),
 }
 # For the tests: seconds, and numbers that mean nothing.
@@ -170,22 +169,27 @@ def training_flops(objective, cfg, batch):
 
 
 class WorldText:
-    """The world's training documents as token ids. With ``packed`` > 0, sequences of exactly
-    that many tokens cut from documents put end to end (T5's packing)."""
+    """The world's training documents as token ids, ``n`` a step. With ``packed`` > 0 (T5),
+    the same n documents put end to end and cut into sequences of exactly that many tokens;
+    what is left over starts the next step's stream, so T5 reads the same words as the
+    others (a step whose stream holds less than one sequence draws n more documents)."""
 
     def __init__(self, world, vocab, packed=0):
         self.world, self.vocab, self.packed = world, vocab, packed
+        self.left_over = []
 
     def documents(self, rng, n):
-        return [self.vocab.ids(doc.words) for doc in self.world.sample(rng, n, split="train")]
+        return [self.vocab.ids(doc.words) for doc in self.world.sample(rng, n, "train")]
 
     def sample(self, rng, n):
         if not self.packed:
             return self.documents(rng, n)
-        drawn = []
-        while sum(map(len, drawn)) < n * self.packed:
-            drawn += self.documents(rng, n)
-        return [list(p) for p in pack_sequences(drawn, self.packed)[:n]]
+        stream = self.left_over
+        while len(stream) < self.packed:
+            stream = stream + [token for doc in self.documents(rng, n) for token in doc]
+        rows = len(stream) // self.packed
+        self.left_over = stream[rows * self.packed:]
+        return [stream[k * self.packed: (k + 1) * self.packed] for k in range(rows)]
 
 
 def pretraining_objective(column, seq2seq):
@@ -194,18 +198,20 @@ def pretraining_objective(column, seq2seq):
 
 def fit(params, cfg, objective, next_batch, steps, lr, seed, counter):
     """``steps`` AdamW steps (train.train_step) on batches from ``next_batch()``: warm-up over
-    the first tenth, cosine decay to lr / 10. Returns (seconds, text tokens read, FLOPs)."""
+    the first tenth, cosine decay to lr / 10. Returns {"seconds", "text_tokens" (the world's
+    words read), "flops", "loss" (the mean loss of the last tenth of the steps)}."""
     train_cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup=max(steps // 10, 1),
                             objective=objective, seed=seed)
     opt = adamw_init(params)
-    start, tokens, flops = time.perf_counter(), 0, 0
+    start, tokens, flops, losses = time.perf_counter(), 0, 0, []
     for step in range(steps):
         batch, n_text = next_batch()
-        train_step(params, opt, cfg, train_cfg, batch, step)
+        losses.append(train_step(params, opt, cfg, train_cfg, batch, step))
         tokens += n_text
         flops += training_flops(pretraining_column(objective), cfg, batch)
         counter.add()
-    return time.perf_counter() - start, tokens, flops
+    return {"seconds": time.perf_counter() - start, "text_tokens": tokens, "flops": flops,
+            "loss": float(np.mean(losses[-max(steps // 10, 1):]))}
 
 
 def pretraining_column(objective):
@@ -220,22 +226,19 @@ def pretrain(column, cfg, budget, world, vocab, seq2seq, seed, counter):
     params = MODELS[family].init(cfg, np.random.default_rng([seed, 0]))
     train_cfg = TrainConfig(objective=objective, seed=seed)
     rng = np.random.default_rng([seed, 1])
-    words_per_document = world.expected_tokens() - 1
     packed = packed_length(train_cfg, cfg.n_ctx, vocab.tokenizer.n_sentinels)
     text = WorldText(world, vocab, packed)
-    rows = (max(1, round(budget.batch_size * words_per_document / packed)) if packed
-            else budget.batch_size)
     module = get_objective(objective)
 
     def next_batch():
-        examples = text.sample(rng, rows)
+        examples = text.sample(rng, budget.batch_size)
         batch = module.training_batch(examples, None, rng, vocab.tokenizer, train_cfg,
                                       n_ctx=cfg.n_ctx)
         return batch, sum(map(len, examples))
 
-    seconds, tokens, flops = fit(params, cfg, objective, next_batch, budget.pretrain_steps,
-                                 budget.lr, seed, counter)
-    return params, {"seconds": seconds, "text_tokens": tokens, "flops": flops}
+    record = fit(params, cfg, objective, next_batch, budget.pretrain_steps, budget.lr, seed,
+                 counter)
+    return params, record
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,7 +303,7 @@ def evaluate(way, params, task, tests, candidates, world, budget, rng, fine_tune
                                lengths=lengths)
         scores = cap.score_samples(world, samples)
         method = "fine-tuned" if fine_tuned else "pre-trained"
-        return {method: {m: [s[m] for s in scores] for m in ("in_support", "nll")}}, samples
+        return {method: {m: [s[m] for s in scores] for m in scores[0]}}, samples
     if task == "comprehension" and not fine_tuned:  # the ways without fine-tuning
         methods = way.blanks_without_fine_tuning()
     elif task == "comprehension":

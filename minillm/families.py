@@ -10,19 +10,23 @@ trains on and reads its answer back in its own way:
                        Generation: [BOS] document [EOS], the loss on all of it.
                        Answer: the continuation of [BOS] source [SEP], greedy, up to [EOS].
     BERT (mlm)         [CLS] source [SEP] [MASK]·K [SEP]; the K slots are labelled with the
-                       target, [EOS], then [PAD]: a fixed number of slots filled at once.
+                       target and [EOS] (the slots after it are not asked for): a fixed number
+                       of slots filled at once. K is one more than the longest answer of the
+                       fine-tuning examples.
                        A blank: the passage with [MASK] in place, labelled at the mask.
                        Generation: the slots after a document's first words; a document is
                        written by filling the first slot, appending it, and again (left to right).
     encoder-decoder    source [EOS] → target [EOS] (teacher forcing; seq2seq.make_batch).
-                       Generation: a document's first words → the rest.
+                       Generation: an empty source ([EOS] alone) → the whole document.
 
 Without fine-tuning (the pre-trained model alone), where it makes sense:
 
     generation     GPT samples from [BOS]; BERT fills [MASK]s left to right in a row whose
                    length is drawn from the training documents' lengths (it has no other way
                    to know where to stop); the encoder-decoder decodes from a source that is
-                   all blank (T5: <extra_id_0>; BART: [MASK]), as its corruption taught it.
+                   all blank (T5: <extra_id_0>, its output's sentinels dropped; BART: [MASK]).
+                   Its pre-training never saw a source blank from end to end (T5 blanks 15% in
+                   spans of 3, BART 30%), so this one asks it for more than it learned.
     comprehension  GPT two ways: the left context only, argmax P(w | words before the blank);
                    and each candidate w scored by the whole passage's likelihood P(passage
                    with w), as GPT-3 does for cloze. BERT: the MLM head at the [MASK]. The
@@ -206,8 +210,8 @@ class BERTWay:
         for ex in examples:
             row, slots = self.row(task, ex.source)
             answer = self.vocab.ids(ex.target)
-            if task != "comprehension":
-                answer = (answer + [EOS_ID] + [PAD_ID] * len(slots))[: len(slots)]
+            if task != "comprehension":  # the answer, [EOS], and no label after it
+                answer = (answer + [EOS_ID])[: len(slots)]
             label = [IGNORE_INDEX] * len(row)
             for position, token in zip(slots, answer):
                 label[position] = token
@@ -224,14 +228,12 @@ class BERTWay:
         return logits
 
     def answer(self, params, task, examples):
-        """All slots at once: each slot's argmax, read up to the first [EOS] or [PAD]."""
+        """All slots at once: each slot's argmax, read up to the first [EOS]."""
         built = [self.row(task, ex.source) for ex in examples]
         logits = self._slot_logits(params, [row for row, _ in built])
         out = []
         for b, (_, slots) in enumerate(built):
             ids = [int(t) for t in logits[b, slots].argmax(axis=-1)]
-            if PAD_ID in ids:
-                ids = ids[: ids.index(PAD_ID)]
             out.append(self.vocab.words(_until_eos(ids)))
         return out
 
@@ -266,10 +268,9 @@ class BERTWay:
             for b, token in zip(live, tokens):
                 if int(token) != EOS_ID:
                     done[b].append(self.vocab.tokenizer.vocab[int(token)])
-            if fine_tuned:
-                room = self.cfg.n_ctx - 4  # [CLS] words [SEP] at least one slot [SEP]
+            if fine_tuned:  # until [EOS], or no room for a slot: [CLS] words [SEP] slot [SEP]
                 live = [b for b, t in zip(live, tokens) if int(t) != EOS_ID and
-                        len(done[b]) < min(self.slots["generation"] - 1, room)]
+                        len(done[b]) < self.cfg.n_ctx - 4]
             else:
                 live = [b for b in live if len(done[b]) < target[b]]
         return [tuple(words) for words in done]
@@ -293,8 +294,14 @@ class Seq2SeqWay:
         return [*self.vocab.ids(words), EOS_ID]
 
     def batch(self, task, examples):
-        pairs = [(self.source(task, ex.source), [*self.vocab.ids(ex.target), EOS_ID])
-                 for ex in examples]
+        """``source [EOS] → target [EOS]``; for generation ``[EOS] → document [EOS]``, the
+        source empty, as it is when a document is generated."""
+        if task == "generation":
+            pairs = [([EOS_ID], [*self.vocab.ids(ex.source + ex.target), EOS_ID])
+                     for ex in examples]
+        else:
+            pairs = [(self.source(task, ex.source), [*self.vocab.ids(ex.target), EOS_ID])
+                     for ex in examples]
         return seq2seq_objective.make_batch(pairs)
 
     def decode(self, params, sources, rng=None, forced=()):
@@ -355,8 +362,8 @@ class Seq2SeqWay:
         """Fine-tuned: an empty source ([EOS] alone) → a document. Not fine-tuned: a source that
         is all blank (T5 <extra_id_0>, BART [MASK]) → its filling, sentinels dropped."""
         if fine_tuned:
-            outputs = self.decode(params, [[EOS_ID]] * n, rng)
-        else:
-            outputs = self.decode(params, [self.source("generation", (MASK_WORD,))] * n, rng)
-        specials = self.vocab.tokenizer.first_ordinary_id
-        return [self.vocab.words([i for i in ids if i >= specials]) for ids in outputs]
+            return [self.vocab.words(ids) for ids in self.decode(params, [[EOS_ID]] * n, rng)]
+        outputs = self.decode(params, [self.source("generation", (MASK_WORD,))] * n, rng)
+        sentinels = {self.vocab.tokenizer.sentinel_id(k)
+                     for k in range(self.vocab.tokenizer.n_sentinels)}
+        return [self.vocab.words([i for i in ids if i not in sentinels]) for ids in outputs]

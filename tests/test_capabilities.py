@@ -91,6 +91,13 @@ def test_generation_from_the_world_itself_is_in_the_support_with_the_entropy_as_
     assert abs(nll.mean() - H) < 5 * nll.std() / math.sqrt(len(nll))
 
 
+def test_a_generator_that_repeats_itself_scores_only_its_first_sample(world):
+    doc = world.sample(np.random.default_rng(7), 1)[0].words
+    scores = cap.score_samples(world, [doc] * 10)
+    assert [s["distinct_in_support"] for s in scores] == [1.0] + [0.0] * 9
+    assert all(s["in_support"] == 1.0 for s in scores)
+
+
 def test_a_uniform_generator_is_almost_never_in_the_support(world):
     rng = np.random.default_rng(2)
     words = sorted(WORDS)
@@ -185,7 +192,8 @@ def test_pair_verdicts_follow_the_stars():
     assert cap.pair_verdict(3, 1, (-0.1, 0.1)) == "unclear"
     assert cap.pair_verdict(1, 3, (-0.3, -0.1)) == "agrees"
     assert cap.pair_verdict(1, 3, (0.1, 0.3)) == "disagrees"
-    assert cap.pair_verdict(2, 2, (-0.1, 0.1)) == "agrees"
+    assert cap.pair_verdict(2, 2, (-0.03, 0.04)) == "agrees"  # within ±5 points
+    assert cap.pair_verdict(2, 2, (-0.1, 0.1)) == "unclear"  # holds 0, but too wide
     assert cap.pair_verdict(2, 2, (0.1, 0.3)) == "disagrees"
     assert cap.cell_verdict(["agrees", "agrees"]) == "agrees"
     assert cap.cell_verdict(["agrees", "unclear"]) == "unclear"

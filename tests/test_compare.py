@@ -54,8 +54,8 @@ def test_bert_fills_a_fixed_number_of_slots(vocab):
     ids = vocab.ids
     assert batch["inputs"][0].tolist() == [CLS_ID, *ids(ex.source), SEP_ID] + [MASK_ID] * 4 + [
         SEP_ID]
-    assert batch["labels"][0].tolist() == [IGNORE_INDEX] * 5 + [*ids(("公园",)), EOS_ID, PAD_ID,
-                                                               PAD_ID, IGNORE_INDEX]
+    assert batch["labels"][0].tolist() == [IGNORE_INDEX] * 5 + [*ids(("公园",)), EOS_ID] + [
+        IGNORE_INDEX] * 3
     blank = cap.Example(("今天", cap.MASK, "很好"), ("天气",))
     batch = way.batch("comprehension", [blank])
     assert batch["labels"][0].tolist() == [IGNORE_INDEX, IGNORE_INDEX, *ids(("天气",)),
@@ -146,3 +146,58 @@ def test_compare_explains_itself_and_refuses_bad_options(capsys):
     assert "--budget" in capsys.readouterr().err
     assert cli_main(["compare", "--jobs", "0"]) == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# The families' decoders against minillm's own generators (a random tiny model of each)
+
+
+def _tiny(family, vocab):
+    from minillm.models import MODELS
+
+    cfg = compare.matched_configs(len(vocab.tokenizer), compare.BUDGETS["tiny"])[family]
+    model = {"clm": "gpt", "mlm": "bert", "seq2seq": "seq2seq"}[family]
+    return cfg, MODELS[model].init(cfg, np.random.default_rng(0), dtype=np.float64)
+
+
+def test_gpt_greedy_answers_are_what_the_cached_generator_writes(vocab):
+    from minillm.generate import generate
+
+    cfg, params = _tiny("clm", vocab)
+    way = GPTWay(vocab, cfg)
+    sources = [("小明", "去", "哪里"), ("昨天",), ("今天", "天气", "很好", "。", "小红")]
+    answers = way.answer(params, "qa", [cap.Example(s, ()) for s in sources])
+    for source, answer in zip(sources, answers):
+        prompt = way.prompt("qa", source)[1:]  # generate puts [BOS] in front itself
+        expected = generate(params, cfg, prompt, cfg.n_ctx, None, temperature=0)
+        expected = expected[: expected.index(EOS_ID)] if EOS_ID in expected else expected
+        assert answer == vocab.words(expected)
+
+
+def test_encoder_decoder_greedy_answers_are_what_the_beam_search_of_width_1_writes(vocab):
+    from minillm.generate import seq2seq_greedy
+
+    cfg, params = _tiny("seq2seq", vocab)
+    way = Seq2SeqWay(vocab, cfg, "t5")
+    sources = [("小明", "去", "哪里"), ("昨天",), ("今天", "天气", "很好", "。", "小红")]
+    answers = way.answer(params, "qa", [cap.Example(s, ()) for s in sources])
+    for source, answer in zip(sources, answers):
+        ids, _ = seq2seq_greedy(params, cfg, np.array(way.source("qa", source)),
+                                max_len=cfg.n_ctx - 1)
+        ids = list(ids)
+        expected = ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
+        assert answer == vocab.words(expected)
+
+
+def test_bert_reads_each_slot_up_to_the_first_eos(vocab):
+    cfg, params = _tiny("mlm", vocab)
+    way = BERTWay(vocab, cfg, {"qa": 5})
+    # The MLM head's logits, set by hand: the slots say 公园 水 [EOS] 公园 [PAD].
+    ex = cap.Example(("小明", "去", "哪里"), ("公园",))
+    row, slots = way.row("qa", ex.source)
+    logits = np.zeros((1, len(row), len(vocab.tokenizer)))
+    park, water = vocab.ids(("公园", "水"))
+    for k, token in zip(slots, [park, water, EOS_ID, park, PAD_ID]):
+        logits[0, k, token] = 1.0
+    way._slot_logits = lambda params, rows: logits
+    assert way.answer(params, "qa", [ex]) == [("公园", "水")]
