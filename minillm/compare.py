@@ -88,6 +88,8 @@ BUDGETS["tiny"] = Budget(n_embd=16, n_head=2, n_layer=2, n_ctx=64, pretrain_step
                          batch_size=4, finetune_steps=2, finetune_examples=8, test_items=4,
                          samples=4, seeds=1)
 TASKS = tuple(cap.CAPABILITIES)
+# The tasks also scored on the world's compositional split (world.HELD_OUT's pairs).
+COMPOSITIONAL = ("qa", "translation")
 # Fixed seeds of what must not change between runs: the test items (the same for every seed
 # and every family) and the bootstrap.
 TEST_SEED, BOOTSTRAP_SEED = 2026, 7
@@ -320,7 +322,9 @@ def evaluate(way, params, task, tests, candidates, world, budget, rng, fine_tune
 
 def _setting(budget, seq2seq):
     """What every job of a run shares: the world, the vocabulary, the configs, the test items
-    (from TEST_SEED: the same for every seed and every family) and the blank's candidates."""
+    (from TEST_SEED: the same for every seed and every family; ``tests[task, "compositional"]``
+    for qa and translation are items of documents whose (person, place) pair training never
+    saw) and the blank's candidates."""
     from .world import WORDS, default_world
 
     world = default_world()
@@ -329,6 +333,9 @@ def _setting(budget, seq2seq):
     test_rng = np.random.default_rng(TEST_SEED)
     tests = {task: cap.make_examples(task, world, test_rng, budget.test_items, "test",
                                      budget.n_ctx) for task in TASKS if task != "generation"}
+    for task in COMPOSITIONAL:
+        tests[task, "compositional"] = cap.make_examples(
+            task, world, test_rng, budget.test_items, "compositional", budget.n_ctx)
     candidates = np.array(sorted(vocab.tokenizer.id_of[w] for w in WORDS))
     return world, vocab, configs, tests, candidates
 
@@ -369,6 +376,10 @@ def run_model(budget, seq2seq, seed, column, steps):
         scores, answers = evaluate(way, tuned, task, tests.get(task), candidates, world,
                                    budget, eval_rng, True, lengths)
         _record(out, task, column, scores)
+        if task in COMPOSITIONAL:  # the same fine-tuned model on pairs it never saw
+            unseen, _ = evaluate(way, tuned, task, tests[task, "compositional"], candidates,
+                                 world, budget, eval_rng, True, lengths)
+            _record(out, task, column, {"fine-tuned, unseen pairs": unseen["fine-tuned"]})
         shown = tests[task][:3] if task in tests else [None] * 3
         out["examples"][task] = [(None if ex is None else " ".join(ex.source), " ".join(a))
                                  for ex, a in zip(shown, answers[:3])]

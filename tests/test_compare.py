@@ -201,3 +201,15 @@ def test_bert_reads_each_slot_up_to_the_first_eos(vocab):
         logits[0, k, token] = 1.0
     way._slot_logits = lambda params, rows: logits
     assert way.answer(params, "qa", [ex]) == [("公园", "水")]
+
+
+def test_the_unseen_pairs_items_come_from_the_compositional_split():
+    from minillm.world import default_world
+
+    budget = compare.BUDGETS["tiny"]
+    _, _, _, tests, _ = compare._setting(budget, "t5")
+    world = default_world()
+    for ex in tests["translation", "compositional"]:
+        assert world.split_of(ex.source) == "compositional"
+    for ex in tests["translation"]:
+        assert world.split_of(ex.source) == "test"
