@@ -601,8 +601,9 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
         budget = replace(budget, seeds=args.seeds)
-    if args.json is not None and os.path.isdir(args.json):
-        print(f"minillm compare: error: --json {args.json!r} is a folder", file=sys.stderr)
+    problem = None if args.json is None else _json_path_problem(args.json)
+    if problem:  # checked now, not after the whole run
+        print(f"minillm compare: error: --json {args.json!r} {problem}", file=sys.stderr)
         return 2
     if args.jobs is not None and args.jobs < 1:
         print(f"minillm compare: error: --jobs must be at least 1, got {args.jobs}",
@@ -622,6 +623,19 @@ def main(argv=None):
     if args.json is not None:
         _write_json(args.json, summary)
     return status
+
+
+def _json_path_problem(path):
+    """Why ``path`` cannot take the JSON (None if it can): a new file in a writable folder, or
+    an existing regular file."""
+    folder = os.path.dirname(path) or "."
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "exists and is not a regular file"
+    if not os.path.isdir(folder):
+        return f"is in a folder that does not exist ({folder!r})"
+    if not os.access(folder, os.W_OK):
+        return f"is in a folder this user cannot write ({folder!r})"
+    return None
 
 
 def _write_json(path, summary):

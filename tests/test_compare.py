@@ -148,6 +148,18 @@ def test_compare_explains_itself_and_refuses_bad_options(capsys):
     assert "--jobs" in capsys.readouterr().err
 
 
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys,
+                                                                      monkeypatch):
+    def run(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(compare, "run", run)
+    for path in (tmp_path / "missing" / "t.json", tmp_path):
+        assert cli_main(["compare", "--budget", "tiny", "--json", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--json" in err
+
+
 # ----------------------------------------------------------------------------------------------
 # The families' decoders against minillm's own generators (a random tiny model of each)
 
