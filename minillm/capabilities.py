@@ -15,8 +15,9 @@ from the built-in world (world.py), whose every probability is known, and from t
 programming language of program.py, whose interpreter runs a program:
 
     文本生成  generation     free text. Scored by the share of samples the world can produce at
-                             all (in its support), and by the samples' true log-probability per
-                             token beside the world's entropy per token (the floor).
+                             all (in its support) and that do not repeat an earlier sample, and
+                             by the samples' true −log P per document beside the world's entropy
+                             H (what the world's own samples score on average).
     阅读理解  comprehension  a passage with one word blanked anywhere → the word. Scored against
                              the argmax of the true posterior P(word | both sides), and by the
                              true probability the model's answer has.
@@ -26,7 +27,7 @@ programming language of program.py, whose interpreter runs a program:
                              Exact match, and token accuracy.
     代码生成  code           a Chinese instruction → a program; pass@1: the program, run by
                              program.run, prints the expected output (held-out instructions
-                             whose numbers training never saw).
+                             that hold a number training never saw).
 
 Every task is a list of ``Example(source, target, truth)``: what a model reads, the exact
 answer, and what the scoring needs besides. How each model family reads a source and writes a

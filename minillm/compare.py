@@ -1,6 +1,7 @@
 """``python -m minillm compare``: the tutorial's capability table, measured.
 
-    python -m minillm compare [--budget quick|full] [--seq2seq t5|bart] [--seeds N] [--json FILE]
+    python -m minillm compare [--budget quick|full|tiny] [--seq2seq t5|bart] [--seeds N]
+                              [--jobs N] [--json FILE]
 
 The tutorial's table 💡 训练目标对能力的影响 gives each objective stars for five capabilities.
 Papers compare models that differ in data, size and tokenizer at once; here only the objective
@@ -13,19 +14,24 @@ differs:
    number of the world's words in each family (T5 packs them; the others read documents).
 2. **Adapt** each pre-trained model to each of the five tasks (capabilities.py) with the same
    number of steps on the same examples, through the interface its family really uses
-   (families.py), and also try it without fine-tuning where that makes sense (generation and
+   (task_formats.py), and also try it without fine-tuning where that makes sense (generation and
    blanks).
 3. **Score** every answer against the exact truth on held-out items, for each of ``--seeds``
    seeds (the seed draws the initial parameters, the training data and the fine-tuning
    batches; the test items are the same for every seed and every family).
 
+Pre-training reads only the world's Chinese documents: English and programs are first seen in
+fine-tuning, so the translation and code rows measure what each family learns in its
+fine-tuning steps on top of what pre-training taught it about Chinese.
+
 The table shows each cell's mean with a 95% interval (bootstrap over seeds and items), the
 tutorial's stars beside it, and a verdict: a cell "agrees" when every comparison with the other
 cells of its row goes the way the stars say (more stars: higher, with the interval of the
-difference above 0; equal stars: an interval of the difference that holds 0), "disagrees" when
-one goes the other way, and is "unclear" when an interval is too wide to tell. Below it, the
-compute per training token of each family (the tutorial's "计算开销大" for Seq2Seq): matrix
-multiply FLOPs counted from the shapes, and measured seconds.
+difference above 0; equal stars: an interval of the difference within ±5 points,
+capabilities.EQUIVALENCE_MARGIN), "disagrees" when one goes the other way (or equal stars
+differ for sure), and is "unclear" when an interval is too wide to tell. Below it, the compute
+per training token of each family (the tutorial's "计算开销大" for Seq2Seq): matrix multiply
+FLOPs counted from the shapes, and measured seconds.
 
 Ctrl-C stops the run and keeps what is finished: the table and the JSON hold every finished cell.
 """
@@ -45,7 +51,7 @@ import numpy as np
 from . import capabilities as cap
 from .config import TrainConfig
 from .data import packed_length
-from .families import BERTWay, GPTWay, Seq2SeqWay, Vocabulary
+from .task_formats import BERTFormat, GPTFormat, Seq2SeqFormat, Vocabulary
 from .models import BertConfig, GPTConfig, MODELS, Seq2SeqConfig
 from .objectives import get_objective
 from .optim import adamw_init
@@ -194,8 +200,9 @@ class WorldText:
         return [stream[k * self.packed: (k + 1) * self.packed] for k in range(rows)]
 
 
-def pretraining_objective(column, seq2seq):
-    return {"clm": "clm", "mlm": "mlm", "seq2seq": seq2seq}[column]
+def pretraining_objective(objective, seq2seq):
+    """The objective module's name that pre-trains a column: clm, mlm, or t5 / bart."""
+    return {"clm": "clm", "mlm": "mlm", "seq2seq": seq2seq}[objective]
 
 
 def fit(params, cfg, objective, next_batch, steps, lr, seed, counter):
@@ -210,27 +217,27 @@ def fit(params, cfg, objective, next_batch, steps, lr, seed, counter):
         batch, n_text = next_batch()
         losses.append(train_step(params, opt, cfg, train_cfg, batch, step))
         tokens += n_text
-        flops += training_flops(pretraining_column(objective), cfg, batch)
+        flops += training_flops(flops_kind(objective), cfg, batch)
         counter.add()
     return {"seconds": time.perf_counter() - start, "text_tokens": tokens, "flops": flops,
             "loss": float(np.mean(losses[-max(steps // 10, 1):]))}
 
 
-def pretraining_column(objective):
+def flops_kind(objective):
+    """training_flops's kind of a training objective (t5, bart, tasks: the encoder-decoder)."""
     return {"clm": "clm", "mlm": "mlm"}.get(objective, "seq2seq")
 
 
-def pretrain(column, cfg, budget, world, vocab, seq2seq, seed, counter):
-    """A fresh model of the column's family trained on the world's text. Returns (params,
-    compute record)."""
-    objective = pretraining_objective(column, seq2seq)
-    family = get_objective(objective).MODEL
-    params = MODELS[family].init(cfg, np.random.default_rng([seed, 0]))
-    train_cfg = TrainConfig(objective=objective, seed=seed)
+def pretrain(objective, cfg, budget, world, vocab, seq2seq, seed, counter):
+    """A fresh model of the column ``objective`` (clm, mlm, seq2seq) trained on the world's
+    text. Returns (params, compute record)."""
+    pretraining = pretraining_objective(objective, seq2seq)
+    module = get_objective(pretraining)
+    params = MODELS[module.MODEL].init(cfg, np.random.default_rng([seed, 0]))
+    train_cfg = TrainConfig(objective=pretraining, seed=seed)
     rng = np.random.default_rng([seed, 1])
     packed = packed_length(train_cfg, cfg.n_ctx, vocab.tokenizer.n_sentinels)
     text = WorldText(world, vocab, packed)
-    module = get_objective(objective)
 
     def next_batch():
         examples = text.sample(rng, budget.batch_size)
@@ -238,7 +245,7 @@ def pretrain(column, cfg, budget, world, vocab, seq2seq, seed, counter):
                                       n_ctx=cfg.n_ctx)
         return batch, sum(map(len, examples))
 
-    record = fit(params, cfg, objective, next_batch, budget.pretrain_steps, budget.lr, seed,
+    record = fit(params, cfg, pretraining, next_batch, budget.pretrain_steps, budget.lr, seed,
                  counter)
     return params, record
 
@@ -286,32 +293,35 @@ class _SharedSteps:
             self.value.value += n
 
 
-def _way(column, vocab, cfg, seq2seq, slots):
-    if column == "clm":
-        return GPTWay(vocab, cfg)
-    if column == "mlm":
-        return BERTWay(vocab, cfg, slots)
-    return Seq2SeqWay(vocab, cfg, seq2seq)
+def _format_of(objective, vocab, cfg, seq2seq, slots):
+    if objective == "clm":
+        return GPTFormat(vocab, cfg)
+    if objective == "mlm":
+        return BERTFormat(vocab, cfg, slots)
+    return Seq2SeqFormat(vocab, cfg, seq2seq)
 
 
 def _params_copy(params):
     return {name: value.copy() for name, value in params.items()}
 
 
-def evaluate(way, params, task, tests, candidates, world, budget, rng, fine_tuned, lengths):
+def evaluate(form, params, task, tests, candidates, world, budget, rng, fine_tuned, lengths):
     """method -> metric -> per-item scores, for one model on one task (and the answers)."""
     if task == "generation":
-        samples = way.generate(params, budget.samples, rng, fine_tuned=fine_tuned,
+        samples = form.generate(params, budget.samples, rng, fine_tuned=fine_tuned,
                                lengths=lengths)
         scores = cap.score_samples(world, samples)
         method = "fine-tuned" if fine_tuned else "pre-trained"
         return {method: {m: [s[m] for s in scores] for m in scores[0]}}, samples
     if task == "comprehension" and not fine_tuned:  # the ways without fine-tuning
-        methods = way.blanks_without_fine_tuning()
+        methods = form.blanks_without_fine_tuning()
     elif task == "comprehension":
-        methods = {"fine-tuned": way.fill_blanks}
+        methods = {"fine-tuned": form.fill_blanks}
     else:
-        methods = {"fine-tuned": lambda params, tests, _: way.answer(params, task, tests)}
+        def answer(params, tests, candidates):
+            return form.answer(params, task, tests)
+
+        methods = {"fine-tuned": answer}
     out = {}
     for method, answer in methods.items():
         answers = answer(params, tests, candidates)
@@ -340,27 +350,28 @@ def _setting(budget, seq2seq):
     return world, vocab, configs, tests, candidates
 
 
-def run_model(budget, seq2seq, seed, column, steps):
-    """One job of the comparison: pre-train the column's model with ``seed``, try it without
-    fine-tuning, fine-tune a copy on each task, score everything. ``steps.add()`` is called
-    once per training step. Returns {"scores": {(task, column, method, metric): per-item
+def run_model(budget, seq2seq, seed, objective, counter):
+    """One job of the comparison: pre-train the objective's model with ``seed``, try it without
+    fine-tuning, fine-tune a copy on each task, score everything. ``counter.add()`` is called
+    once per training step. Returns {"scores": {(task, objective, method, metric): per-item
     scores}, "compute": the pre-training record, "examples": a few answers}."""
     world, vocab, configs, tests, candidates = _setting(budget, seq2seq)
-    cfg = configs[column]
+    cfg = configs[objective]
     # The fine-tuning examples of this seed: the same for every family.
     example_rng = np.random.default_rng([seed, 3])
     finetune = {task: cap.make_examples(task, world, example_rng, budget.finetune_examples,
                                         "train", budget.n_ctx) for task in TASKS}
     slots = {task: max(len(ex.target) for ex in finetune[task]) + 1 for task in TASKS}
     lengths = [len(doc.words) for doc in world.sample(example_rng, 1000, split="train")]
-    way = _way(column, vocab, cfg, seq2seq, slots)
+    form = _format_of(objective, vocab, cfg, seq2seq, slots)
     out = {"scores": {}, "examples": {}}
-    params, out["compute"] = pretrain(column, cfg, budget, world, vocab, seq2seq, seed, steps)
+    params, out["compute"] = pretrain(objective, cfg, budget, world, vocab, seq2seq, seed,
+                                      counter)
     eval_rng = np.random.default_rng([seed, 4])
     for task in ("generation", "comprehension"):
-        scores, _ = evaluate(way, params, task, tests.get(task), candidates, world, budget,
+        scores, _ = evaluate(form, params, task, tests.get(task), candidates, world, budget,
                              eval_rng, False, lengths)
-        _record(out, task, column, scores)
+        _record(out, task, objective, scores)
     for task in TASKS:
         tuned = _params_copy(params)
         batch_rng = np.random.default_rng([seed, 5, TASKS.index(task)])
@@ -369,27 +380,28 @@ def run_model(budget, seq2seq, seed, column, steps):
         def next_batch():
             examples = [pool[i] for i in batch_rng.integers(0, len(pool), budget.batch_size)]
             words = sum(len(ex.source) + len(ex.target) for ex in examples)
-            return way.batch(task, examples), words
+            return form.batch(task, examples), words
 
-        fit(tuned, cfg, way.train_objective, next_batch, budget.finetune_steps,
-            budget.finetune_lr, seed, steps)
-        scores, answers = evaluate(way, tuned, task, tests.get(task), candidates, world,
+        fit(tuned, cfg, form.train_objective, next_batch, budget.finetune_steps,
+            budget.finetune_lr, seed, counter)
+        scores, answers = evaluate(form, tuned, task, tests.get(task), candidates, world,
                                    budget, eval_rng, True, lengths)
-        _record(out, task, column, scores)
+        _record(out, task, objective, scores)
         if task in COMPOSITIONAL:  # the same fine-tuned model on pairs it never saw
-            unseen, _ = evaluate(way, tuned, task, tests[task, "compositional"], candidates,
+            unseen, _ = evaluate(form, tuned, task, tests[task, "compositional"], candidates,
                                  world, budget, eval_rng, True, lengths)
-            _record(out, task, column, {"fine-tuned, unseen pairs": unseen["fine-tuned"]})
+            _record(out, task, objective, {"fine-tuned, unseen pairs": unseen["fine-tuned"]})
         shown = tests[task][:3] if task in tests else [None] * 3
-        out["examples"][task] = [(None if ex is None else " ".join(ex.source), " ".join(a))
+        out["examples"][task] = [(None if ex is None else " ".join(ex.source),
+                                  a if isinstance(a, str) else " ".join(a))  # a blank: a word
                                  for ex, a in zip(shown, answers[:3])]
     return out
 
 
-def _record(out, task, column, scores):
+def _record(out, task, objective, scores):
     for method, metrics in scores.items():
         for metric, values in metrics.items():
-            out["scores"][(task, column, method, metric)] = values
+            out["scores"][(task, objective, method, metric)] = values
 
 
 def _worker_init(value):
@@ -400,19 +412,19 @@ def _worker_init(value):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     blas.use_one_thread()
-    global _STEPS
-    _STEPS = _SharedSteps(value)
+    global _COUNTER
+    _COUNTER = _SharedSteps(value)
 
 
 def _run_job(args):
-    budget, seq2seq, seed, column = args
-    return seed, column, run_model(budget, seq2seq, seed, column, _STEPS)
+    budget, seq2seq, seed, objective = args
+    return seed, objective, run_model(budget, seq2seq, seed, objective, _COUNTER)
 
 
 def run(budget, seq2seq="t5", log=print, results=None, jobs=1):
     """The whole comparison: budget.seeds × 3 jobs (run_model), ``jobs`` of them at a time in
     worker processes (1: in this process). ``results`` (a dict) is filled as jobs finish, so
-    that a Ctrl-C leaves what finished in it: results["jobs"][(seed, column)] is a job's
+    that a Ctrl-C leaves what finished in it: results["jobs"][(seed, objective)] is a job's
     output."""
     from . import blas
 
@@ -422,15 +434,15 @@ def run(budget, seq2seq="t5", log=print, results=None, jobs=1):
                    params={c: n_params(get_objective(pretraining_objective(c, seq2seq)).MODEL,
                                        cfg) for c, cfg in configs.items()},
                    floor=world.entropy_per_document())
-    todo = [(budget, seq2seq, seed, column) for seed in range(budget.seeds)
-            for column in configs]
+    todo = [(budget, seq2seq, seed, objective) for seed in range(budget.seeds)
+            for objective in configs]
     steps_per_job = budget.pretrain_steps + len(TASKS) * budget.finetune_steps
     progress = Progress(len(todo) * steps_per_job, log)
     if jobs <= 1:
         blas.use_one_thread()
-        for _, _, seed, column in todo:
-            results["jobs"][(seed, column)] = run_model(budget, seq2seq, seed, column, progress)
-            progress.poll(f"seed {seed + 1}/{budget.seeds}: {column} done")
+        for _, _, seed, objective in todo:
+            results["jobs"][(seed, objective)] = run_model(budget, seq2seq, seed, objective, progress)
+            progress.poll(f"seed {seed + 1}/{budget.seeds}: {objective} done")
         return results
     import multiprocessing
 
@@ -441,14 +453,14 @@ def run(budget, seq2seq="t5", log=print, results=None, jobs=1):
         for _ in todo:
             while True:
                 try:
-                    seed, column, out = pending.next(timeout=2.0)
+                    seed, objective, out = pending.next(timeout=2.0)
                     break
                 except multiprocessing.TimeoutError:
                     progress.done = shared.value
                     progress.poll()
-            results["jobs"][(seed, column)] = out
+            results["jobs"][(seed, objective)] = out
             progress.done = shared.value
-            progress.poll(f"seed {seed + 1}/{budget.seeds}: {column} done")
+            progress.poll(f"seed {seed + 1}/{budget.seeds}: {objective} done")
     return results
 
 
@@ -456,16 +468,20 @@ def run(budget, seq2seq="t5", log=print, results=None, jobs=1):
 # The table
 
 
-def summarize(results, budget, seq2seq):
-    """results -> the JSON the issue asks for: {"rows": one per capability, objective, method
-    and metric, over the seeds that finished; "floor"; "settings"; "compute"}."""
+def summarize(results, budget, seq2seq, name=None):
+    """results -> the table as JSON: {"rows": one per (capability, objective, method, metric),
+    each {"capability", "objective", "metric", "value" (the mean over finished seeds and
+    items), "ci95", "stars", "verdict" (headline rows), ...}; "floor": the world's entropy per
+    document, which samples of the world itself score as mean nll; "settings": the budget and
+    the configs; "compute": per objective, parameters, FLOPs and seconds per training token;
+    "examples": a few answers of seed 0}."""
     boot = np.random.default_rng(BOOTSTRAP_SEED)
-    cells = {}  # (task, column, method, metric) -> {seed: per-item scores}
-    for (seed, column), out in sorted(results.get("jobs", {}).items()):
+    cells = {}  # (task, objective, method, metric) -> {seed: per-item scores}
+    for (seed, objective), out in sorted(results.get("jobs", {}).items()):
         for key, values in out["scores"].items():
             cells.setdefault(key, {})[seed] = values
     rows, headline = [], {}
-    for (task, column, method, metric), by_seed in cells.items():
+    for (task, objective, method, metric), by_seed in cells.items():
         values = np.array([by_seed[s] for s in sorted(by_seed)], dtype=np.float64)
         if metric == "nll":  # only samples inside the support have one
             if np.all(np.isnan(values)):
@@ -473,18 +489,18 @@ def summarize(results, budget, seq2seq):
             # Each sample outside the support counts as the mean of those inside, so that the
             # mean is the mean over the support (the interval is then slightly too narrow).
             values = np.where(np.isnan(values), np.nanmean(values), values)
-        row = {"capability": cap.CAPABILITIES[task], "task": task, "objective": column,
+        row = {"capability": cap.CAPABILITIES[task], "task": task, "objective": objective,
                "method": method, "metric": metric, "value": float(values.mean()),
                "ci95": list(cap.interval95(cap.bootstrap_means(values, boot))),
-               "stars": cap.STARS[task][column], "seeds": sorted(by_seed),
+               "stars": cap.STARS[task][objective], "seeds": sorted(by_seed),
                "headline": method == "fine-tuned" and metric == cap.HEADLINE[task]}
         if row["headline"]:
-            headline[(task, column)] = (by_seed, row)
+            headline[(task, objective)] = (by_seed, row)
         rows.append(row)
-    for (task, column), (by_seed, row) in headline.items():
+    for (task, objective), (by_seed, row) in headline.items():
         verdicts = []
         for other in cap.OBJECTIVES:
-            if other == column or (task, other) not in headline:
+            if other == objective or (task, other) not in headline:
                 continue
             theirs = headline[(task, other)][0]
             common = sorted(set(by_seed) & set(theirs))  # paired: same seeds, same items
@@ -492,41 +508,50 @@ def summarize(results, budget, seq2seq):
                 continue
             diff = np.array([np.subtract(by_seed[s], theirs[s]) for s in common])
             ci = cap.interval95(cap.bootstrap_means(diff, boot))
-            verdicts.append(cap.pair_verdict(cap.STARS[task][column],
+            verdicts.append(cap.pair_verdict(cap.STARS[task][objective],
                                              cap.STARS[task][other], ci))
         row["verdict"] = cap.cell_verdict(verdicts) if verdicts else "unclear"
     compute = {}
-    for column in cap.OBJECTIVES:
+    for objective in cap.OBJECTIVES:
         records = [out["compute"] for (_, c), out in results.get("jobs", {}).items()
-                   if c == column]
+                   if c == objective]
         if not records:
             continue
         tokens = sum(r["text_tokens"] for r in records)
-        compute[column] = {"params": results["params"][column],
-                           "flops_per_token": sum(r["flops"] for r in records) / tokens,
-                           "seconds_per_1k_tokens": 1000 * sum(r["seconds"] for r in records)
-                           / tokens}
+        compute[objective] = {"params": results["params"][objective],
+                              "flops_per_token": sum(r["flops"] for r in records) / tokens,
+                              "seconds_per_1k_tokens":
+                                  1000 * sum(r["seconds"] for r in records) / tokens,
+                              "text_tokens_per_run": tokens / len(records),
+                              "loss": float(np.mean([r["loss"] for r in records]))}
     finished = sorted({seed for seed, _ in results.get("jobs", {})})
     return {"rows": rows,
             "floor": {"entropy_per_document": results.get("floor"),
                       "unit": "nats: the mean nll of samples of the world itself"},
-            "settings": {**asdict(budget), "seq2seq": seq2seq, "finished_seeds": finished,
+            "settings": {"budget": name, **asdict(budget), "seq2seq": seq2seq,
+                         "finished_seeds": finished,
                          "configs": results.get("configs")},
             "compute": compute,
-            "examples": {f"{task} {column} seed {seed}": answers
-                         for (seed, column), out in sorted(results.get("jobs", {}).items())
+            "examples": {f"{task} {objective} seed {seed}": answers
+                         for (seed, objective), out in sorted(results.get("jobs", {}).items())
                          if seed == 0 for task, answers in out["examples"].items()}}
 
 
 def format_table(summary):
-    """The 5 × 3 table of headline cells: value [95% interval], stars, verdict."""
+    """The 5 × 3 table of headline cells (value [95% interval], the tutorial's stars, verdict),
+    the other measurements, and the compute per training token."""
     cells = {(r["task"], r["objective"]): r for r in summary["rows"] if r["headline"]}
     width = 34
-    lines = ["能力       " + "".join(f"{cap.OBJECTIVES[c]:<{width}}" for c in cap.OBJECTIVES)]
+    lines = ["each cell: mean [95% interval over seeds and test items]  the tutorial's stars  "
+             "verdict (does this cell's order against the other two of its row follow the "
+             "stars? equal stars: within ±5 points)", ""]
+    if summary["settings"].get("budget") == "tiny":
+        lines.insert(0, "(--budget tiny: a smoke test; its numbers mean nothing)")
+    lines.append("能力       " + "".join(f"{cap.OBJECTIVES[c]:<{width}}" for c in cap.OBJECTIVES))
     for task, name in cap.CAPABILITIES.items():
         parts = []
-        for column in cap.OBJECTIVES:
-            r = cells.get((task, column))
+        for objective in cap.OBJECTIVES:
+            r = cells.get((task, objective))
             if r is None:
                 parts.append(f"{'(not run)':<{width}}")
                 continue
@@ -540,24 +565,34 @@ def format_table(summary):
     others = [r for r in summary["rows"] if not r["headline"]]
     if others:
         lines.append("")
-        lines.append("other measurements (method, metric: value [95% interval]):")
-        for r in sorted(others, key=lambda r: (list(cap.CAPABILITIES).index(r["task"]),
-                                               r["metric"], r["objective"], r["method"])):
+        lines.append("other measurements (objective, method, metric: value [95% interval]):")
+        order = list(cap.CAPABILITIES)
+        for r in sorted(others, key=_other_order(order)):
             lo, hi = r["ci95"]
-            lines.append(f"  {r['capability']} {r['objective']:<8} {r['method']:<14} "
-                         f"{r['metric']:<15} {r['value']:.3f} [{lo:.3f}, {hi:.3f}]")
+            lines.append(f"  {r['capability']} {r['objective']:<8} {r['method']:<24} "
+                         f"{r['metric']:<19} {r['value']:.3f} [{lo:.3f}, {hi:.3f}]")
     floor = summary["floor"]["entropy_per_document"]
     if floor is not None:
         lines.append(f"  (the world's entropy: {floor:.3f} nats per document: the mean nll of "
-                     "samples of the world itself)")
+                     "the world's own samples)")
     if summary["compute"]:
         lines.append("")
-        lines.append("compute per training token (计算开销大?):")
-        for column, c in summary["compute"].items():
-            lines.append(f"  {column:<8} {c['params']:>9,} parameters  "
-                         f"{c['flops_per_token'] / 1e6:8.2f} MFLOP/token  "
-                         f"{c['seconds_per_1k_tokens'] * 1000:8.1f} µs/token")
+        lines.append("pre-training, per word of the world's text read (计算开销大?):")
+        for objective, c in summary["compute"].items():
+            lines.append(f"  {objective:<8} {c['params']:>9,} parameters  "
+                         f"{c['flops_per_token'] / 1e6:6.2f} MFLOP  "
+                         f"{c['seconds_per_1k_tokens'] * 1000:6.1f} µs  "
+                         f"final loss {c['loss']:.3f}")
+        lines.append("  (FLOPs of the matrix products, counted from the shapes, ×3 for the "
+                     "backward pass. A T5 decoder reads only the short targets of span "
+                     "corruption; BART's rebuilds the whole text)")
     return "\n".join(lines)
+
+
+def _other_order(tasks):
+    def key(row):
+        return (tasks.index(row["task"]), row["metric"], row["objective"], row["method"])
+    return key
 
 
 # ----------------------------------------------------------------------------------------------
@@ -568,9 +603,9 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="minillm compare",
         description="Measure the tutorial's capability table (训练目标决定模型能力): pre-train "
-        "a GPT, a BERT and an encoder-decoder with the same parameters on the same text of the "
-        "built-in world, adapt each to five tasks with exact answers, and print each cell's "
-        "score with a 95%% interval beside the tutorial's stars.")
+        "a GPT, a BERT and an encoder-decoder with the same number of parameters on the same "
+        "text of the built-in world, adapt each to five tasks with exact answers, and print "
+        "each cell's score with a 95% interval beside the tutorial's stars.")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="quick",
                         help="quick: under 5 minutes on 2 cores, noisy numbers; full: under 45 "
                         "minutes; tiny: seconds, for the tests (default: quick)")
@@ -618,7 +653,7 @@ def main(argv=None):
         log(f"compare: interrupted; {len(results.get('jobs', {}))} of "
             f"{3 * budget.seeds} models finished, kept below")
         status = 130
-    summary = summarize(results, budget, args.seq2seq)
+    summary = summarize(results, budget, args.seq2seq, args.budget)
     print(format_table(summary))
     if args.json is not None:
         _write_json(args.json, summary)

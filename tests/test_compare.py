@@ -1,5 +1,5 @@
 """``python -m minillm compare`` (minillm/compare.py) and the families' interfaces
-(minillm/families.py): formats, matched sizes, FLOPs, and a tiny run end to end."""
+(minillm/task_formats.py): formats, matched sizes, FLOPs, and a tiny run end to end."""
 
 import json
 from dataclasses import replace
@@ -10,7 +10,7 @@ import pytest
 from minillm import capabilities as cap
 from minillm import compare
 from minillm.cli import main as cli_main
-from minillm.families import BERTWay, GPTWay, Seq2SeqWay
+from minillm.task_formats import BERTFormat, GPTFormat, Seq2SeqFormat
 from minillm.layers import IGNORE_INDEX
 from minillm.tokenizer import BOS_ID, CLS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID
 
@@ -31,7 +31,7 @@ def test_the_three_families_have_the_same_parameters_within_10_percent(vocab, na
 
 
 def test_gpt_trains_on_the_answer_only(vocab):
-    way = GPTWay(vocab, None)
+    way = GPTFormat(vocab, None)
     ex = cap.Example(("小明", "去", "哪里"), ("公园",))
     batch = way.batch("qa", [ex])
     ids = vocab.ids
@@ -48,7 +48,7 @@ def test_bert_fills_a_fixed_number_of_slots(vocab):
     from minillm.models import BertConfig
 
     cfg = BertConfig(vocab_size=len(vocab.tokenizer), n_ctx=16, n_embd=8, n_head=2)
-    way = BERTWay(vocab, cfg, {"qa": 4, "comprehension": 1})
+    way = BERTFormat(vocab, cfg, {"qa": 4, "comprehension": 1})
     ex = cap.Example(("小明", "去", "哪里"), ("公园",))
     batch = way.batch("qa", [ex])
     ids = vocab.ids
@@ -67,8 +67,8 @@ def test_bert_fills_a_fixed_number_of_slots(vocab):
 
 
 def test_the_encoder_decoder_blank_is_its_pretraining_blank(vocab):
-    t5 = Seq2SeqWay(vocab, None, "t5")
-    bart = Seq2SeqWay(vocab, None, "bart")
+    t5 = Seq2SeqFormat(vocab, None, "t5")
+    bart = Seq2SeqFormat(vocab, None, "bart")
     source = ("今天", cap.MASK, "很好")
     assert t5.source("comprehension", source)[1] == vocab.tokenizer.sentinel_id(0)
     assert bart.source("comprehension", source)[1] == MASK_ID
@@ -176,7 +176,7 @@ def test_gpt_greedy_answers_are_what_the_cached_generator_writes(vocab):
     from minillm.generate import generate
 
     cfg, params = _tiny("clm", vocab)
-    way = GPTWay(vocab, cfg)
+    way = GPTFormat(vocab, cfg)
     sources = [("小明", "去", "哪里"), ("昨天",), ("今天", "天气", "很好", "。", "小红")]
     answers = way.answer(params, "qa", [cap.Example(s, ()) for s in sources])
     for source, answer in zip(sources, answers):
@@ -190,7 +190,7 @@ def test_encoder_decoder_greedy_answers_are_what_the_beam_search_of_width_1_writ
     from minillm.generate import seq2seq_greedy
 
     cfg, params = _tiny("seq2seq", vocab)
-    way = Seq2SeqWay(vocab, cfg, "t5")
+    way = Seq2SeqFormat(vocab, cfg, "t5")
     sources = [("小明", "去", "哪里"), ("昨天",), ("今天", "天气", "很好", "。", "小红")]
     answers = way.answer(params, "qa", [cap.Example(s, ()) for s in sources])
     for source, answer in zip(sources, answers):
@@ -203,7 +203,7 @@ def test_encoder_decoder_greedy_answers_are_what_the_beam_search_of_width_1_writ
 
 def test_bert_reads_each_slot_up_to_the_first_eos(vocab):
     cfg, params = _tiny("mlm", vocab)
-    way = BERTWay(vocab, cfg, {"qa": 5})
+    way = BERTFormat(vocab, cfg, {"qa": 5})
     # The MLM head's logits, set by hand: the slots say 公园 水 [EOS] 公园 [PAD].
     ex = cap.Example(("小明", "去", "哪里"), ("公园",))
     row, slots = way.row("qa", ex.source)

@@ -35,6 +35,8 @@ Without fine-tuning (the pre-trained model alone), where it makes sense:
 
 Every answer is drawn the same way for every family: greedy for qa, translation and code,
 sampled at temperature 1 for generation; a blank's answer is the most probable candidate word.
+A sample may hold any token of the vocabulary, a special one ([CLS], a sentinel) included: the
+world cannot produce such a document, so it scores as outside the support.
 """
 
 from __future__ import annotations
@@ -88,8 +90,10 @@ def _until_eos(ids):
 # GPT: prompt → continuation
 
 
-class GPTWay:
-    objective, train_objective, blank_word = "clm", "clm", MASK_WORD
+class GPTFormat:
+    objective = "clm"  # the table's column
+    train_objective = "clm"  # the objective module whose loss fine-tunes it (objectives/)
+    blank_word = MASK_WORD  # how a blank is written in a source
 
     def __init__(self, vocab, cfg):
         self.vocab, self.cfg = vocab, cfg
@@ -187,8 +191,10 @@ class GPTWay:
 # BERT: [MASK] slots
 
 
-class BERTWay:
-    objective, train_objective, blank_word = "mlm", "mlm", MASK_WORD
+class BERTFormat:
+    objective = "mlm"
+    train_objective = "mlm"
+    blank_word = MASK_WORD
 
     def __init__(self, vocab, cfg, slots):
         self.vocab, self.cfg = vocab, cfg
@@ -280,8 +286,9 @@ class BERTWay:
 # Encoder-decoder: input → output
 
 
-class Seq2SeqWay:
-    objective, train_objective = "seq2seq", "tasks"
+class Seq2SeqFormat:
+    objective = "seq2seq"
+    train_objective = "tasks"  # objectives/seq2seq.py's loss on (source, target) pairs
 
     def __init__(self, vocab, cfg, pretraining):
         self.vocab, self.cfg = vocab, cfg
@@ -304,12 +311,12 @@ class Seq2SeqWay:
                      for ex in examples]
         return seq2seq_objective.make_batch(pairs)
 
-    def decode(self, params, sources, rng=None, forced=()):
+    def decode(self, params, sources, rng=None):
         """Each source's output, greedy (rng None) or sampled, until [EOS] or n_ctx tokens: the
         encoder runs once, the decoder reads its whole prefix at every step."""
         src, src_mask = right_pad(sources, PAD_ID)
         enc, _ = encoder_forward(params, self.cfg, src, src_mask)
-        rows = [[BOS_ID, *forced] for _ in sources]
+        rows = [[BOS_ID] for _ in sources]
         live = list(range(len(sources)))
         while live and len(rows[live[0]]) < self.cfg.n_ctx:
             prefix = np.array([rows[b] for b in live])
@@ -318,7 +325,7 @@ class Seq2SeqWay:
             for b, token in zip(live, tokens):
                 rows[b].append(int(token))
             live = [b for b in live if rows[b][-1] != EOS_ID]
-        return [_until_eos(r[1 + len(forced):]) for r in rows]
+        return [_until_eos(r[1:]) for r in rows]
 
     def answer(self, params, task, examples):
         outputs = self.decode(params, [self.source(task, ex.source) for ex in examples])
