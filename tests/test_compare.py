@@ -225,3 +225,40 @@ def test_the_unseen_pairs_items_come_from_the_compositional_split():
         assert world.split_of(ex.source) == "compositional"
     for ex in tests["translation"]:
         assert world.split_of(ex.source) == "test"
+
+
+def test_the_encoder_decoder_learns_generation_from_an_empty_source(vocab):
+    form = Seq2SeqFormat(vocab, None, "t5")
+    doc = cap.Example(("昨天",), ("天气", "很好", "。"))  # a document cut at a random point
+    batch = form.batch("generation", [doc])
+    assert batch["src"][0].tolist() == [EOS_ID]  # as it is when a document is generated
+    assert batch["targets"][0].tolist() == [*vocab.ids(doc.source + doc.target), EOS_ID]
+
+
+def test_t5_reads_the_same_words_as_the_others_its_left_over_carried(vocab):
+    from minillm.world import default_world
+
+    world = default_world()
+    plain = compare.WorldText(world, vocab)
+    packed = compare.WorldText(world, vocab, packed=70)
+    rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(0)
+    words = sum(len(d) for _ in range(20) for d in plain.sample(rng_a, 32))
+    rows = [row for _ in range(20) for row in packed.sample(rng_b, 32)]
+    assert all(len(row) == 70 for row in rows)
+    # The same documents, end to end: every word is in a row or waiting for the next step.
+    assert len(rows) * 70 + len(packed.left_over) == words
+
+
+def test_bert_writes_past_the_longest_training_answer_until_eos(vocab):
+    cfg, params = _tiny("mlm", vocab)
+    form = BERTFormat(vocab, cfg, {"generation": 3})  # the longest training rest: 2 words
+    word = vocab.ids(("天气",))[0]
+
+    def slot_logits(params, rows):  # every slot says 天气 until 8 words are written
+        logits = np.zeros((len(rows), max(map(len, rows)), len(vocab.tokenizer)))
+        for b, row in enumerate(rows):
+            logits[b, :, EOS_ID if row.count(word) >= 8 else word] = 1e3
+        return logits
+
+    form._slot_logits = slot_logits
+    assert form.generate(params, 2, np.random.default_rng(0)) == [("天气",) * 8] * 2
