@@ -293,4 +293,3 @@ def cell_verdict(pair_verdicts):
     if "disagrees" in pair_verdicts:
         return "disagrees"
     return "agrees" if all(v == "agrees" for v in pair_verdicts) else "unclear"
-

@@ -309,7 +309,7 @@ def evaluate(form, params, task, tests, candidates, world, budget, rng, fine_tun
     """method -> metric -> per-item scores, for one model on one task (and the answers)."""
     if task == "generation":
         samples = form.generate(params, budget.samples, rng, fine_tuned=fine_tuned,
-                               lengths=lengths)
+                                lengths=lengths)
         scores = cap.score_samples(world, samples)
         method = "fine-tuned" if fine_tuned else "pre-trained"
         return {method: {m: [s[m] for s in scores] for m in scores[0]}}, samples
@@ -441,7 +441,8 @@ def run(budget, seq2seq="t5", log=print, results=None, jobs=1):
     if jobs <= 1:
         blas.use_one_thread()
         for _, _, seed, objective in todo:
-            results["jobs"][(seed, objective)] = run_model(budget, seq2seq, seed, objective, progress)
+            results["jobs"][(seed, objective)] = run_model(budget, seq2seq, seed, objective,
+                                                           progress)
             progress.poll(f"seed {seed + 1}/{budget.seeds}: {objective} done")
         return results
     import multiprocessing
