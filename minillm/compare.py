@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -51,10 +50,10 @@ import numpy as np
 from . import capabilities as cap
 from .config import TrainConfig
 from .data import packed_length
-from .task_formats import BERTFormat, GPTFormat, Seq2SeqFormat, Vocabulary
 from .models import BertConfig, GPTConfig, MODELS, Seq2SeqConfig
 from .objectives import get_objective
 from .optim import adamw_init
+from .task_formats import BERTFormat, GPTFormat, Seq2SeqFormat, Vocabulary
 from .tokenizer import Tokenizer
 from .train import format_seconds, train_step
 
@@ -637,10 +636,14 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
         budget = replace(budget, seeds=args.seeds)
-    problem = None if args.json is None else _json_path_problem(args.json)
-    if problem:  # checked now, not after the whole run
-        print(f"minillm compare: error: --json {args.json!r} {problem}", file=sys.stderr)
-        return 2
+    if args.json is not None:  # checked now, not after the whole run (save_file's checks)
+        from .safetensors import check_writable
+
+        try:
+            check_writable(args.json)
+        except (ValueError, OSError) as err:
+            print(f"minillm compare: error: --json: {err}", file=sys.stderr)
+            return 2
     if args.jobs is not None and args.jobs < 1:
         print(f"minillm compare: error: --jobs must be at least 1, got {args.jobs}",
               file=sys.stderr)
@@ -661,22 +664,9 @@ def main(argv=None):
     return status
 
 
-def _json_path_problem(path):
-    """Why ``path`` cannot take the JSON (None if it can): a new file in a writable folder, or
-    an existing regular file."""
-    folder = os.path.dirname(path) or "."
-    if os.path.exists(path) and not os.path.isfile(path):
-        return "exists and is not a regular file"
-    if not os.path.isdir(folder):
-        return f"is in a folder that does not exist ({folder!r})"
-    if not os.access(folder, os.W_OK):
-        return f"is in a folder this user cannot write ({folder!r})"
-    return None
-
-
 def _write_json(path, summary):
-    """Written to a temporary file and renamed into place: never half-written."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
+    """Crash-safe, as every file minillm writes (safetensors.write_atomically)."""
+    from .safetensors import write_atomically
+
+    text = json.dumps(summary, ensure_ascii=False, indent=1)
+    write_atomically(path, [text.encode("utf-8")])
