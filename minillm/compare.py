@@ -49,13 +49,14 @@ import numpy as np
 
 from . import capabilities as cap
 from .config import TrainConfig
+from .jobs import Progress, run_jobs
 from .data import packed_length
 from .models import BertConfig, GPTConfig, MODELS, Seq2SeqConfig
 from .objectives import get_objective
 from .optim import adamw_init
 from .task_formats import BERTFormat, GPTFormat, Seq2SeqFormat, Vocabulary
 from .tokenizer import Tokenizer
-from .train import format_seconds, train_step
+from .train import train_step
 
 # ----------------------------------------------------------------------------------------------
 # Budgets
@@ -253,45 +254,6 @@ def pretrain(objective, cfg, budget, world, vocab, seq2seq, seed, counter):
 # The run
 
 
-class Progress:
-    """Progress lines with the elapsed time and the ETA of the whole comparison, from the rate
-    of training steps so far (evaluation time is folded into that rate). ``done`` may be a
-    number shared with worker processes (multiprocessing.Value); ``poll`` prints a line when
-    enough has changed."""
-
-    def __init__(self, total_steps, log, every=0.05):
-        self.total, self.log, self.every = total_steps, log, every
-        self.start, self.last_shown, self.done = time.perf_counter(), -1.0, 0
-
-    def add(self, n=1):
-        self.done += n
-        self.poll()
-
-    def poll(self, what=""):
-        fraction = self.done / self.total
-        if fraction - self.last_shown >= self.every or what:
-            self.last_shown = fraction
-            self.show(what)
-
-    def show(self, what):
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / max(self.done, 1) * (self.total - self.done)
-        self.log(f"compare {100 * self.done / self.total:3.0f}% | "
-                 f"{what + ' | ' if what else ''}{format_seconds(elapsed)} elapsed | "
-                 f"ETA {format_seconds(eta)}")
-
-
-class _SharedSteps:
-    """A worker's view of the steps counter: a multiprocessing.Value the parent polls."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def add(self, n=1):
-        with self.value.get_lock():
-            self.value.value += n
-
-
 def _format_of(objective, vocab, cfg, seq2seq, slots):
     if objective == "clm":
         return GPTFormat(vocab, cfg)
@@ -403,30 +365,16 @@ def _record(out, task, objective, scores):
             out["scores"][(task, objective, method, metric)] = values
 
 
-def _worker_init(value):
-    """A worker process: Ctrl-C is the parent's to handle; BLAS on one thread."""
-    import signal
-
-    from . import blas
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    blas.use_one_thread()
-    global _COUNTER
-    _COUNTER = _SharedSteps(value)
-
-
-def _run_job(args):
+def _run_job(args, counter):
     budget, seq2seq, seed, objective = args
-    return seed, objective, run_model(budget, seq2seq, seed, objective, _COUNTER)
+    return run_model(budget, seq2seq, seed, objective, counter)
 
 
 def run(budget, seq2seq="t5", log=print, results=None, jobs=1):
     """The whole comparison: budget.seeds × 3 jobs (run_model), ``jobs`` of them at a time in
-    worker processes (1: in this process). ``results`` (a dict) is filled as jobs finish, so
-    that a Ctrl-C leaves what finished in it: results["jobs"][(seed, objective)] is a job's
-    output."""
-    from . import blas
-
+    worker processes (1: in this process; jobs.run_jobs). ``results`` (a dict) is filled as
+    jobs finish, so that a Ctrl-C leaves what finished in it: results["jobs"][(seed,
+    objective)] is a job's output."""
     results = {} if results is None else results
     world, vocab, configs, _, _ = _setting(budget, seq2seq)
     results.update(jobs={}, configs={c: cfg.to_dict() for c, cfg in configs.items()},
@@ -436,31 +384,10 @@ def run(budget, seq2seq="t5", log=print, results=None, jobs=1):
     todo = [(budget, seq2seq, seed, objective) for seed in range(budget.seeds)
             for objective in configs]
     steps_per_job = budget.pretrain_steps + len(TASKS) * budget.finetune_steps
-    progress = Progress(len(todo) * steps_per_job, log)
-    if jobs <= 1:
-        blas.use_one_thread()
-        for _, _, seed, objective in todo:
-            results["jobs"][(seed, objective)] = run_model(budget, seq2seq, seed, objective,
-                                                           progress)
-            progress.poll(f"seed {seed + 1}/{budget.seeds}: {objective} done")
-        return results
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    shared = context.Value("l", 0)
-    with context.Pool(jobs, initializer=_worker_init, initargs=(shared,)) as pool:
-        pending = pool.imap_unordered(_run_job, todo)
-        for _ in todo:
-            while True:
-                try:
-                    seed, objective, out = pending.next(timeout=2.0)
-                    break
-                except multiprocessing.TimeoutError:
-                    progress.done = shared.value
-                    progress.poll()
-            results["jobs"][(seed, objective)] = out
-            progress.done = shared.value
-            progress.poll(f"seed {seed + 1}/{budget.seeds}: {objective} done")
+    progress = Progress(len(todo) * steps_per_job, log, "compare")
+    for (_, _, seed, objective), out in run_jobs(_run_job, todo, jobs, progress):
+        results["jobs"][(seed, objective)] = out
+        progress.poll(f"seed {seed + 1}/{budget.seeds}: {objective} done")
     return results
 
 
