@@ -264,23 +264,27 @@ def k_shot_accuracy(params, cfg, vocab, items):
     """The fraction of items answered exactly, and the same per task: {task: fraction}.
 
     Each prompt [BOS] x1 → y1 ； … ； x → is continued greedily (GPTFormat.continue_prompts)
-    for at most MAX_ANSWER_WORDS + 1 tokens; the prediction is the words before the first ；or
-    [EOS], and a continuation that writes neither in that room is longer than every answer
-    (so wrong). No parameter changes: the task is learned from the prompt or not at all."""
+    for at most MAX_ANSWER_WORDS + 1 tokens (or until the context is full); the prediction is
+    the words before the first ；or [EOS], and a continuation that writes neither in that room
+    is longer than the answer (so wrong). cfg.n_ctx must hold [BOS], each prompt and its
+    answer (context_needed() does, for every k of KS). No parameter changes: the task is
+    learned from the prompt or not at all."""
     if not isinstance(cfg, GPTConfig):
         raise TypeError(f"cfg must be a GPTConfig, got {type(cfg).__name__}")
     if not isinstance(vocab, Vocabulary):
         raise TypeError(f"vocab must be a task_formats.Vocabulary, got {type(vocab).__name__}")
     items = list(items)
-    if not items or not all(isinstance(item, KShotItem) for item in items):
-        raise ValueError(f"items must be a non-empty list of KShotItem, got {items[:3]!r}")
-    max_new = MAX_ANSWER_WORDS + 1
+    if not items or not all(isinstance(item, KShotItem) and item.task in TASKS
+                            for item in items):
+        raise ValueError(f"items must be a non-empty list of KShotItem of the tasks {TASKS}, "
+                         f"got {items[:3]!r}")
     prompts = [[BOS_ID, *vocab.ids(item.prompt)] for item in items]
-    longest = max(len(p) for p in prompts)
-    if longest + max_new - 1 > cfg.n_ctx:  # the last step reads the prompt and the answer
-        raise ValueError(f"cfg.n_ctx={cfg.n_ctx} is too short for a prompt of {longest} tokens "
-                         f"and an answer of up to {MAX_ANSWER_WORDS} (need "
-                         f"{longest + max_new - 1})")
+    # Room to write the answer and a stop: that step reads [BOS], the prompt and the answer.
+    need = max(len(p) + len(item.answer) for p, item in zip(prompts, items))
+    if need > cfg.n_ctx:
+        raise ValueError(f"cfg.n_ctx={cfg.n_ctx} is too short: an item needs {need} tokens "
+                         f"([BOS], its prompt and its answer)")
+    max_new = MAX_ANSWER_WORDS + 1
     outputs = GPTFormat(vocab, cfg).continue_prompts(params, prompts, max_new)
     right = {task: [] for task in TASKS}
     for item, ids in zip(items, outputs):

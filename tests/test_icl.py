@@ -117,6 +117,8 @@ def test_corpus_words_are_the_words_the_corpus_holds():
 # The corpus
 
 N_DOCS = 20_000
+# The 9 inputs with the longest translations (3, 3, 2 × 6 words and 1).
+LONGEST = ("水", "果汁", "公园", "海边", "商店", "图书馆", "书店", "冰淇淋", "小明")
 DOCS = icl.corpus_documents(np.random.default_rng(15), N_DOCS)
 
 
@@ -162,8 +164,7 @@ def test_list_format_and_longest_list():
     # By hand: translation of 水 and 果汁 (3 words each), 公园 海边 商店 图书馆 书店 冰淇淋
     # (2 each) and one more (1): 9 inputs + 9 arrows + 19 answer words + 8 separators = 45.
     assert icl.max_list_tokens() == 45
-    longest = ("水", "果汁", "公园", "海边", "商店", "图书馆", "书店", "冰淇淋", "小明")
-    assert len(icl.list_words("translate", longest)) == 45
+    assert len(icl.list_words("translate", LONGEST)) == 45
     # A world document has at most 22 words (world.py's docstring); [BOS] in front.
     assert icl.context_needed() == 46
 
@@ -304,13 +305,28 @@ def test_k_shot_accuracy_of_a_random_gpt():
     assert accuracy == pytest.approx(np.mean(list(per_task.values())))  # 2 items per task
 
 
-def test_k_shot_accuracy_checks_the_context():
-    params, cfg = tiny_gpt(n_ctx=12)
-    items = icl.k_shot_items(np.random.default_rng(1), 4, 4)
-    with pytest.raises(ValueError, match="n_ctx=12"):
-        icl.k_shot_accuracy(params, cfg, VOCAB, items)
+def test_the_longest_8_shot_item_fits_context_needed():
+    # [BOS], 8 demonstrations and the query with its answer: the longest list, 1 + 45 tokens.
+    item = icl.KShotItem("translate", icl.prompt_words("translate", LONGEST[:8], LONGEST[8]),
+                         ("xiaoming",))
+    params, cfg = tiny_gpt()
+    assert cfg.n_ctx == 46
+    accuracy, _ = icl.k_shot_accuracy(params, cfg, VOCAB, [item])
+    assert accuracy in (0.0, 1.0)
+    params, cfg = tiny_gpt(n_ctx=45)
+    with pytest.raises(ValueError, match="n_ctx=45 is too short: an item needs 46"):
+        icl.k_shot_accuracy(params, cfg, VOCAB, [item])
+
+
+def test_k_shot_accuracy_checks_its_arguments():
+    params, cfg = tiny_gpt()
+    items = icl.k_shot_items(np.random.default_rng(1), 1, 4)
     with pytest.raises(ValueError, match="items"):
         icl.k_shot_accuracy(params, cfg, VOCAB, [])
+    with pytest.raises(TypeError, match="cfg"):
+        icl.k_shot_accuracy(params, cfg.to_dict(), VOCAB, items)
+    with pytest.raises(TypeError, match="vocab"):
+        icl.k_shot_accuracy(params, cfg, VOCAB.tokenizer, items)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,6 +413,19 @@ def test_attention_weights_are_causal_distributions():
     np.testing.assert_allclose(att.sum(axis=-1), 1.0, rtol=1e-12)
     assert np.all(att[..., ~np.tril(np.ones((T, T), dtype=bool))] == 0.0)
     assert np.all(att[..., np.tril(np.ones((T, T), dtype=bool))] > 0.0)
+    # Block 0's heads by hand: x = wte[ids] + wpe[t], LN_1, q k v, softmax(q k^T / sqrt(D)).
+    x = params["wte"][ids] + params["wpe"][:T]  # (T, C)
+    h = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + cfg.ln_eps)
+    h = h * params["h.0.ln_1.g"] + params["h.0.ln_1.b"]
+    q, k, _ = np.split(h @ params["h.0.attn.c_attn.w"] + params["h.0.attn.c_attn.b"], 3, -1)
+    D = cfg.n_embd // cfg.n_head
+    for head in range(cfg.n_head):
+        cols = slice(head * D, (head + 1) * D)
+        scores = q[:, cols] @ k[:, cols].T / np.sqrt(D)  # (T, T)
+        scores[~np.tril(np.ones((T, T), dtype=bool))] = -np.inf
+        expected = np.exp(scores - scores.max(-1, keepdims=True))
+        expected /= expected.sum(-1, keepdims=True)
+        np.testing.assert_allclose(att[0, head], expected, rtol=1e-10, atol=1e-14)
 
 
 def test_induction_table_of_a_tiny_gpt():
