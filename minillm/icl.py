@@ -390,8 +390,8 @@ def _attention(params, cfg, ids):
     """ids (B, T) -> (B, L, H, T, T): every block's attention weights, from gpt_forward's
     cache."""
     _, cache = gpt_forward(params, cfg, ids)
-    att = [block["attn"]["heads"]["attention"]["att"] for block in cache["blocks"]]  # L x (B,H,T,T)
-    return np.stack(att, axis=1)
+    att = [block["attn"]["heads"]["attention"]["att"] for block in cache["blocks"]]  # L (B,H,T,T)
+    return np.stack(att, axis=1)  # (B, L, H, T, T)
 
 
 def attention_weights(params, cfg, ids):
