@@ -1,0 +1,422 @@
+"""In-context learning: k-shot tasks learned from the prompt, and the induction heads behind it.
+
+GPT-3 (Brown et al. 2020, "Language Models are Few-Shot Learners") is given a task by a few
+demonstrations in its prompt, without any parameter update, as in their Figure 2.1:
+
+    sea otter => loutre de mer          (a demonstration)
+    cheese =>                           (the query: the model writes the answer)
+
+Here the same, over the built-in world (world.py). One input set X: the world's people (10),
+places (6) and items (9), 25 words; four tasks map each x in X to an answer of words:
+
+    task          x = 小明        x = 公园         x = 水                    the rule
+    translate     xiaoming       the park        bottle of water           world.ENGLISH; an item
+                                                                           in the singular
+    category      人              地方             东西                       what kind of word x is
+    copy          小明            公园             水                         x itself
+    collocation   他              玩               瓶                         a person's pronoun by
+                                                                           gender; a place's most
+                                                                           probable activity; an
+                                                                           item's measure word
+
+For every x the four answers differ (tests/test_icl.py checks it), so a bare query word does
+not tell the task and one demonstration does.
+
+Pretraining text in which such demonstrations occur naturally: each document of the corpus is
+a world document (probability 1 − P_LIST) or a demonstration list (P_LIST): a task drawn
+uniformly, n pairs with n uniform in 1..MAX_PAIRS and the inputs drawn from X without
+replacement, written
+
+    x1 → y1 ； x2 → y2 ； … ； xn → yn
+
+A k-shot prompt is the first k pairs of such a list followed by a query:
+``x1 → y1 ； … ； xk → yk ； x →``. The model continues it greedily until ；or [EOS]; the
+answer is right when the words before that stop are exactly the task's answer to x.
+
+The best any predictor can do (``bayes_accuracy``) is fixed by the task prior: with k = 0 the
+query x alone leaves the four tasks equally likely, so 1/4; with k ≥ 1 the first demonstration
+names the task, so 1.
+
+Induction heads (Olsson et al. 2022, "In-context Learning and Induction Heads"): a head that,
+at a token A, attends to the token B that followed A's previous occurrence (… A B … A → B), the
+mechanism that copies a pattern seen earlier in the context. Its score is measured on Olsson et
+al.'s repeated random tokens, [BOS] r_1 … r_n r_1 … r_n:
+
+    prev(i) = max{j < i : t_j = t_i}                           the previous occurrence
+    I = {i : prev(i) exists and prev(i) + 1 < i}               the positions it can be seen at
+    score_h = (1/|I|) Σ_{i ∈ I} A_h[i, prev(i) + 1]            head h's weight on the successor
+
+A head that attends uniformly to the i + 1 positions it may see scores the mean of 1/(i + 1)
+over I: the baseline printed beside the scores.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import world
+from .corruption.checks import check_int
+from .models import GPTConfig, gpt_forward
+from .task_formats import GPTFormat, Vocabulary
+from .tokenizer import BOS_ID, Tokenizer
+
+# ----------------------------------------------------------------------------------------------
+# The tasks
+
+ARROW, SEPARATOR = "→", "；"  # x → y, and ； between pairs
+PERSON, PLACE, THING = "人", "地方", "东西"  # the category task's answers
+NEW_WORDS = (ARROW, SEPARATOR, PERSON, PLACE, THING)
+
+# X: every word of it is an input of every task (people, then places, then items).
+INPUTS = tuple(world.PEOPLE) + tuple(world.ACTIVITIES) + tuple(world.MEASURE_OF)
+TASKS = ("translate", "category", "copy", "collocation")
+TASK_NAMES = {"translate": "翻译", "category": "类别", "copy": "复述", "collocation": "搭配"}
+# A demonstration list's task is drawn uniformly: P(task) = 1/4.
+TASK_PRIOR = {task: 1 / len(TASKS) for task in TASKS}
+
+# The corpus: a document is a demonstration list with probability P_LIST, else a world document;
+# a list has MIN_PAIRS..MAX_PAIRS pairs, uniformly.
+P_LIST = 0.5
+MIN_PAIRS, MAX_PAIRS = 1, 9
+# The k of the k-shot table (GPT-3's figures use 0, 1 and a few; k ≤ MAX_PAIRS − 1 keeps a
+# prompt a prefix of a list the corpus can hold).
+KS = (0, 1, 2, 4, 8)
+
+
+def most_probable(table):
+    """argmax_w table[w]; among ties, the first in the table's order (max keeps the first)."""
+    return max(table, key=table.get)
+
+
+def _answers():
+    """{task: {x: answer words}} for every task and every x in INPUTS."""
+    answers = {task: {} for task in TASKS}
+    for x in world.PEOPLE:
+        answers["translate"][x] = world.ENGLISH[x]
+        answers["category"][x] = (PERSON,)
+        answers["collocation"][x] = (world.PRONOUN[world.GENDER[x]],)
+    for x in world.ACTIVITIES:
+        answers["translate"][x] = world.ENGLISH[x]
+        answers["category"][x] = (PLACE,)
+        answers["collocation"][x] = (most_probable(world.ACTIVITIES[x]),)
+    for x in world.MEASURE_OF:
+        answers["translate"][x] = world.ENGLISH_ITEMS[x][0]  # the singular
+        answers["category"][x] = (THING,)
+        answers["collocation"][x] = (world.MEASURE_OF[x],)
+    for x in INPUTS:
+        answers["copy"][x] = (x,)
+    return answers
+
+
+ANSWERS = _answers()
+# The longest answer, in words (bottle of water): how many tokens decoding may write before
+# it must stop.
+MAX_ANSWER_WORDS = max(len(y) for task in TASKS for y in ANSWERS[task].values())
+
+
+def answer(task, x):
+    """The words task maps x to (the module docstring's table)."""
+    if task not in ANSWERS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if x not in ANSWERS[task]:
+        raise ValueError(f"x must be one of the {len(INPUTS)} inputs (people, places, items), "
+                         f"got {x!r}")
+    return ANSWERS[task][x]
+
+
+# ----------------------------------------------------------------------------------------------
+# Words and tokens
+
+
+def vocabulary():
+    """The tokenizer of the ICL corpus, every word one token: the world's Chinese (world.WORDS),
+    its English (world.ENGLISH_WORDS), and NEW_WORDS (→, ；, 人, 地方, 东西)."""
+    return Vocabulary(Tokenizer(sorted(set(world.WORDS) | set(world.ENGLISH_WORDS)
+                                       | set(NEW_WORDS))))
+
+
+def corpus_words():
+    """The words the corpus holds, → and ； aside, sorted: those of the world's documents
+    (world.WORDS without the question words, which only questions use) and every answer.
+    Repeated random sequences are drawn from them: tokens the model has read in pretraining."""
+    questions = {world.WHO, world.WHERE, world.WHEN, world.WHAT_DOING, world.HOW_MANY,
+                 world.AT, world.PAST_OF_WHEN, world.QUESTION_MARK}
+    documents = set(world.WORDS) - questions
+    answered = {w for task in TASKS for y in ANSWERS[task].values() for w in y}
+    return tuple(sorted(documents | answered))
+
+
+def pairs_words(pairs):
+    """[(x, y words), …] -> ``x1 → y1 ； x2 → y2 ； … ； xn → yn`` as a tuple of words."""
+    words = []
+    for i, (x, y) in enumerate(pairs):
+        if i > 0:
+            words.append(SEPARATOR)
+        words.extend((x, ARROW, *y))
+    return tuple(words)
+
+
+def list_words(task, inputs):
+    """A demonstration list: ``x1 → y1 ； … ； xn → yn`` with y = answer(task, x)."""
+    return pairs_words([(x, answer(task, x)) for x in inputs])
+
+
+def prompt_words(task, demonstrations, query):
+    """A k-shot prompt: ``x1 → y1 ； … ； xk → yk ； x →`` (k = len(demonstrations); with
+    k = 0 just ``x →``)."""
+    demos = list_words(task, demonstrations)
+    return demos + ((SEPARATOR,) if demos else ()) + (query, ARROW)
+
+
+def max_list_tokens():
+    """The most words a demonstration list can have: MAX_PAIRS pairs of the task whose
+    MAX_PAIRS longest answers are longest, each pair x → y, with ； between them. A GPT reads
+    [BOS] and a document, so pretraining on the corpus needs n_ctx ≥ context_needed()."""
+    longest = 0
+    for task in TASKS:
+        lengths = sorted((len(y) for y in ANSWERS[task].values()), reverse=True)[:MAX_PAIRS]
+        longest = max(longest, 2 * MAX_PAIRS + sum(lengths) + (MAX_PAIRS - 1))
+    return longest
+
+
+def context_needed():
+    """n_ctx for pretraining on the corpus: [BOS] and the longest document, a list or a world
+    document (make_batch's inputs are [BOS] w_1 … w_n; [EOS] is only a target)."""
+    return 1 + max(max_list_tokens(), world.default_world().max_words())
+
+
+# ----------------------------------------------------------------------------------------------
+# The pretraining corpus
+
+
+def _check_rng(rng):
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}: {rng!r}")
+
+
+def draw_list(rng):
+    """One demonstration list's task and inputs: the task uniform over TASKS, the number of
+    pairs uniform in MIN_PAIRS..MAX_PAIRS, the inputs drawn from INPUTS without replacement."""
+    task = TASKS[rng.integers(len(TASKS))]
+    n = int(rng.integers(MIN_PAIRS, MAX_PAIRS + 1))
+    inputs = tuple(INPUTS[i] for i in rng.choice(len(INPUTS), size=n, replace=False))
+    return task, inputs
+
+
+def corpus_documents(rng, n):
+    """n documents of the ICL corpus, each a tuple of words (without [EOS]): a demonstration
+    list with probability P_LIST, else a world document (world.default_world().sample)."""
+    _check_rng(rng)
+    check_int("n", n, 0)
+    docs = []
+    for _ in range(n):
+        if rng.random() < P_LIST:
+            docs.append(list_words(*draw_list(rng)))
+        else:
+            docs.append(world.default_world().sample(rng, 1)[0].words)
+    return docs
+
+
+# ----------------------------------------------------------------------------------------------
+# k-shot evaluation
+
+
+class KShotItem(NamedTuple):
+    """A k-shot test item: the task, the prompt's words (without [BOS]) and the answer's."""
+
+    task: str
+    prompt: tuple
+    answer: tuple
+
+
+def _check_k(k):
+    check_int("k", k, 0)
+    if k > MAX_PAIRS - 1:
+        raise ValueError(f"k must be at most MAX_PAIRS - 1 = {MAX_PAIRS - 1} (a prompt is a "
+                         f"list's first k pairs and a query), got k={k!r}")
+
+
+def k_shot_items(rng, k, n):
+    """n k-shot items, the tasks balanced (item i has task TASKS[i mod 4]): k demonstrations
+    of the task and a query, k + 1 distinct inputs drawn from INPUTS without replacement."""
+    _check_rng(rng)
+    _check_k(k)
+    check_int("n", n, 1)
+    items = []
+    for i in range(n):
+        task = TASKS[i % len(TASKS)]
+        inputs = [INPUTS[j] for j in rng.choice(len(INPUTS), size=k + 1, replace=False)]
+        demonstrations, query = inputs[:k], inputs[k]
+        items.append(KShotItem(task, prompt_words(task, demonstrations, query),
+                               answer(task, query)))
+    return items
+
+
+def until_stop(words):
+    """The words before the first ；(decoding's stop; [EOS] is cut by continue_prompts)."""
+    words = tuple(words)
+    return words[: words.index(SEPARATOR)] if SEPARATOR in words else words
+
+
+def k_shot_accuracy(params, cfg, vocab, items):
+    """The fraction of items answered exactly, and the same per task: {task: fraction}.
+
+    Each prompt [BOS] x1 → y1 ； … ； x → is continued greedily (GPTFormat.continue_prompts)
+    for at most MAX_ANSWER_WORDS + 1 tokens (or until the context is full); the prediction is
+    the words before the first ；or [EOS], and a continuation that writes neither in that room
+    is longer than the answer (so wrong). cfg.n_ctx must hold [BOS], each prompt and its
+    answer (context_needed() does, for every k of KS). No parameter changes: the task is
+    learned from the prompt or not at all."""
+    if not isinstance(cfg, GPTConfig):
+        raise TypeError(f"cfg must be a GPTConfig, got {type(cfg).__name__}")
+    if not isinstance(vocab, Vocabulary):
+        raise TypeError(f"vocab must be a task_formats.Vocabulary, got {type(vocab).__name__}")
+    items = list(items)
+    if not items or not all(isinstance(item, KShotItem) and item.task in TASKS
+                            for item in items):
+        raise ValueError(f"items must be a non-empty list of KShotItem of the tasks {TASKS}, "
+                         f"got {items[:3]!r}")
+    prompts = [[BOS_ID, *vocab.ids(item.prompt)] for item in items]
+    # Room to write the answer and a stop: that step reads [BOS], the prompt and the answer.
+    need = max(len(p) + len(item.answer) for p, item in zip(prompts, items))
+    if need > cfg.n_ctx:
+        raise ValueError(f"cfg.n_ctx={cfg.n_ctx} is too short: an item needs {need} tokens "
+                         f"([BOS], its prompt and its answer)")
+    max_new = MAX_ANSWER_WORDS + 1
+    outputs = GPTFormat(vocab, cfg).continue_prompts(params, prompts, max_new)
+    right = {task: [] for task in TASKS}
+    for item, ids in zip(items, outputs):
+        right[item.task].append(until_stop(vocab.words(ids)) == item.answer)
+    per_task = {task: float(np.mean(r)) for task, r in right.items() if r}
+    accuracy = float(np.mean([r for task in TASKS for r in right[task]]))
+    return accuracy, per_task
+
+
+def bayes_accuracy(k):
+    """The best accuracy any predictor can reach on k-shot items, from the task prior:
+
+        acc(k) = E_prompt[ max_y P(y | prompt) ]
+
+    k = 0: the prompt is x → alone, and x tells nothing of the task (every task's query is
+    drawn from the same X): acc = mean_x max_y Σ_t P(t)·[answer(t, x) = y], which is
+    max_t P(t) = 1/4 because the four answers to x differ.
+    k ≥ 1: the first demonstration x1 → y1 leaves only the tasks t with answer(t, x1) = y1:
+    acc = mean_{x1 ≠ x} Σ_{y1} max_y Σ_t P(t)·[answer(t, x1) = y1]·[answer(t, x) = y], which is
+    1 because one task alone answers y1 to x1. More demonstrations never lower the best accuracy
+    (the predictor may ignore them), and it cannot exceed 1: so 1 for every k ≥ 1."""
+    _check_k(k)
+    if k == 0:
+        per_x = []
+        for x in INPUTS:
+            mass = {}  # y -> Σ_t P(t)·[answer(t, x) = y]
+            for t in TASKS:
+                mass[ANSWERS[t][x]] = mass.get(ANSWERS[t][x], 0.0) + TASK_PRIOR[t]
+            per_x.append(max(mass.values()))
+        return float(np.mean(per_x))
+    per_pair = []
+    for x1 in INPUTS:
+        for x in INPUTS:
+            if x == x1:
+                continue
+            mass = {}  # (y1, y) -> Σ_t P(t)·[answer(t, x1) = y1]·[answer(t, x) = y]
+            for t in TASKS:
+                key = (ANSWERS[t][x1], ANSWERS[t][x])
+                mass[key] = mass.get(key, 0.0) + TASK_PRIOR[t]
+            best = {}  # y1 -> max_y mass[(y1, y)]
+            for (y1, _), p in mass.items():
+                best[y1] = max(best.get(y1, 0.0), p)
+            per_pair.append(sum(best.values()))
+    return float(np.mean(per_pair))
+
+
+# ----------------------------------------------------------------------------------------------
+# Induction heads
+
+# A head is called an induction head when its score reaches 0.3: on repeated sequences of
+# REPEAT_LENGTH tokens uniform causal attention scores 0.04, so 0.3 is seven times that, while a
+# head that also parks weight on [BOS] (an attention sink) or on the current token can reach it.
+INDUCTION_THRESHOLD = 0.3
+# n of the repeated random sequences [BOS] r_1 … r_n r_1 … r_n (2n + 1 tokens).
+REPEAT_LENGTH = 16
+
+
+def induction_scores(att, ids):
+    """score_h = (1/|I|) Σ_{i ∈ I} att[h, i, prev(i) + 1] for each head h (the module docstring;
+    Olsson et al. 2022). att (H, T, T) attention weights of one sequence, ids (T,) its tokens
+    -> (H,). ValueError when no position is in I."""
+    att, ids = np.asarray(att), np.asarray(ids)
+    if att.ndim != 3 or att.shape[1] != att.shape[2]:
+        raise ValueError(f"att must be (H, T, T) attention weights, got shape {att.shape}")
+    if ids.shape != (att.shape[1],):
+        raise ValueError(f"ids must be ({att.shape[1]},), the tokens att attends over, got "
+                         f"shape {ids.shape}")
+    last_seen = {}  # token -> its most recent position so far
+    weights = []  # (H,) per scored position
+    for i, token in enumerate(ids.tolist()):
+        j = last_seen.get(token)
+        if j is not None and j + 1 < i:
+            weights.append(att[:, i, j + 1])
+        last_seen[token] = i
+    if not weights:
+        raise ValueError(f"ids hold no token seen before with a token between (no position to "
+                         f"score): {ids.tolist()}")
+    return np.mean(weights, axis=0)  # (H,)
+
+
+def causal_uniform_attention(T):
+    """(1, T, T): query i attends 1/(i + 1) to each of the positions 0..i (the baseline)."""
+    check_int("T", T, 1)
+    allowed = np.tril(np.ones((T, T)))
+    return (allowed / allowed.sum(axis=1, keepdims=True))[None]
+
+
+def repeated_tokens(rng, vocab, n):
+    """[BOS] r_1 … r_n r_1 … r_n, with r n distinct tokens drawn from corpus_words() (Olsson
+    et al.'s repeated random sequence). -> (2n + 1,) int64."""
+    _check_rng(rng)
+    if not isinstance(vocab, Vocabulary):
+        raise TypeError(f"vocab must be a task_formats.Vocabulary, got {type(vocab).__name__}")
+    pool = vocab.ids(corpus_words())
+    check_int("n", n, 2)  # with n = 1 the repeat follows at once: no position to score
+    if n > len(pool):
+        raise ValueError(f"n must be at most {len(pool)} (distinct corpus words), got n={n!r}")
+    r = [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+    return np.array([BOS_ID, *r, *r], dtype=np.int64)
+
+
+def _attention(params, cfg, ids):
+    """ids (B, T) -> (B, L, H, T, T): every block's attention weights, from gpt_forward's
+    cache."""
+    _, cache = gpt_forward(params, cfg, ids)
+    att = [block["attn"]["heads"]["attention"]["att"] for block in cache["blocks"]]  # L (B,H,T,T)
+    return np.stack(att, axis=1)  # (B, L, H, T, T)
+
+
+def attention_weights(params, cfg, ids):
+    """One sequence's attention weights: ids (T,) -> (L, H, T, T); row i of a head sums to 1
+    over the positions 0..i."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"ids must be one sequence (T,), got shape {ids.shape}")
+    return _attention(params, cfg, ids[None])[0]
+
+
+def induction_table(params, cfg, vocab, rng, n_sequences, n=REPEAT_LENGTH):
+    """Every head's induction score, averaged over n_sequences repeated random sequences of
+    repeated_tokens(rng, vocab, n) -> ((L, H) scores, the causal-uniform baseline: the score
+    of causal_uniform_attention on the same sequences, the mean of 1/(i + 1) over I)."""
+    check_int("n_sequences", n_sequences, 1)
+    check_int("n", n, 2)
+    if 2 * n + 1 > cfg.n_ctx:
+        raise ValueError(f"n={n!r} makes sequences of {2 * n + 1} tokens, longer than "
+                         f"cfg.n_ctx={cfg.n_ctx}")
+    ids = np.stack([repeated_tokens(rng, vocab, n) for _ in range(n_sequences)])  # (N, T)
+    att = _attention(params, cfg, ids)  # (N, L, H, T, T)
+    N, L, H, T, _ = att.shape
+    scores = np.mean([induction_scores(att[b].reshape(L * H, T, T), ids[b]) for b in range(N)],
+                     axis=0).reshape(L, H)
+    uniform = causal_uniform_attention(T)
+    baseline = float(np.mean([induction_scores(uniform, ids[b])[0] for b in range(N)]))
+    return scores, baseline
