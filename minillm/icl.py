@@ -7,7 +7,7 @@ demonstrations in its prompt, without any parameter update, as in their Figure 2
     cheese =>                           (the query: the model writes the answer)
 
 Here the same, over the built-in world (world.py). One input set X: the world's people (10),
-places (6) and items (9), 25 words; four tasks map each x in X to an answer of words:
+places (6) and items (9), 25 words; four fixed tasks map each x in X to an answer of words:
 
     task          x = 小明        x = 公园         x = 水                    the rule
     translate     xiaoming       the park        bottle of water           world.ENGLISH; an item
@@ -20,22 +20,33 @@ places (6) and items (9), 25 words; four tasks map each x in X to an answer of w
                                                                            item's measure word
 
 For every x the four answers differ (tests/test_icl.py checks it), so a bare query word does
-not tell the task and one demonstration does.
+not tell the task and one demonstration does. The model can learn these maps in pretraining;
+the prompt only has to say which one is asked for (GPT-3's "task recognition").
+
+A fifth task, ``label`` (代号), cannot be learned in pretraining at all: each list gives a few
+inputs labels drawn at random (digits 1–9, fresh for every list) and uses them again, so that
+the only way to the answer is to find the query's earlier pair in the context and copy its
+label (… x 7 … x ⇒ 7): what an induction head does.
 
 Pretraining text in which such demonstrations occur naturally: each document of the corpus is
-a world document (probability 1 − P_LIST) or a demonstration list (P_LIST): a task drawn
-uniformly, n pairs with n uniform in 1..MAX_PAIRS and the inputs drawn from X without
-replacement, written
+a world document (probability 1 − P_LIST; written twice, ``d ； d``, with probability
+P_REPEAT, as real text repeats itself) or a demonstration list (P_LIST): a task drawn
+uniformly from the five, n pairs with n uniform in 1..MAX_PAIRS, written
 
-    x1 → y1 ； x2 → y2 ； … ； xn → yn
+    x1 y1 ； x2 y2 ； … ； xn yn
 
-A k-shot prompt is the first k pairs of such a list followed by a query:
-``x1 → y1 ； … ； xk → yk ； x →``. The model continues it greedily until ；or [EOS]; the
-answer is right when the words before that stop are exactly the task's answer to x.
+A fixed task's inputs are drawn from X without replacement. A label list first draws m inputs
+(m uniform in 1..MAX_LABELLED) and a label for each, then every pair's input from those m
+(with replacement: inputs come back). A k-shot prompt is the first k pairs of such a list
+followed by a query: ``x1 y1 ； … ； xk yk ； x`` (a fixed task's query is a new input; a
+label query is one of the demonstrations' inputs). The model continues it greedily until ；
+or [EOS]; the answer is right when the words before that stop are exactly the answer.
 
 The best any predictor can do (``bayes_accuracy``) is fixed by the task prior: with k = 0 the
-query x alone leaves the four tasks equally likely, so 1/4; with k ≥ 1 the first demonstration
-names the task, so 1.
+query x alone leaves the five tasks equally likely and a fixed task's answer is one word
+sequence (a label, one of nine), so 1/5; with k ≥ 1 the first demonstration names the task
+(the four fixed answers to it differ, and no fixed answer is a digit), and a label query's
+label is in the prompt, so 1.
 
 Induction heads (Olsson et al. 2022, "In-context Learning and Induction Heads"): a head that,
 at a token A, attends to the token B that followed A's previous occurrence (… A B … A → B), the
@@ -52,6 +63,7 @@ over I: the baseline printed beside the scores.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -65,20 +77,30 @@ from .tokenizer import BOS_ID, Tokenizer
 # ----------------------------------------------------------------------------------------------
 # The tasks
 
-ARROW, SEPARATOR = "→", "；"  # x → y, and ； between pairs
+SEPARATOR = "；"  # between pairs: x1 y1 ； x2 y2
 PERSON, PLACE, THING = "人", "地方", "东西"  # the category task's answers
-NEW_WORDS = (ARROW, SEPARATOR, PERSON, PLACE, THING)
+NEW_WORDS = (SEPARATOR, PERSON, PLACE, THING)
 
 # X: every word of it is an input of every task (people, then places, then items).
 INPUTS = tuple(world.PEOPLE) + tuple(world.ACTIVITIES) + tuple(world.MEASURE_OF)
-TASKS = ("translate", "category", "copy", "collocation")
-TASK_NAMES = {"translate": "翻译", "category": "类别", "copy": "复述", "collocation": "搭配"}
-# A demonstration list's task is drawn uniformly: P(task) = 1/4.
-TASK_PRIOR = {task: 1 / len(TASKS) for task in TASKS}
+FIXED_TASKS = ("translate", "category", "copy", "collocation")
+LABEL = "label"  # the task whose answers exist only in the context
+TASKS = FIXED_TASKS + (LABEL,)
+TASK_NAMES = {"translate": "翻译", "category": "类别", "copy": "复述", "collocation": "搭配",
+              LABEL: "代号"}
+# A demonstration list's task is drawn uniformly: P(task) = 1/5 (a Fraction, so that
+# bayes_accuracy's sums are exact).
+TASK_PRIOR = {task: Fraction(1, len(TASKS)) for task in TASKS}
+# A label list's labels: the world's count words, drawn uniformly and independently per input.
+LABELS = tuple(str(n) for n in range(1, 10))
+MAX_LABELLED = 4  # a label list labels 1..4 inputs, so that they come back
 
 # The corpus: a document is a demonstration list with probability P_LIST, else a world document;
 # a list has MIN_PAIRS..MAX_PAIRS pairs, uniformly.
 P_LIST = 0.5
+# A world document is written twice (``d ； d``) with probability P_REPEAT: text repeats in
+# real corpora too (quotes, names, boilerplate), and a repeat is what makes copying pay.
+P_REPEAT = 0.2
 MIN_PAIRS, MAX_PAIRS = 1, 9
 # The k of the k-shot table (GPT-3's figures use 0, 1 and a few; k ≤ MAX_PAIRS − 1 keeps a
 # prompt a prefix of a list the corpus can hold).
@@ -91,8 +113,8 @@ def most_probable(table):
 
 
 def _answers():
-    """{task: {x: answer words}} for every task and every x in INPUTS."""
-    answers = {task: {} for task in TASKS}
+    """{task: {x: answer words}} for every fixed task and every x in INPUTS."""
+    answers = {task: {} for task in FIXED_TASKS}
     for x in world.PEOPLE:
         answers["translate"][x] = world.ENGLISH[x]
         answers["category"][x] = (PERSON,)
@@ -113,13 +135,13 @@ def _answers():
 ANSWERS = _answers()
 # The longest answer, in words (bottle of water): how many tokens decoding may write before
 # it must stop.
-MAX_ANSWER_WORDS = max(len(y) for task in TASKS for y in ANSWERS[task].values())
+MAX_ANSWER_WORDS = max(len(y) for task in FIXED_TASKS for y in ANSWERS[task].values())
 
 
 def answer(task, x):
-    """The words task maps x to (the module docstring's table)."""
+    """The words a fixed task maps x to (the module docstring's table)."""
     if task not in ANSWERS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        raise ValueError(f"task must be one of {FIXED_TASKS}, got {task!r}")
     if x not in ANSWERS[task]:
         raise ValueError(f"x must be one of the {len(INPUTS)} inputs (people, places, items), "
                          f"got {x!r}")
@@ -132,59 +154,62 @@ def answer(task, x):
 
 def vocabulary():
     """The tokenizer of the ICL corpus, every word one token: the world's Chinese (world.WORDS),
-    its English (world.ENGLISH_WORDS), and NEW_WORDS (→, ；, 人, 地方, 东西)."""
+    its English (world.ENGLISH_WORDS), and NEW_WORDS (；, 人, 地方, 东西)."""
     return Vocabulary(Tokenizer(sorted(set(world.WORDS) | set(world.ENGLISH_WORDS)
                                        | set(NEW_WORDS))))
 
 
 def corpus_words():
-    """The words the corpus holds, → and ； aside, sorted: those of the world's documents
+    """The words the corpus holds, ； aside, sorted: those of the world's documents
     (world.WORDS without the question words, which only questions use) and every answer.
     Repeated random sequences are drawn from them: tokens the model has read in pretraining."""
     questions = {world.WHO, world.WHERE, world.WHEN, world.WHAT_DOING, world.HOW_MANY,
                  world.AT, world.PAST_OF_WHEN, world.QUESTION_MARK}
     documents = set(world.WORDS) - questions
-    answered = {w for task in TASKS for y in ANSWERS[task].values() for w in y}
+    answered = {w for task in FIXED_TASKS for y in ANSWERS[task].values() for w in y}
     return tuple(sorted(documents | answered))
 
 
 def pairs_words(pairs):
-    """[(x, y words), …] -> ``x1 → y1 ； x2 → y2 ； … ； xn → yn`` as a tuple of words."""
+    """[(x, y words), …] -> ``x1 y1 ； x2 y2 ； … ； xn yn`` as a tuple of words."""
     words = []
     for i, (x, y) in enumerate(pairs):
         if i > 0:
             words.append(SEPARATOR)
-        words.extend((x, ARROW, *y))
+        words.extend((x, *y))
     return tuple(words)
 
 
 def list_words(task, inputs):
-    """A demonstration list: ``x1 → y1 ； … ； xn → yn`` with y = answer(task, x)."""
+    """A fixed task's demonstration list: ``x1 y1 ； … ； xn yn`` with y = answer(task, x)."""
     return pairs_words([(x, answer(task, x)) for x in inputs])
 
 
-def prompt_words(task, demonstrations, query):
-    """A k-shot prompt: ``x1 → y1 ； … ； xk → yk ； x →`` (k = len(demonstrations); with
-    k = 0 just ``x →``)."""
-    demos = list_words(task, demonstrations)
-    return demos + ((SEPARATOR,) if demos else ()) + (query, ARROW)
+def prompt_words(demonstrations, query):
+    """A k-shot prompt: ``x1 y1 ； … ； xk yk ； x`` from the k demonstration pairs [(x, y
+    words), …] and the query x (with k = 0 just ``x``)."""
+    demos = pairs_words(demonstrations)
+    return demos + ((SEPARATOR,) if demos else ()) + (query,)
 
 
 def max_list_tokens():
     """The most words a demonstration list can have: MAX_PAIRS pairs of the task whose
-    MAX_PAIRS longest answers are longest, each pair x → y, with ； between them. A GPT reads
-    [BOS] and a document, so pretraining on the corpus needs n_ctx ≥ context_needed()."""
+    MAX_PAIRS longest answers are longest (a label is one word), each pair x y, with ；
+    between them. A GPT reads [BOS] and a document, so pretraining on the corpus needs
+    n_ctx ≥ context_needed()."""
     longest = 0
     for task in TASKS:
-        lengths = sorted((len(y) for y in ANSWERS[task].values()), reverse=True)[:MAX_PAIRS]
-        longest = max(longest, 2 * MAX_PAIRS + sum(lengths) + (MAX_PAIRS - 1))
+        answers = ANSWERS[task].values() if task in ANSWERS else [(LABELS[0],)]
+        lengths = sorted((len(y) for y in answers), reverse=True)[:MAX_PAIRS]
+        lengths += [lengths[-1]] * (MAX_PAIRS - len(lengths))  # a label repeats
+        longest = max(longest, MAX_PAIRS + sum(lengths) + (MAX_PAIRS - 1))
     return longest
 
 
 def context_needed():
     """n_ctx for pretraining on the corpus: [BOS] and the longest document, a list or a world
     document (make_batch's inputs are [BOS] w_1 … w_n; [EOS] is only a target)."""
-    return 1 + max(max_list_tokens(), world.default_world().max_words())
+    return 1 + max(max_list_tokens(), 2 * world.default_world().max_words() + 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,13 +221,25 @@ def _check_rng(rng):
         raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}: {rng!r}")
 
 
+def draw_pairs(rng, task, n):
+    """n pairs [(x, y words), …] of ``task``: a fixed task's inputs drawn from INPUTS without
+    replacement; a label list's m inputs (m uniform in 1..min(MAX_LABELLED, n)) each with a
+    label drawn uniformly from LABELS, and each pair's input drawn uniformly from the m."""
+    if task in ANSWERS:
+        inputs = [INPUTS[i] for i in rng.choice(len(INPUTS), size=n, replace=False)]
+        return [(x, answer(task, x)) for x in inputs]
+    m = int(rng.integers(1, min(MAX_LABELLED, n) + 1))
+    labelled = [INPUTS[i] for i in rng.choice(len(INPUTS), size=m, replace=False)]
+    label_of = {x: (LABELS[rng.integers(len(LABELS))],) for x in labelled}
+    return [(x, label_of[x]) for x in (labelled[i] for i in rng.integers(0, m, size=n))]
+
+
 def draw_list(rng):
-    """One demonstration list's task and inputs: the task uniform over TASKS, the number of
-    pairs uniform in MIN_PAIRS..MAX_PAIRS, the inputs drawn from INPUTS without replacement."""
+    """One demonstration list: (task, pairs), the task uniform over TASKS, the number of pairs
+    uniform in MIN_PAIRS..MAX_PAIRS (draw_pairs)."""
     task = TASKS[rng.integers(len(TASKS))]
     n = int(rng.integers(MIN_PAIRS, MAX_PAIRS + 1))
-    inputs = tuple(INPUTS[i] for i in rng.choice(len(INPUTS), size=n, replace=False))
-    return task, inputs
+    return task, draw_pairs(rng, task, n)
 
 
 def corpus_documents(rng, n):
@@ -213,10 +250,24 @@ def corpus_documents(rng, n):
     docs = []
     for _ in range(n):
         if rng.random() < P_LIST:
-            docs.append(list_words(*draw_list(rng)))
-        else:
-            docs.append(world.default_world().sample(rng, 1)[0].words)
+            docs.append(pairs_words(draw_list(rng)[1]))
+            continue
+        words = world.default_world().sample(rng, 1)[0].words
+        docs.append(words + (SEPARATOR,) + words if rng.random() < P_REPEAT else words)
     return docs
+
+
+def expected_document_tokens():
+    """E[tokens a GPT predicts per corpus document] (words and [EOS]), exactly: a list has
+    E[n] pairs of 1 + E[answer words] words and E[n] − 1 separators; a world document
+    world.expected_tokens() (which counts its [EOS])."""
+    mean_pairs = (MIN_PAIRS + MAX_PAIRS) / 2
+    answer_words = np.mean([np.mean([len(y) for y in ANSWERS[t].values()]) if t in ANSWERS
+                            else 1.0 for t in TASKS])  # tasks equally likely
+    list_tokens = mean_pairs * (1 + answer_words) + (mean_pairs - 1) + 1
+    # A repeated world document holds 2 (E − 1) words, ； and [EOS]: 2E tokens.
+    world_tokens = (1 + P_REPEAT) * world.default_world().expected_tokens()
+    return P_LIST * list_tokens + (1 - P_LIST) * world_tokens
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,18 +290,28 @@ def _check_k(k):
 
 
 def k_shot_items(rng, k, n):
-    """n k-shot items, the tasks balanced (item i has task TASKS[i mod 4]): k demonstrations
-    of the task and a query, k + 1 distinct inputs drawn from INPUTS without replacement."""
+    """n k-shot items, the tasks balanced (item i has task TASKS[i mod 5]). A fixed task: k
+    demonstrations and a query, k + 1 distinct inputs drawn from INPUTS without replacement.
+    The label task: k pairs drawn as a label list's (draw_pairs) and a query drawn uniformly
+    from their distinct inputs; with k = 0, a random input and a random label (nothing in the
+    prompt can tell it)."""
     _check_rng(rng)
     _check_k(k)
     check_int("n", n, 1)
     items = []
     for i in range(n):
         task = TASKS[i % len(TASKS)]
-        inputs = [INPUTS[j] for j in rng.choice(len(INPUTS), size=k + 1, replace=False)]
-        demonstrations, query = inputs[:k], inputs[k]
-        items.append(KShotItem(task, prompt_words(task, demonstrations, query),
-                               answer(task, query)))
+        if task in ANSWERS:
+            pairs = draw_pairs(rng, task, k + 1)
+            demonstrations, (query, y) = pairs[:k], pairs[k]
+        elif k == 0:
+            demonstrations = []
+            query, y = INPUTS[rng.integers(len(INPUTS))], (LABELS[rng.integers(len(LABELS))],)
+        else:
+            demonstrations = draw_pairs(rng, task, k)
+            shown = sorted(set(demonstrations), key=demonstrations.index)
+            query, y = shown[rng.integers(len(shown))]
+        items.append(KShotItem(task, prompt_words(demonstrations, query), y))
     return items
 
 
@@ -263,7 +324,7 @@ def until_stop(words):
 def k_shot_accuracy(params, cfg, vocab, items):
     """The fraction of items answered exactly, and the same per task: {task: fraction}.
 
-    Each prompt [BOS] x1 → y1 ； … ； x → is continued greedily (GPTFormat.continue_prompts)
+    Each prompt [BOS] x1 y1 ； … ； x is continued greedily (GPTFormat.continue_prompts)
     for at most MAX_ANSWER_WORDS + 1 tokens (or until the context is full); the prediction is
     the words before the first ；or [EOS], and a continuation that writes neither in that room
     is longer than the answer (so wrong). cfg.n_ctx must hold [BOS], each prompt and its
@@ -299,36 +360,47 @@ def bayes_accuracy(k):
 
         acc(k) = E_prompt[ max_y P(y | prompt) ]
 
-    k = 0: the prompt is x → alone, and x tells nothing of the task (every task's query is
-    drawn from the same X): acc = mean_x max_y Σ_t P(t)·[answer(t, x) = y], which is
-    max_t P(t) = 1/4 because the four answers to x differ.
-    k ≥ 1: the first demonstration x1 → y1 leaves only the tasks t with answer(t, x1) = y1:
-    acc = mean_{x1 ≠ x} Σ_{y1} max_y Σ_t P(t)·[answer(t, x1) = y1]·[answer(t, x) = y], which is
-    1 because one task alone answers y1 to x1. More demonstrations never lower the best accuracy
-    (the predictor may ignore them), and it cannot exceed 1: so 1 for every k ≥ 1."""
+    k = 0: the prompt is the query x alone, and x tells nothing of the task (every task's
+    query is drawn from the same X): P(y | x) = Σ_t P(t)·P(y | t, x), where a fixed task gives
+    its one answer and the label task each of the nine labels with 1/9; acc = mean_x max_y
+    P(y | x), which is max_t P(t) = 1/5 because the four fixed answers to x differ (a label
+    has only 1/45).
+    k ≥ 1: the first demonstration x1 y1 leaves only the tasks that can answer y1 to x1:
+    acc = mean_{x1 ≠ x} Σ_{y1} max_y Σ_t P(t)·P(y1 | t, x1)·P(y | t, x, prompt), where a
+    fixed task's y is its answer to x and the label task's y is read off the prompt (its
+    query is one of the demonstrations' inputs). That is 1, because one task alone can answer
+    y1 to x1 (the fixed answers differ and none is a label). More demonstrations never lower
+    the best accuracy (the predictor may ignore them), and it cannot exceed 1: so 1 for every
+    k ≥ 1."""
     _check_k(k)
+    label_share = TASK_PRIOR[LABEL] / len(LABELS)  # P(label task)·P(one label)
     if k == 0:
         per_x = []
         for x in INPUTS:
-            mass = {}  # y -> Σ_t P(t)·[answer(t, x) = y]
-            for t in TASKS:
-                mass[ANSWERS[t][x]] = mass.get(ANSWERS[t][x], 0.0) + TASK_PRIOR[t]
+            mass = {}  # y -> P(y | x)
+            for t in FIXED_TASKS:
+                mass[ANSWERS[t][x]] = mass.get(ANSWERS[t][x], 0) + TASK_PRIOR[t]
+            for label in LABELS:
+                mass[(label,)] = mass.get((label,), 0) + label_share
             per_x.append(max(mass.values()))
-        return float(np.mean(per_x))
+        return float(sum(per_x) / len(per_x))
     per_pair = []
     for x1 in INPUTS:
         for x in INPUTS:
             if x == x1:
                 continue
-            mass = {}  # (y1, y) -> Σ_t P(t)·[answer(t, x1) = y1]·[answer(t, x) = y]
-            for t in TASKS:
+            mass = {}  # (y1, y) -> Σ_t P(t)·P(y1 | t, x1)·P(y | t, x, prompt)
+            for t in FIXED_TASKS:
                 key = (ANSWERS[t][x1], ANSWERS[t][x])
-                mass[key] = mass.get(key, 0.0) + TASK_PRIOR[t]
+                mass[key] = mass.get(key, 0) + TASK_PRIOR[t]
+            for label in LABELS:  # y: the label the prompt shows for the query
+                key = ((label,), "read off the prompt")
+                mass[key] = mass.get(key, 0) + label_share
             best = {}  # y1 -> max_y mass[(y1, y)]
             for (y1, _), p in mass.items():
-                best[y1] = max(best.get(y1, 0.0), p)
+                best[y1] = max(best.get(y1, 0), p)
             per_pair.append(sum(best.values()))
-    return float(np.mean(per_pair))
+    return float(sum(per_pair) / len(per_pair))
 
 
 # ----------------------------------------------------------------------------------------------

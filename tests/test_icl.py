@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minillm import icl, task_formats, world
-from minillm.icl import ARROW, INPUTS, SEPARATOR, TASKS
+from minillm.icl import FIXED_TASKS, INPUTS, LABEL, LABELS, SEPARATOR, TASKS
 from minillm.models import GPTConfig, gpt_init
 from minillm.tokenizer import BOS_ID, EOS_ID
 
@@ -28,28 +28,37 @@ def tiny_gpt(seed=0, n_ctx=None):
 
 
 def split_pairs(words):
-    """``x1 → y1 ； … ； xn → yn`` (or a prompt ending ``x →``) -> [(x, y words)], parsed."""
+    """``x1 y1 ； … ； xn yn`` (or a prompt ending ``x``) -> [(x, y words)], parsed."""
     pairs, segment = [], []
     for w in tuple(words) + (SEPARATOR,):
         if w == SEPARATOR:
-            assert segment[1] == ARROW, segment
-            pairs.append((segment[0], tuple(segment[2:])))
+            pairs.append((segment[0], tuple(segment[1:])))
             segment = []
         else:
             segment.append(w)
     return pairs
 
 
+def is_list(document):
+    """A demonstration list, not a world document (whose sentences all end with 。)."""
+    return "。" not in document
+
+
 def task_of_pair(x, y):
-    """The tasks whose answer to x is y."""
-    return [t for t in TASKS if icl.answer(t, x) == y]
+    """The tasks that can answer y to x."""
+    return [t for t in FIXED_TASKS if icl.answer(t, x) == y] + ([LABEL] if y in
+                                                                 [(d,) for d in LABELS] else [])
 
 
 def oracle(prompt):
-    """Reads the task off the first demonstration and answers the query as it does."""
+    """Reads the task off the first demonstration and answers the query as it does (a label
+    query: the label of its demonstration)."""
     pairs = split_pairs(prompt)
     (task,) = task_of_pair(*pairs[0])
-    return icl.answer(task, pairs[-1][0])
+    query = pairs[-1][0]
+    if task == LABEL:
+        return dict(pairs[:-1])[query]
+    return icl.answer(task, query)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,9 +68,10 @@ def oracle(prompt):
 def test_four_answers_differ_for_every_input():
     assert len(INPUTS) == 25 and len(set(INPUTS)) == 25
     for x in INPUTS:
-        answers = [icl.answer(t, x) for t in TASKS]
+        answers = [icl.answer(t, x) for t in FIXED_TASKS]
         assert len(set(answers)) == 4, (x, answers)
         assert all(len(y) >= 1 for y in answers)
+        assert not set(answers) & {(d,) for d in LABELS}  # a label names the label task
 
 
 def test_answers_by_hand():
@@ -80,6 +90,8 @@ def test_answers_by_hand():
     assert icl.most_probable({"a": 0.5, "b": 0.5}) == "a"  # ties: the first in table order
     with pytest.raises(ValueError, match="task"):
         icl.answer("reverse", "小明")
+    with pytest.raises(ValueError, match="task"):  # a label exists only in its list
+        icl.answer(LABEL, "小明")
     with pytest.raises(ValueError, match="x must be"):
         icl.answer("copy", "天气")
 
@@ -108,9 +120,10 @@ def test_corpus_words_are_the_words_the_corpus_holds():
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
-    answered = {w for t in TASKS for x in INPUTS for w in icl.answer(t, x)}
+    answered = {w for t in FIXED_TASKS for x in INPUTS for w in icl.answer(t, x)}
+    assert set(LABELS) <= document_words  # the labels are the world's counts
     assert set(icl.corpus_words()) == document_words | answered
-    assert ARROW not in icl.corpus_words() and SEPARATOR not in icl.corpus_words()
+    assert SEPARATOR not in icl.corpus_words()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,45 +140,71 @@ def within(count, n, p, sigmas=5):
     return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
 
 
+def list_task(pairs):
+    """The one task a whole list is consistent with (a label list: labels, one per input)."""
+    consistent = [t for t in FIXED_TASKS if all(icl.answer(t, x) == y for x, y in pairs)]
+    if all(y in [(d,) for d in LABELS] for _, y in pairs) and len(dict(pairs)) == len(
+            set(pairs)):
+        consistent.append(LABEL)
+    assert len(consistent) == 1, pairs
+    return consistent[0]
+
+
 def test_corpus_kinds_and_task_frequencies():
-    lists = [d for d in DOCS if ARROW in d]
+    lists = [d for d in DOCS if is_list(d)]
     # P_LIST = 1/2 by construction: a list with probability 1/2, else a world document.
     assert within(len(lists), N_DOCS, 0.5)
-    tasks = Counter()
+    repeated = 0
     for d in DOCS:
-        if ARROW not in d:
-            assert world.default_world().log_prob(d) > -math.inf, d
-    for d in lists:
-        pairs = split_pairs(d)
-        consistent = [t for t in TASKS if all(icl.answer(t, x) == y for x, y in pairs)]
-        assert len(consistent) == 1, d
-        tasks[consistent[0]] += 1
-    for t in TASKS:  # drawn uniformly: 1/4 each
-        assert within(tasks[t], len(lists), 0.25), tasks
+        if is_list(d):
+            continue
+        if SEPARATOR in d:  # d ； d: the same world document twice
+            cut = d.index(SEPARATOR)
+            assert d[:cut] == d[cut + 1:], d
+            d, repeated = d[:cut], repeated + 1
+        assert world.default_world().log_prob(d) > -math.inf, d
+    # P_REPEAT = 0.2 of the world documents are written twice.
+    assert within(repeated, N_DOCS - len(lists), icl.P_REPEAT)
+    tasks = Counter(list_task(split_pairs(d)) for d in lists)
+    for t in TASKS:  # drawn uniformly: 1/5 each
+        assert within(tasks[t], len(lists), 0.2), tasks
 
 
 def test_list_sizes_and_inputs():
-    lists = [split_pairs(d) for d in DOCS if ARROW in d]
+    lists = [split_pairs(d) for d in DOCS if is_list(d)]
     sizes = Counter(len(pairs) for pairs in lists)
     assert set(sizes) == set(range(1, 10))
     for size in range(1, 10):  # uniform in 1..9
         assert within(sizes[size], len(lists), 1 / 9), sizes
+    repeats = 0
     for pairs in lists:
         inputs = [x for x, _ in pairs]
-        assert len(set(inputs)) == len(inputs)  # without replacement
         assert set(inputs) <= set(INPUTS)
+        if list_task(pairs) != LABEL:
+            assert len(set(inputs)) == len(inputs)  # without replacement
+        else:  # at most MAX_LABELLED inputs, which come back
+            assert len(set(inputs)) <= icl.MAX_LABELLED
+            repeats += len(inputs) - len(set(inputs))
+    assert repeats > 0
     assert max(len(d) for d in DOCS) <= icl.context_needed() - 1
 
 
+def test_expected_document_tokens_is_the_corpus_mean():
+    # The exact expectation against the mean over DOCS (+1 for [EOS]): within 5 standard errors.
+    lengths = np.array([len(d) + 1 for d in DOCS], dtype=float)
+    assert abs(lengths.mean() - icl.expected_document_tokens()) <= \
+        5 * lengths.std() / math.sqrt(len(lengths))
+
+
 def test_list_format_and_longest_list():
-    assert icl.list_words("copy", ("书",)) == ("书", ARROW, "书")
-    assert icl.list_words("category", ("小明", "笔")) == ("小明", ARROW, "人", SEPARATOR,
-                                                          "笔", ARROW, "东西")
+    assert icl.list_words("copy", ("书",)) == ("书", "书")
+    assert icl.list_words("category", ("小明", "笔")) == ("小明", "人", SEPARATOR, "笔", "东西")
     # By hand: translation of 水 and 果汁 (3 words each), 公园 海边 商店 图书馆 书店 冰淇淋
-    # (2 each) and one more (1): 9 inputs + 9 arrows + 19 answer words + 8 separators = 45.
-    assert icl.max_list_tokens() == 45
-    assert len(icl.list_words("translate", LONGEST)) == 45
-    # A world document has at most 22 words (world.py's docstring); [BOS] in front.
+    # (2 each) and one more (1): 9 inputs + 19 answer words + 8 separators = 36.
+    assert icl.max_list_tokens() == 36
+    assert len(icl.list_words("translate", LONGEST)) == 36
+    # A world document has at most 22 words (world.py's docstring), written twice with ；
+    # between: 45; [BOS] in front.
     assert icl.context_needed() == 46
 
 
@@ -183,20 +222,26 @@ def test_corpus_is_reproducible_and_checks_arguments():
 
 
 def test_prompt_format_by_hand():
-    prompt = icl.prompt_words("translate", ["小明", "公园"], "水")
-    assert prompt == ("小明", "→", "xiaoming", "；", "公园", "→", "the", "park", "；", "水", "→")
-    assert icl.prompt_words("copy", [], "书") == ("书", "→")
+    prompt = icl.prompt_words([("小明", ("xiaoming",)), ("公园", ("the", "park"))], "水")
+    assert prompt == ("小明", "xiaoming", "；", "公园", "the", "park", "；", "水")
+    assert icl.prompt_words([], "书") == ("书",)
 
 
 @pytest.mark.parametrize("k", icl.KS)
 def test_k_shot_items(k):
     items = icl.k_shot_items(np.random.default_rng(k), k, 40)
-    assert Counter(item.task for item in items) == {t: 10 for t in TASKS}
+    assert Counter(item.task for item in items) == {t: 8 for t in TASKS}
     for item in items:
         pairs = split_pairs(item.prompt)
         assert len(pairs) == k + 1
-        demonstrations, (query, after_arrow) = pairs[:k], pairs[k]
-        assert after_arrow == ()  # the prompt ends with "x →"
+        demonstrations, (query, after_query) = pairs[:k], pairs[k]
+        assert after_query == ()  # the prompt ends with the query x
+        if item.task == LABEL:
+            assert item.answer in [(d,) for d in LABELS]
+            if k:  # the query is a demonstrated input, and its label is the one shown
+                assert dict(demonstrations)[query] == item.answer
+                assert list_task(demonstrations) == LABEL
+            continue
         assert query not in [x for x, _ in demonstrations]
         assert len({x for x, _ in demonstrations}) == k
         assert all(icl.answer(item.task, x) == y for x, y in demonstrations)
@@ -220,17 +265,22 @@ def test_oracle_reaches_bayes_accuracy(k):
     assert accuracy == icl.bayes_accuracy(k) == 1.0
 
 
-def test_without_demonstrations_a_quarter_is_the_best():
-    assert icl.bayes_accuracy(0) == 0.25  # four tasks, equally likely, four distinct answers
+def test_without_demonstrations_a_fifth_is_the_best():
+    # Five tasks, equally likely; the four fixed answers differ and a label has 1/9 of 1/5.
+    assert icl.bayes_accuracy(0) == 0.2
     n = 4000
     items = icl.k_shot_items(np.random.default_rng(7), 0, n)
-    # A fixed task is right on exactly its own items: a quarter, the tasks being balanced.
-    assert np.mean([icl.answer("copy", item.prompt[0]) == item.answer for item in items]) == 0.25
-    # A task chosen by the query is right with probability 1/4 too (the query is drawn
-    # independently of the task): within 5 standard deviations of n/4.
-    right = sum(icl.answer(TASKS[INPUTS.index(item.prompt[0]) % 4], item.prompt[0])
+    # A fixed task is right on exactly its own items: a fifth, the tasks being balanced.
+    assert np.mean([icl.answer("copy", item.prompt[0]) == item.answer for item in items]) == 0.2
+    # A fixed task chosen by the query is right with probability 1/4 on the fixed tasks' items
+    # (the query is drawn independently of the task) and never on a label item: 1/5 in all,
+    # within 5 standard deviations.
+    right = sum(icl.answer(FIXED_TASKS[INPUTS.index(item.prompt[0]) % 4], item.prompt[0])
                 == item.answer for item in items)
-    assert within(right, n, 0.25)
+    assert within(right, n, 0.2)
+    # Guessing a label: right on a label item with probability 1/9, below the best.
+    right = sum(item.answer == ("3",) for item in items)
+    assert within(right, n, 0.2 / 9)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,12 +289,14 @@ def test_without_demonstrations_a_quarter_is_the_best():
 
 class FakeGPT:
     """A stand-in for gpt_forward whose logits put all the weight on one next token, chosen by
-    reading the row: ``mode`` "oracle" answers as the first demonstration's task and then writes
-    ；, "eos" the same but stops with [EOS], "copy" always answers with the query itself,
-    "no stop" writes the right answer and then → instead of a stop."""
+    reading the row (whose prompt is the longest of ``prompts`` it starts with): ``mode``
+    "oracle" answers as the first demonstration's task and then writes ；, "eos" the same but
+    stops with [EOS], "copy" always answers with the query itself, "no stop" writes the right
+    answer and then the query again instead of a stop."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, items):
         self.mode = mode
+        self.prompts = sorted({tuple(item.prompt) for item in items}, key=len, reverse=True)
 
     def forward(self, params, cfg, ids, attention_mask=None, past=None):
         B, T = ids.shape
@@ -252,16 +304,16 @@ class FakeGPT:
         for b in range(B):
             n = int(attention_mask[b].sum())
             words = VOCAB.words(ids[b, 1:n])  # without [BOS]
-            last_arrow = len(words) - 1 - words[::-1].index(ARROW)
-            prompt, written = words[: last_arrow + 1], words[last_arrow + 1:]
-            query = prompt[-2]
+            prompt = next(p for p in self.prompts if words[:len(p)] == p)
+            written = words[len(prompt):]
+            query = prompt[-1]
             answer = (query,) if self.mode == "copy" else oracle(prompt)
             if len(written) < len(answer):
                 nxt = VOCAB.ids([answer[len(written)]])[0]
             elif self.mode == "eos":
                 nxt = EOS_ID
             elif self.mode == "no stop":
-                nxt = VOCAB.ids([ARROW])[0]
+                nxt = VOCAB.ids([query])[0]
             else:
                 nxt = VOCAB.ids([SEPARATOR])[0]
             logits[b, n - 1, nxt] = 10.0
@@ -271,14 +323,14 @@ class FakeGPT:
 def fake_items():
     """k = 1 and k = 8 items, and one whose answer has the most words (bottle of water)."""
     rng = np.random.default_rng(5)
-    longest = icl.KShotItem("translate", icl.prompt_words("translate", ["小明"], "水"),
+    longest = icl.KShotItem("translate", icl.prompt_words([("小明", ("xiaoming",))], "水"),
                             ("bottle", "of", "water"))
     return icl.k_shot_items(rng, 1, 12) + icl.k_shot_items(rng, 8, 12) + [longest]
 
 
 @pytest.mark.parametrize("mode", ["oracle", "eos"])
 def test_a_model_that_answers_right_scores_one(monkeypatch, mode):
-    monkeypatch.setattr(task_formats, "gpt_forward", FakeGPT(mode).forward)
+    monkeypatch.setattr(task_formats, "gpt_forward", FakeGPT(mode, fake_items()).forward)
     params, cfg = tiny_gpt()
     accuracy, per_task = icl.k_shot_accuracy(params, cfg, VOCAB, fake_items())
     assert accuracy == 1.0 and per_task == {t: 1.0 for t in TASKS}
@@ -286,19 +338,21 @@ def test_a_model_that_answers_right_scores_one(monkeypatch, mode):
 
 def test_exact_match_and_per_task(monkeypatch):
     params, cfg = tiny_gpt()
-    monkeypatch.setattr(task_formats, "gpt_forward", FakeGPT("copy").forward)
+    monkeypatch.setattr(task_formats, "gpt_forward", FakeGPT("copy", fake_items()).forward)
     accuracy, per_task = icl.k_shot_accuracy(params, cfg, VOCAB, fake_items())
-    assert per_task == {"translate": 0.0, "category": 0.0, "copy": 1.0, "collocation": 0.0}
-    assert accuracy == 6 / 25  # the 6 copy items of 25
+    assert per_task == {"translate": 0.0, "category": 0.0, "copy": 1.0, "collocation": 0.0,
+                        LABEL: 0.0}
+    items = fake_items()
+    assert accuracy == sum(item.task == "copy" for item in items) / len(items)
     # The right words without a stop within the room left: longer than the answer, wrong.
-    monkeypatch.setattr(task_formats, "gpt_forward", FakeGPT("no stop").forward)
+    monkeypatch.setattr(task_formats, "gpt_forward", FakeGPT("no stop", fake_items()).forward)
     accuracy, _ = icl.k_shot_accuracy(params, cfg, VOCAB, fake_items())
     assert accuracy == 0.0
 
 
 def test_k_shot_accuracy_of_a_random_gpt():
     params, cfg = tiny_gpt()
-    items = icl.k_shot_items(np.random.default_rng(1), 2, 8)
+    items = icl.k_shot_items(np.random.default_rng(1), 2, 10)
     accuracy, per_task = icl.k_shot_accuracy(params, cfg, VOCAB, items)
     assert 0.0 <= accuracy <= 1.0
     assert set(per_task) == set(TASKS) and all(0.0 <= a <= 1.0 for a in per_task.values())
@@ -306,15 +360,15 @@ def test_k_shot_accuracy_of_a_random_gpt():
 
 
 def test_the_longest_8_shot_item_fits_context_needed():
-    # [BOS], 8 demonstrations and the query with its answer: the longest list, 1 + 45 tokens.
-    item = icl.KShotItem("translate", icl.prompt_words("translate", LONGEST[:8], LONGEST[8]),
+    # [BOS], 8 demonstrations and the query with its answer: the longest list, 1 + 36 tokens.
+    demonstrations = [(x, icl.answer("translate", x)) for x in LONGEST[:8]]
+    item = icl.KShotItem("translate", icl.prompt_words(demonstrations, LONGEST[8]),
                          ("xiaoming",))
-    params, cfg = tiny_gpt()
-    assert cfg.n_ctx == 46
+    params, cfg = tiny_gpt(n_ctx=37)
     accuracy, _ = icl.k_shot_accuracy(params, cfg, VOCAB, [item])
     assert accuracy in (0.0, 1.0)
-    params, cfg = tiny_gpt(n_ctx=45)
-    with pytest.raises(ValueError, match="n_ctx=45 is too short: an item needs 46"):
+    params, cfg = tiny_gpt(n_ctx=36)
+    with pytest.raises(ValueError, match="n_ctx=36 is too short: an item needs 37"):
         icl.k_shot_accuracy(params, cfg, VOCAB, [item])
 
 
