@@ -11,6 +11,7 @@
     import         read such a folder back into a minillm checkpoint
     bench          training-step speed against the machine's own matmul floor (bench.py)
     compare        the tutorial's capability table, measured (compare.py)
+    scale          scaling laws against the true entropy, and in-context learning (scale.py)
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback. What the user should know
@@ -301,6 +302,10 @@ def build_parser():
     sub.add_parser("compare", add_help=False,
                    help="measure the tutorial's capability table: GPT, BERT and an "
                    "encoder-decoder on five tasks (python -m minillm compare --help)")
+    sub.add_parser("scale", add_help=False,
+                   help="fit scaling laws over a sweep of GPT sizes and token budgets, beside "
+                   "the source's true entropy; measure in-context learning "
+                   "(python -m minillm scale --help)")
     return parser
 
 
@@ -1321,6 +1326,10 @@ def _run(argv):
         from .compare import main as compare_main
 
         return compare_main(argv[1:])
+    if argv[:1] == ["scale"]:
+        from .scale import main as scale_main
+
+        return scale_main(argv[1:])
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

@@ -1,0 +1,262 @@
+"""``python -m minillm scale`` (minillm/scale.py): parameter and compute counting, the held-out
+loss and its floor, a tiny sweep end to end, the points file across Ctrl-C and reruns, and
+the command's refusals. The fits are tested in test_scaling_law.py, the in-context learning
+data and induction scores in test_icl.py."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from minillm import compare, scale
+from minillm.cli import main as cli_main
+from minillm.models import GPTConfig, MODELS
+from minillm.objectives import clm
+from minillm.world import default_world
+
+
+# ----------------------------------------------------------------------------------------------
+# Counting
+
+
+@pytest.mark.parametrize("L, C, H", [(1, 8, 2), (2, 16, 2), (3, 32, 4), (4, 64, 4)])
+def test_non_embedding_params_are_the_parameter_table_without_the_embeddings(L, C, H):
+    cfg = GPTConfig(vocab_size=50, n_ctx=23, n_embd=C, n_head=H, n_layer=L)
+    params = MODELS["gpt"].init(cfg, np.random.default_rng(0))
+    table = sum(p.size for name, p in params.items() if name not in ("wte", "wpe"))
+    assert scale.non_embedding_params(cfg) == table
+    # By hand, per block: 12C² in the matrices (q, k, v, out: 4C²; the MLP: 2·C·4C), 13C in
+    # the biases (3C + C + 4C + C) and the two layer norms (4C); the final layer norm 2C.
+    assert table == L * (12 * C * C + 13 * C) + 2 * C
+
+
+def test_training_compute_is_6ND_and_what_compare_counts_from_the_shapes():
+    cfg = GPTConfig(vocab_size=50, n_ctx=23, n_embd=32, n_head=4, n_layer=3)
+    assert scale.training_compute(1000, 500) == 6 * 1000 * 500
+    batch = clm.make_batch([[7] * 20, [8] * 22, [9] * 5])
+    B, T = batch["inputs"].shape
+    counted = compare.training_flops("clm", cfg, batch)
+    # compare counts the matrix products: 6 FLOPs per weight of the blocks' matrices and per
+    # position (Kaplan's 6N with the biases and layer norms left out), the attention scores
+    # and weighted sums (4·T·C per position and block, ×3), and the output layer (6·C·V).
+    params = MODELS["gpt"].init(cfg, np.random.default_rng(0))
+    matrices = sum(p.size for name, p in params.items()
+                   if p.ndim == 2 and name not in ("wte", "wpe"))
+    attention = 3 * cfg.n_layer * 4 * B * T * T * cfg.n_embd
+    output = 6 * B * T * cfg.n_embd * cfg.vocab_size
+    assert counted == 6 * matrices * B * T + attention + output
+    # scale's N holds the same matrices and a little more (biases, layer norms).
+    n = scale.non_embedding_params(cfg)
+    assert matrices < n < 1.05 * matrices
+
+
+# ----------------------------------------------------------------------------------------------
+# The held-out loss
+
+
+def test_document_nll_is_the_chain_rule_with_bos_and_eos():
+    source = scale.Source("world")
+    cfg = GPTConfig(vocab_size=len(source.tokenizer), n_ctx=23, n_embd=16, n_head=2,
+                    n_layer=2)
+    params = MODELS["gpt"].init(cfg, np.random.default_rng(1), dtype=np.float64)
+    docs = source.ids(source.sample(np.random.default_rng(2), 7))
+    nll, counts = scale.document_nll(params, cfg, docs, batch_size=3)
+    for d, n, c in zip(docs, nll, counts):
+        total, _ = clm.log_prob(params, cfg, d, add_eos=True)
+        assert n == pytest.approx(-total, rel=1e-12)
+        assert c == len(d) + 1  # the words and [EOS]; [BOS]'s prediction is the first term
+
+
+def test_per_token_loss_and_its_standard_error_by_hand():
+    loss, se = scale.per_token(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]))
+    assert loss == 2.0 and se == pytest.approx(1 / math.sqrt(3))  # sd 1, over sqrt(3)
+    # Documents of equal length c: the mean nll per document over c, its sd over sqrt(n) over c.
+    nll = np.array([3.0, 5.0, 10.0, 6.0])
+    loss, se = scale.per_token(nll, np.full(4, 4.0))
+    assert loss == pytest.approx(nll.mean() / 4)
+    assert se == pytest.approx(nll.std(ddof=1) / 2 / 4)
+
+
+def test_the_source_itself_scores_its_entropy():
+    # The true −log P of the world's own samples, per token: the floor, within 5 standard errors
+    # (world.entropy_per_token is an exact sum; scale.per_token gives the standard error).
+    source = scale.Source("world")
+    docs = source.sample(np.random.default_rng(3), 4000)
+    nll = np.array([-source.log_prob(d) for d in docs])
+    loss, se = scale.per_token(nll, np.array([len(d) + 1.0 for d in docs]))
+    assert abs(loss - default_world().entropy_per_token()) < 5 * se
+    grammar = scale.Source("grammar")
+    docs = grammar.sample(np.random.default_rng(4), 4000)
+    nll = np.array([-grammar.log_prob(d) for d in docs])
+    loss, se = scale.per_token(nll, np.array([len(d) + 1.0 for d in docs]))
+    assert abs(loss - grammar.floor) < 5 * se
+
+
+# ----------------------------------------------------------------------------------------------
+# A tiny sweep, end to end
+
+
+def run_tiny(tmp_path, *extra, name="run"):
+    out = tmp_path / f"{name}.json"
+    status = cli_main(["scale", "--budget", "tiny", "--jobs", "1",
+                       "--points", str(tmp_path / "points.json"), "--json", str(out), *extra])
+    return status, (json.loads(out.read_text(encoding="utf-8")) if out.exists() else None)
+
+
+def test_a_tiny_sweep_runs_end_to_end(tmp_path, capsys):
+    status, summary = run_tiny(tmp_path)
+    assert status == 0
+    budget = scale.BUDGETS["tiny"]
+    points = summary["points"]
+    assert len(points) == len(budget.sizes) * len(budget.tokens)
+    floor = default_world().entropy_per_token()
+    assert summary["floor"] == floor
+    for p in points:
+        assert math.isfinite(p["loss"]) and p["loss_se"] > 0
+        # Not below the floor by more than the evaluation's standard error (a tiny model is
+        # far above it; a loss under the floor would be a bug in the loss or in the floor).
+        assert p["loss"] > floor - p["loss_se"]
+        assert p["reducible"] > -5 * p["reducible_se"]
+        assert p["compute"] == 6 * p["n_params"] * p["tokens"]
+        assert abs(p["tokens"] - p["budget_tokens"]) < 0.5 * p["budget_tokens"]
+    assert set(summary["fit"]) == {"E", "A", "alpha", "B", "beta"}
+    assert set(summary["fits"]) == {"L(N), E free", "L(N), E = floor", "L(N, D), E free",
+                                    "L(N, D), E = floor"}
+    (row,) = summary["icl"]["rows"]
+    assert set(row["accuracy"]) == {"0", "1", "2", "4", "8"}
+    assert all(0 <= a <= 1 for a in row["accuracy"].values())
+    L, _, H = budget.icl_sizes[0]
+    assert np.array(row["induction"]).shape == (L, H)
+    printed = capsys.readouterr().out
+    assert "fitted E − floor" in printed and "k=8" in printed and "induction" in printed
+
+
+def test_the_same_seed_gives_the_same_bits_in_one_process_or_two(tmp_path):
+    _, one = run_tiny(tmp_path, "--fresh", name="one")
+    status = cli_main(["scale", "--budget", "tiny", "--jobs", "2", "--fresh",
+                       "--points", str(tmp_path / "two-points.json"),
+                       "--json", str(tmp_path / "two.json")])
+    assert status == 0
+    two = json.loads((tmp_path / "two.json").read_text(encoding="utf-8"))
+
+    def without_time(points):
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in points]
+
+    assert without_time(one["points"]) == without_time(two["points"])
+    assert [r["accuracy"] for r in one["icl"]["rows"]] == [r["accuracy"] for r in
+                                                          two["icl"]["rows"]]
+
+
+def test_ctrl_c_keeps_finished_models_and_a_rerun_trains_only_the_rest(tmp_path, monkeypatch):
+    total = len(scale.job_keys(scale.BUDGETS["tiny"], "world"))
+    shown = []
+
+    def show(self, what):  # a Ctrl-C right after the second model finishes
+        if what.endswith("done"):
+            shown.append(what)
+            if len(shown) == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(scale.Progress, "show", show)
+    status, summary = run_tiny(tmp_path, name="first")
+    assert status == 130
+    kept = json.loads((tmp_path / "points.json").read_text(encoding="utf-8"))["entries"]
+    assert len(kept) == 2
+    assert len(summary["points"]) + len(summary["icl"]["rows"]) == 2  # printed and written
+    monkeypatch.undo()
+
+    trained = []
+    real = scale.train_gpt
+
+    def counting(*args, **kwargs):
+        trained.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scale, "train_gpt", counting)
+    status, second = run_tiny(tmp_path, name="second")
+    assert status == 0 and len(trained) == total - 2
+    trained.clear()
+    status, third = run_tiny(tmp_path, name="third")  # everything kept: nothing to train
+    assert status == 0 and trained == []
+    assert third["points"] == second["points"]
+    # --fresh trains everything again, with the same bits
+    status, fresh = run_tiny(tmp_path, "--fresh", name="fresh")
+    assert len(trained) == total
+    assert [p["loss"] for p in fresh["points"]] == [p["loss"] for p in second["points"]]
+
+
+# ----------------------------------------------------------------------------------------------
+# The command's refusals
+
+
+def test_scale_explains_itself(capsys):
+    assert cli_main(["scale", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--budget" in text and "--points" in text and "entropy" in text
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    assert "scale" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--budget", "huge"], "invalid choice"),
+    (["--source", "web"], "invalid choice"),
+])
+def test_bad_options_are_one_line_and_status_2(args, named, capsys, tmp_path):
+    status = cli_main(["scale", *args, "--points", str(tmp_path / "p.json")])
+    err = capsys.readouterr().err
+    assert status == 2 and named in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("content, named", [
+    (b"not json", "not valid JSON"),
+    (b'{"format": "something else", "entries": []}', "not a points file"),
+    (b'{"format": "minillm scale points, version 1", "entries": [{"kind": "sweep"}]}',
+     "entry 0 is not a finished model"),
+    (b'{"format": "minillm scale points, version 1", "entries": [{"kind": "sweep", '
+     b'"key": {}, "point": {"loss": NaN}}]}', "not valid JSON"),
+])
+def test_a_bad_points_file_is_named_and_refused(content, named, capsys, tmp_path):
+    path = tmp_path / "points.json"
+    path.write_bytes(content)
+    status = cli_main(["scale", "--budget", "tiny", "--points", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and named in err and "--points" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_fresh_does_not_read_the_points_file_and_replaces_it(tmp_path):
+    path = tmp_path / "points.json"
+    path.write_bytes(b"not json")
+    assert cli_main(["scale", "--budget", "tiny", "--jobs", "1", "--fresh",
+                     "--points", str(path)]) == 0
+    assert len(scale.read_points(str(path))) == len(scale.job_keys(scale.BUDGETS["tiny"],
+                                                                   "world"))
+
+
+def test_unwritable_outputs_are_refused_before_any_training(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(scale, "train_gpt", lambda *a, **k: pytest.fail("trained"))
+    for flag in ("--points", "--json", "--plot"):
+        args = ["scale", "--budget", "tiny", "--points", str(tmp_path / "p.json"),
+                flag, str(tmp_path)]  # a folder
+        assert cli_main(args) == 2
+        assert flag in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    status = cli_main(["scale", "--budget", "tiny", "--points", str(tmp_path / "p.json"),
+                       "--plot", str(tmp_path / "plot.png")])
+    assert status == 2 and "minillm[plot]" in capsys.readouterr().err
