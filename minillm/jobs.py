@@ -41,7 +41,7 @@ class Progress:
 
     def show(self, what):
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / max(self.done, 1) * (self.total - self.done)
+        eta = elapsed / max(self.done, 1) * max(self.total - self.done, 0)
         self.log(f"{self.name} {100 * self.done / self.total:3.0f}% | "
                  f"{what + ' | ' if what else ''}{format_seconds(elapsed)} elapsed | "
                  f"ETA {format_seconds(eta)}")

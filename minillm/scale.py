@@ -182,19 +182,21 @@ def training_compute(n_params, tokens):
 EVAL_SEED, PROBE_SEED = 2026, 11  # the held-out documents and the probes: the same for all
 
 
-def train_gpt(cfg, documents_of, tokens, budget, seed, counter, expected_tokens):
+def train_gpt(cfg, documents_of, tokens, key, counter, expected_tokens):
     """A fresh GPT trained on ``tokens`` tokens of documents from ``documents_of(rng, n)``
-    (lists of ids): ``steps`` = tokens / (batch_size · expected tokens per document), AdamW,
-    warm-up over the first tenth, cosine decay to lr / 10. ``counter.add`` gets the tokens of
-    each step. -> (params, {"tokens": tokens predicted, "steps", "seconds", "train_loss"})."""
-    steps = max(1, round(tokens / (budget.batch_size * expected_tokens)))
-    train_cfg = TrainConfig(steps=steps, batch_size=budget.batch_size, lr=budget.lr,
-                            min_lr=budget.lr / 10, warmup=max(steps // 10, 1), seed=seed)
+    (lists of ids): ``steps`` = tokens / (batch_size · expected tokens per document), AdamW at
+    key["lr"], warm-up over the first tenth, cosine decay to lr / 10. ``counter.add`` gets the
+    work of each step. -> (params, {"tokens": tokens predicted, "steps", "seconds",
+    "train_loss"})."""
+    batch_size, lr, seed = key["batch_size"], key["lr"], key["seed"]
+    steps = max(1, round(tokens / (batch_size * expected_tokens)))
+    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10,
+                            warmup=max(steps // 10, 1), seed=seed)
     params = MODELS["gpt"].init(cfg, np.random.default_rng([seed, 0]))
     data_rng = np.random.default_rng([seed, 1])  # the same stream for every size
     opt, read, losses, start = adamw_init(params), 0, [], time.perf_counter()
     for step in range(steps):
-        batch = clm.make_batch(documents_of(data_rng, budget.batch_size))
+        batch = clm.make_batch(documents_of(data_rng, batch_size))
         n = int((batch["targets"] != IGNORE_INDEX).sum())
         losses.append(train_step(params, opt, cfg, train_cfg, batch, step))
         read += n
@@ -225,11 +227,11 @@ def per_token(nll, counts):
     return float(loss), float(se)
 
 
-def held_out(params, cfg, source, budget):
+def held_out(params, cfg, source, n_documents):
     """The held-out loss and its reducible part, on the same documents for every model:
     {"loss", "loss_se" (nats per token), "reducible" (loss − the same documents' true
     −log P per token: an estimate of KL(source ‖ model) per token), "reducible_se"}."""
-    documents = source.sample(np.random.default_rng(EVAL_SEED), budget.eval_documents)
+    documents = source.sample(np.random.default_rng(EVAL_SEED), n_documents)
     nll, counts = document_nll(params, cfg, source.ids(documents))
     true_nll = np.array([-source.log_prob(d) for d in documents])
     loss, se = per_token(nll, counts)
@@ -237,7 +239,7 @@ def held_out(params, cfg, source, budget):
     return {"loss": loss, "loss_se": se, "reducible": reducible, "reducible_se": reducible_se}
 
 
-def probes(params, cfg, source, budget):
+def probes(params, cfg, source, n):
     """The world's capability probes, without fine-tuning: the fraction of samples from [BOS]
     the world can produce, and of blanks filled with the posterior's most probable word by
     the whole passage's likelihood (GPT-3's cloze scoring)."""
@@ -246,10 +248,9 @@ def probes(params, cfg, source, budget):
     vocab = Vocabulary(source.tokenizer)
     form = GPTFormat(vocab, cfg)
     rng = np.random.default_rng(PROBE_SEED)
-    samples = form.generate(params, budget.probe_items, rng)
+    samples = form.generate(params, n, rng)
     in_support = np.mean([s["in_support"] for s in cap.score_samples(source.model, samples)])
-    items = cap.make_examples("comprehension", source.model, rng, budget.probe_items, "test",
-                              cfg.n_ctx)
+    items = cap.make_examples("comprehension", source.model, rng, n, "test", cfg.n_ctx)
     candidates = np.array(sorted(source.tokenizer.id_of[w] for w in WORDS))
     answers = form.blanks_whole_passage(params, items, candidates)
     accuracy = np.mean([cap.score("comprehension", ex, a)["accuracy"]
@@ -264,10 +265,9 @@ def _work_per_token(cfg):
 
 
 def run_point(key, counter):
-    """One model of the sweep (key: a dict of settings, see ``sweep_keys``) -> its point:
+    """One model of the sweep (key: a dict of settings, see ``job_keys``) -> its point:
     {"n_params", "tokens", "compute", "loss", "loss_se", "reducible", "reducible_se",
     "train_loss", "steps", "seconds", and the probes for the world's largest budget}."""
-    budget = Budget(**{**key["budget"], "sizes": (), "tokens": (), "icl_sizes": ()})
     source = Source(key["source"])
     cfg = gpt_config(key["size"], len(source.tokenizer), source.max_words + 1)
     expected = source.model.expected_tokens() if source.name == "world" else \
@@ -276,21 +276,19 @@ def run_point(key, counter):
     def documents_of(rng, n):
         return source.ids(source.sample(rng, n))
 
-    params, record = train_gpt(cfg, documents_of, key["tokens"], budget, key["seed"], counter,
-                               expected)
+    params, record = train_gpt(cfg, documents_of, key["tokens"], key, counter, expected)
     n_params = non_embedding_params(cfg)
     point = {"n_params": n_params, "tokens": record["tokens"],
              "compute": training_compute(n_params, record["tokens"]),
-             **held_out(params, cfg, source, budget), **record}
-    if key["probes"]:
-        point.update(probes(params, cfg, source, budget))
+             **held_out(params, cfg, source, key["eval_documents"]), **record}
+    if key["probe_items"]:
+        point.update(probes(params, cfg, source, key["probe_items"]))
     return point
 
 
 def run_icl_point(key, counter):
     """One model of the in-context-learning sweep -> {"n_params", "tokens", "accuracy": {k:
     accuracy}, "per_task": {k: {task: accuracy}}, "induction": (L, H) scores, "baseline"}."""
-    budget = Budget(**{**key["budget"], "sizes": (), "tokens": (), "icl_sizes": ()})
     vocab = icl.vocabulary()
     cfg = gpt_config(key["size"], len(vocab.tokenizer), icl.context_needed())
 
@@ -298,14 +296,13 @@ def run_icl_point(key, counter):
         return [vocab.ids(words) for words in icl.corpus_documents(rng, n)]
 
     expected = icl.expected_document_tokens()
-    params, record = train_gpt(cfg, documents_of, key["tokens"], budget, key["seed"], counter,
-                               expected)
+    params, record = train_gpt(cfg, documents_of, key["tokens"], key, counter, expected)
     rng = np.random.default_rng(PROBE_SEED)
     accuracy, per_task = {}, {}
     for k in icl.KS:
-        items = icl.k_shot_items(rng, k, budget.icl_items)
+        items = icl.k_shot_items(rng, k, key["icl_items"])
         accuracy[str(k)], per_task[str(k)] = icl.k_shot_accuracy(params, cfg, vocab, items)
-    scores, baseline = icl.induction_table(params, cfg, vocab, rng, budget.induction_sequences)
+    scores, baseline = icl.induction_table(params, cfg, vocab, rng, key["induction_sequences"])
     return {"n_params": non_embedding_params(cfg), **record, "accuracy": accuracy,
             "per_task": per_task, "induction": np.asarray(scores).tolist(),
             "baseline": float(baseline)}
@@ -317,14 +314,20 @@ def _run(args, counter):
 
 
 def job_keys(budget, source):
-    """Every model of a run as (kind, key): the key holds every setting that shapes the
-    result, so a points file's entry is reused only by a run that would compute the same."""
-    shared = {"budget": {k: v for k, v in asdict(budget).items()
-                         if k not in ("sizes", "tokens", "icl_sizes")}, "seed": budget.seed}
-    jobs = [("sweep", {**shared, "source": source, "size": list(size), "tokens": tokens,
-                       "probes": source == "world" and tokens == max(budget.tokens)})
+    """Every model of a run as (kind, key): the key holds every setting that shapes that
+    model's result and nothing else, so that a points file's entry is reused exactly by a run
+    that would compute the same (another budget that shares a model reuses it too)."""
+    training = {"seed": budget.seed, "batch_size": budget.batch_size, "lr": budget.lr}
+    jobs = [("sweep", {**training, "source": source, "size": list(size), "tokens": tokens,
+                       "eval_documents": budget.eval_documents,
+                       "probe_items": budget.probe_items if source == "world" and
+                       tokens == max(budget.tokens) else 0})
             for size in budget.sizes for tokens in budget.tokens]
-    jobs += [("icl", {**shared, "size": list(size), "tokens": budget.icl_tokens})
+    corpus = {"p_list": icl.P_LIST, "p_repeat": icl.P_REPEAT, "max_pairs": icl.MAX_PAIRS,
+              "max_labelled": icl.MAX_LABELLED}  # what the in-context corpus is made of
+    jobs += [("icl", {**training, "size": list(size), "tokens": budget.icl_tokens,
+                      "icl_items": budget.icl_items, "corpus": corpus,
+                      "induction_sequences": budget.induction_sequences})
              for size in budget.icl_sizes]
     return jobs
 
