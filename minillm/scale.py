@@ -247,10 +247,12 @@ def probes(params, cfg, source, n):
 
     vocab = Vocabulary(source.tokenizer)
     form = GPTFormat(vocab, cfg)
-    rng = np.random.default_rng(PROBE_SEED)
-    samples = form.generate(params, n, rng)
+    # Two generators: sampling draws as many numbers as the model writes tokens, so the blanks
+    # drawn from the same generator afterwards would differ from model to model.
+    samples = form.generate(params, n, np.random.default_rng([PROBE_SEED, 0]))
     in_support = np.mean([s["in_support"] for s in cap.score_samples(source.model, samples)])
-    items = cap.make_examples("comprehension", source.model, rng, n, "test", cfg.n_ctx)
+    items = cap.make_examples("comprehension", source.model,
+                              np.random.default_rng([PROBE_SEED, 1]), n, "test", cfg.n_ctx)
     candidates = np.array(sorted(source.tokenizer.id_of[w] for w in WORDS))
     answers = form.blanks_whole_passage(params, items, candidates)
     accuracy = np.mean([cap.score("comprehension", ex, a)["accuracy"]
@@ -369,22 +371,55 @@ def read_points(path):
     for i, entry in enumerate(entries):
         if not (isinstance(entry, dict) and entry.get("kind") in ("sweep", "icl")
                 and isinstance(entry.get("key"), dict) and isinstance(entry.get("point"), dict)
-                and _finite_numbers(entry["point"])):
+                and _is_finished(entry["kind"], entry["key"], entry["point"])):
             raise ValueError(f"--points {path!r}: entry {i} is not a finished model (delete the "
                              "file or pass --fresh)")
         out.append((entry["kind"], entry["key"], entry["point"]))
     return out
 
 
-def _finite_numbers(value):
-    """True when every number inside ``value`` (dicts and lists) is finite."""
-    if isinstance(value, dict):
-        return all(_finite_numbers(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite_numbers(v) for v in value)
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return True
+# What a finished model's point holds: field -> (type, lowest, highest). A loss is at most
+# MAX_LOSS nats per token (an untrained model's is about ln V < 10).
+MAX_LOSS = 1e3
+_COUNT = (int, 1, 10 ** 15)
+_LOSS = (float, 0.0, MAX_LOSS)
+_SIGNED_LOSS = (float, -MAX_LOSS, MAX_LOSS)  # the reducible part: noise may make it negative
+_FRACTION = (float, 0.0, 1.0)
+SWEEP_FIELDS = {"n_params": _COUNT, "tokens": _COUNT, "steps": _COUNT, "compute": (float, 1, 1e30),
+                "loss": _LOSS, "loss_se": _LOSS, "reducible": _SIGNED_LOSS,
+                "reducible_se": _LOSS, "train_loss": _LOSS, "seconds": (float, 0.0, 1e9)}
+PROBE_FIELDS = {"in_support": _FRACTION, "blank_accuracy": _FRACTION}
+ICL_FIELDS = {"n_params": _COUNT, "tokens": _COUNT, "steps": _COUNT, "train_loss": _LOSS,
+              "seconds": (float, 0.0, 1e9), "baseline": _FRACTION}
+
+
+def _is_number(value, kind, low, high):
+    """An int (kind int) or an int or float (kind float), not a bool, within [low, high]."""
+    kinds = (int,) if kind is int else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_finished(kind, key, point):
+    """True when ``point`` holds every number a finished model of ``kind`` has, each of its type
+    and within its range (so that the summary and the report can use them as they are)."""
+    fields = SWEEP_FIELDS if kind == "sweep" else ICL_FIELDS
+    if key.get("probe_items"):
+        fields = {**fields, **PROBE_FIELDS}
+    if not all(name in point and _is_number(point[name], *fields[name]) for name in fields):
+        return False
+    if kind == "sweep":
+        return True
+    size = key.get("size")
+    if not (isinstance(size, list) and len(size) == 3 and all(_is_number(v, *_COUNT)
+                                                              for v in size)):
+        return False
+    accuracy, induction = point.get("accuracy"), point.get("induction")
+    return (isinstance(accuracy, dict) and set(accuracy) == {str(k) for k in icl.KS}
+            and all(_is_number(a, *_FRACTION) for a in accuracy.values())
+            and isinstance(point.get("per_task"), dict)
+            and isinstance(induction, list) and len(induction) == size[0]
+            and all(isinstance(row, list) and len(row) == size[2]
+                    and all(_is_number(v, *_FRACTION) for v in row) for row in induction))
 
 
 def write_points(path, entries):
@@ -406,19 +441,25 @@ def run(budget, source="world", jobs=1, log=print, points_path=None, kept=()):
     (entries of a points file). Returns [(kind, key, point)] for every finished model, also
     after a Ctrl-C (KeyboardInterrupt is re-raised with ``.entries`` set), and writes each new
     one to ``points_path`` as it finishes."""
-    entries = [e for e in kept if (e[0], e[1]) in [tuple(j) for j in job_keys(budget, source)]]
+    wanted = job_keys(budget, source)
+    entries, others = [], []  # this run's finished models; those of other runs, kept as read
+    for kind, key, point in kept:
+        if (kind, key) not in wanted:
+            others.append((kind, key, point))
+        elif all((kind, key) != (k, v) for k, v, _ in entries):  # a repeated entry: the first
+            entries.append((kind, key, point))
     done = [(kind, key) for kind, key, _ in entries]
-    todo = [job for job in job_keys(budget, source) if job not in done]
+    todo = [job for job in wanted if job not in done]
     todo.sort(key=lambda job: -_expected_work(*job))  # the longest first: the pool ends together
     if entries:
         log(f"scale: {len(entries)} models reused from {points_path}; {len(todo)} to train")
     total = sum(_expected_work(*job) for job in todo) or 1
     progress = Progress(total, log, "scale")
     try:
-        for (kind, key), point in run_jobs(_run, todo, jobs, progress):
+        for (kind, key), point in run_jobs(_run, todo, min(jobs, len(todo)), progress):
             entries.append((kind, key, point))
             if points_path is not None:
-                write_points(points_path, entries)
+                write_points(points_path, others + entries)
             what = f"{kind} {'x'.join(map(str, key['size']))} on {key['tokens']:,} tokens"
             progress.poll(f"{what} done")
     except KeyboardInterrupt as interrupt:
@@ -449,9 +490,9 @@ def summarize(entries, budget, source_name, budget_name=None):
                 fits[label] = {"error": str(err)}
     free = fits.get("L(N, D), E free", {})
     fixed = fits.get("L(N, D), E = floor", {})
-    frontier = law.frontier(points, _as_fit(free)) if points else []
+    frontier = law.frontier(points, _allocating(free)) if points else []
+    fit_fixed = _allocating(fixed)
     for level in frontier:
-        fit_fixed = _as_fit(fixed)
         if fit_fixed is not None:
             level["predicted_n_e_fixed"] = law.optimal_n(fit_fixed, level["compute"])
     icl_rows = sorted((dict(p, size=key["size"]) for kind, key, p in entries if kind == "icl"),
@@ -473,9 +514,13 @@ def _fit(rows, form, E):
     return law.fit_chinchilla(n, d, loss, E=E)
 
 
-def _as_fit(fit_dict):
-    """A Fit back from its dict (None when the fit failed)."""
+def _allocating(fit_dict):
+    """A Fit back from its dict, when it has a compute-optimal allocation (A > 0 and B > 0,
+    scaling_law.optimal_n); None when the fit failed or has none (a term that grows with N or
+    D, as a fit to noise may end)."""
     if not fit_dict or "params" not in fit_dict:
+        return None
+    if not (fit_dict["params"]["A"] > 0 and fit_dict["params"]["B"] > 0):
         return None
     return law.Fit(**fit_dict)
 
@@ -686,6 +731,9 @@ def build_parser():
     return parser
 
 
+PLOT_FORMATS = (".png", ".pdf", ".svg")  # the plot's file formats, by the file's ending
+
+
 def _error(message):
     print(f"minillm scale: error: {message}", file=sys.stderr)
     return 2
@@ -706,7 +754,13 @@ def main(argv=None):
     from .safetensors import check_writable
 
     if args.points is None:
-        os.makedirs(os.path.dirname(points_path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(points_path), exist_ok=True)
+        except OSError as err:
+            return _error(f"cannot make the folder of the points file: {err} (pass --points)")
+    if args.plot is not None and os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+        return _error(f"--plot {args.plot!r}: its ending "
+                      f"{os.path.splitext(args.plot)[1]!r} is none of {', '.join(PLOT_FORMATS)}")
     for flag, path in (("--points", points_path), ("--json", args.json),
                        ("--plot", args.plot)):
         if path is None:

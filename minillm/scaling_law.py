@@ -164,6 +164,9 @@ def _grid_start(x, y, L, E, fitted):
         rss = _rss(L - theta[E_], J[:, linear] @ coefficients)  # L̂ − E = J_linear·coefficients
         if rss < best_rss:
             best_rss, best = rss, theta
+    if best is None:  # every RSS inf or NaN: squares beyond float64's range
+        raise ValueError(f"the losses are too large to fit: their squared residuals overflow "
+                         f"float64 (largest |L| = {np.abs(L).max():.3g})")
     return best
 
 

@@ -13,6 +13,7 @@ from minillm import compare, scale
 from minillm.cli import main as cli_main
 from minillm.models import GPTConfig, MODELS
 from minillm.objectives import clm
+from minillm.tokenizer import EOS_ID
 from minillm.world import default_world
 
 
@@ -260,3 +261,141 @@ def test_plot_without_matplotlib_is_a_clear_error(capsys, tmp_path, monkeypatch)
     status = cli_main(["scale", "--budget", "tiny", "--points", str(tmp_path / "p.json"),
                        "--plot", str(tmp_path / "plot.png")])
     assert status == 2 and "minillm[plot]" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Review 15: defects found by a review, each with a test that fails on the code before its fix
+
+
+@pytest.fixture(scope="module")
+def finished_points(tmp_path_factory):
+    """The text of a finished tiny sweep's points file (trained once for this module)."""
+    path = tmp_path_factory.mktemp("finished") / "points.json"
+    assert cli_main(["scale", "--budget", "tiny", "--jobs", "1", "--points", str(path)]) == 0
+    return path.read_text(encoding="utf-8")
+
+
+def test_reducible_is_the_loss_less_the_same_documents_true_loss():
+    # Σ(nll − true)/Σ tokens = Σ nll/Σ tokens − Σ true/Σ tokens: an identity, so the reducible
+    # part must equal the loss minus the true per-token loss of the very same documents.
+    source = scale.Source("world")
+    budget = scale.BUDGETS["tiny"]
+    cfg = scale.gpt_config((1, 8, 2), len(source.tokenizer), source.max_words + 1)
+    params = MODELS["gpt"].init(cfg, np.random.default_rng(0), dtype=np.float64)
+    measured = scale.held_out(params, cfg, source, budget.eval_documents)
+    documents = source.sample(np.random.default_rng(scale.EVAL_SEED), budget.eval_documents)
+    true_loss = (sum(-source.log_prob(d) for d in documents)
+                 / sum(len(d) + 1 for d in documents))
+    assert measured["reducible"] == pytest.approx(measured["loss"] - true_loss, rel=1e-12)
+
+
+def test_probes_ask_every_model_the_same_blanks(monkeypatch):
+    # A model that ends its samples at once draws fewer random numbers while sampling; the
+    # blanks asked afterwards must not depend on that.
+    source = scale.Source("world")
+    cfg = scale.gpt_config((1, 8, 2), len(source.tokenizer), source.max_words + 1)
+    talker = MODELS["gpt"].init(cfg, np.random.default_rng(7))
+    quitter = {name: p.copy() for name, p in talker.items()}
+    quitter["wte"][EOS_ID] *= 300  # [EOS] the most probable next token nearly everywhere
+    asked = []
+    real = scale.cap.make_examples
+
+    def spy(*args, **kwargs):
+        items = real(*args, **kwargs)
+        asked.append([tuple(ex.passage) for ex in items])
+        return items
+
+    monkeypatch.setattr(scale.cap, "make_examples", spy)
+    for params in (talker, quitter):
+        scale.probes(params, cfg, source, scale.BUDGETS["tiny"].probe_items)
+    assert asked[0] == asked[1]
+
+
+def test_a_fit_with_a_negative_coefficient_still_gives_a_report(monkeypatch):
+    # An E-free Chinchilla fit may end with B < 0 (D's effect within the noise); Chinchilla's
+    # allocation does not exist then, and the report says so instead of a traceback.
+    real = scale.law.fit_chinchilla
+
+    def negative_b(N, D, L, E=None):
+        fit = real(N, D, L, E=E)
+        return scale.law.Fit(**{**fit.to_dict(), "params": {**fit.params, "B": -0.1}})
+
+    monkeypatch.setattr(scale.law, "fit_chinchilla", negative_b)
+    points = [("sweep", {"size": [1, 8 * (i + 1), 2], "tokens": d},
+               {"n_params": 1000 * (i + 1), "tokens": d, "loss": 1 + 9 / (i + 1) + d ** -0.3,
+                "reducible": 0.1, "reducible_se": 0.01, "compute": 6000 * (i + 1) * d})
+              for i in range(4) for d in (1000, 2000, 4000)]
+    budget = scale.Budget(sizes=tuple((1, 8 * (i + 1), 2) for i in range(4)),
+                          tokens=(1000, 2000, 4000), icl_sizes=(), icl_tokens=1)
+    summary = scale.summarize(points, budget, "world", "tiny")
+    assert summary["frontier"] and all(level.get("predicted_n") is None
+                                       for level in summary["frontier"])
+    assert "-" in scale.format_report(summary)
+
+
+def test_a_fit_of_losses_too_large_to_square_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="too large"):
+        scale.law.fit_power_law([1e3, 2e3, 4e3, 8e3], [1e200, 1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("field, value", [
+    ("loss", "abc"), ("loss", -5.0), ("loss", 1e308), ("loss", True), ("n_params", -3),
+    ("n_params", 1.5), ("tokens", 10 ** 400), ("reducible", "x"), ("reducible_se", [1]),
+    ("loss", None), ("in_support", 2.0)])
+def test_a_finished_model_with_a_bad_number_is_refused_in_one_line(field, value, tmp_path,
+                                                                     capsys, finished_points):
+    path, data = tmp_path / "points.json", json.loads(finished_points)
+    sweep = next(e for e in data["entries"] if e["kind"] == "sweep" and "in_support" in
+                 e["point"])
+    sweep["point"][field] = value
+    path.write_text(json.dumps(data), encoding="utf-8")
+    capsys.readouterr()
+    status = cli_main(["scale", "--budget", "tiny", "--jobs", "1", "--points", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "is not a finished model" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("change", ["no loss", "empty", "icl accuracy", "icl induction"])
+def test_a_finished_model_with_missing_fields_is_refused_in_one_line(change, tmp_path, capsys,
+                                                                      finished_points):
+    path, data = tmp_path / "points.json", json.loads(finished_points)
+    sweep = next(e for e in data["entries"] if e["kind"] == "sweep")
+    icl_entry = next(e for e in data["entries"] if e["kind"] == "icl")
+    if change == "no loss":
+        del sweep["point"]["loss"]
+    elif change == "empty":
+        sweep["point"] = {}
+    elif change == "icl accuracy":
+        icl_entry["point"]["accuracy"] = {}
+    else:
+        icl_entry["point"]["induction"] = []
+    path.write_text(json.dumps(data), encoding="utf-8")
+    capsys.readouterr()
+    status = cli_main(["scale", "--budget", "tiny", "--jobs", "1", "--points", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "is not a finished model" in err and len(err.splitlines()) == 1
+
+
+def test_a_points_file_keeps_the_models_of_other_runs(tmp_path):
+    # A --points file shared by two runs (tiny on the world, then on the grammar) keeps both.
+    path = tmp_path / "points.json"
+    for source in ("world", "grammar"):
+        assert cli_main(["scale", "--budget", "tiny", "--jobs", "1", "--source", source,
+                         "--points", str(path)]) == 0
+    kept = scale.read_points(str(path))
+    assert {key.get("source") for kind, key, _ in kept if kind == "sweep"} == {"world",
+                                                                             "grammar"}
+
+
+def test_a_plot_of_an_unknown_format_is_refused_before_training(tmp_path, capsys):
+    status = cli_main(["scale", "--budget", "tiny", "--points", str(tmp_path / "p.json"),
+                       "--plot", str(tmp_path / "plot.foo")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--plot" in err and "'.foo'" in err  # the format, not matplotlib
+
+
+def test_an_unusable_cache_folder_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null")
+    status = cli_main(["scale", "--budget", "tiny"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "/dev/null" in err and len(err.splitlines()) == 1
