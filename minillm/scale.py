@@ -47,6 +47,7 @@ models still training. ``--fresh`` starts over.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -92,18 +93,18 @@ class Budget:
 
 
 BUDGETS = {
-    # 6 sizes spanning 43x in non-embedding parameters, 3 budgets spanning 4x: ~3 minutes.
+    # 6 sizes spanning 43x in non-embedding parameters, 4 budgets spanning 8x.
     "quick": Budget(sizes=((1, 8, 2), (2, 8, 2), (1, 16, 2), (2, 16, 2), (2, 24, 4),
                            (3, 32, 4)),
-                    tokens=(100_000, 200_000, 400_000),
-                    icl_sizes=((1, 16, 2), (2, 32, 4)), icl_tokens=400_000,
+                    tokens=(100_000, 200_000, 400_000, 800_000),
+                    icl_sizes=((1, 16, 2), (2, 32, 2)), icl_tokens=400_000,
                     eval_documents=2000, probe_items=100, icl_items=100),
-    # 9 sizes spanning 225x, 4 budgets spanning 8x: ~30 minutes.
+    # 9 sizes spanning 225x, 5 budgets spanning 16x.
     "full": Budget(sizes=((1, 8, 2), (2, 8, 2), (1, 16, 2), (2, 16, 2), (2, 24, 4),
                           (2, 32, 4), (4, 32, 4), (4, 48, 4), (4, 64, 4)),
-                   tokens=(500_000, 1_000_000, 2_000_000, 4_000_000),
-                   icl_sizes=((1, 16, 2), (2, 16, 2), (2, 32, 4), (4, 64, 4)),
-                   icl_tokens=2_000_000),
+                   tokens=(250_000, 500_000, 1_000_000, 2_000_000, 4_000_000),
+                   icl_sizes=((1, 16, 2), (2, 32, 2), (2, 64, 2), (4, 64, 4)),
+                   icl_tokens=4_000_000),
 }
 # For the tests: seconds, and numbers that mean nothing.
 BUDGETS["tiny"] = Budget(sizes=((1, 8, 2), (1, 16, 2), (2, 16, 2), (2, 24, 4)),
@@ -180,6 +181,9 @@ def training_compute(n_params, tokens):
 
 
 EVAL_SEED, PROBE_SEED = 2026, 11  # the held-out documents and the probes: the same for all
+# What a point means: bump it when the code that trains or measures a model changes what it
+# computes (a points file's models are reused only under the same number).
+METHOD = 1
 
 
 def train_gpt(cfg, documents_of, tokens, key, counter, expected_tokens):
@@ -319,7 +323,8 @@ def job_keys(budget, source):
     """Every model of a run as (kind, key): the key holds every setting that shapes that
     model's result and nothing else, so that a points file's entry is reused exactly by a run
     that would compute the same (another budget that shares a model reuses it too)."""
-    training = {"seed": budget.seed, "batch_size": budget.batch_size, "lr": budget.lr}
+    training = {"method": METHOD, "seed": budget.seed, "batch_size": budget.batch_size,
+                "lr": budget.lr}
     jobs = [("sweep", {**training, "source": source, "size": list(size), "tokens": tokens,
                        "eval_documents": budget.eval_documents,
                        "probe_items": budget.probe_items if source == "world" and
@@ -346,7 +351,7 @@ def _expected_work(kind, key):
 # The points file: what finished, kept across runs
 
 POINTS_FORMAT = "minillm scale points, version 1"
-MAX_POINTS_BYTES = 50_000_000
+MAX_POINTS_BYTES = 2_000_000  # a full run's file is about 40 kB
 
 
 def default_points_path(source, budget_name):
@@ -537,8 +542,10 @@ def format_report(summary):
     floor = summary["floor"]
     points = summary["points"]
     lines.append(f"held-out loss, nats per token (source: {settings['source']}; its entropy, "
-                 f"the floor: {floor:.4f}); in brackets the reducible part, loss − floor, "
-                 "measured on the same documents")
+                 f"the floor: {floor:.4f}); in brackets the reducible part ± its standard error: "
+                 "the loss less the same documents' true −log P per token, an estimate of "
+                 "KL(source ‖ model) per token (loss − floor, without the held-out documents' "
+                 "own sampling noise)")
     budgets = sorted({p["budget_tokens"] for p in points})
     lines.append(f"{'size (L×C)':>11} {'N':>8}" + "".join(f"{f'D={d:,}':>25}"
                                                          for d in budgets))
@@ -556,8 +563,9 @@ def format_report(summary):
     lines.append("")
     frontier = summary["frontier"]
     if frontier:
-        lines.append("compute-optimal frontier (C = 6·N·D; points within a factor √2 of C are "
-                     "one level):")
+        lines.append("compute-optimal frontier (C = 6·N·D, Kaplan's count: the output layer's "
+                     "6·C·V per token is left out, a large share for the smallest models; points "
+                     "within a factor √2 of a power of 2 are one level):")
         lines.append(f"  {'C (FLOPs)':>10} {'best N measured':>16} {'its loss':>9} "
                      f"{'N_opt, E free':>14} {'N_opt, E = floor':>17}")
         for level in frontier:
@@ -606,7 +614,9 @@ def _format_fit(fit, floor):
         parts.append(f"{name} = {params[name]:.4g}{err}")
     text = ", ".join(parts)
     if "E" in se:
-        text += f"   [true floor {floor:.4f}: fitted E − floor = {params['E'] - floor:+.4f}]"
+        text += f"   [true floor {floor:.4f}: fitted E − floor = {params['E'] - floor:+.4f}"
+        text += "; E undetermined: its standard error exceeds it]" if se["E"] > abs(
+            params["E"]) else "]"
     return text
 
 
@@ -632,7 +642,8 @@ def plot_lines(points, floor, settings, width=56, height=14):
             row = int(round((y.max() - yi) / max(np.ptp(y), 1e-12) * (height - 1)))
             grid[row][col] = symbol(p)
         name = "N (non-embedding parameters)" if axis == "n_params" else "D (training tokens)"
-        out.append(f"log-log: loss − floor (nats per token) against {name}; {legend}")
+        out.append(f"log-log: the reducible loss (nats per token, the bracketed numbers) "
+                   f"against {name}; {legend}")
         for r, row in enumerate(grid):
             label = f"{10 ** (y.max() - r * np.ptp(y) / (height - 1)):8.4f} |" if r in (
                 0, height - 1) else " " * 8 + " |"
@@ -690,12 +701,16 @@ def write_plot(path, summary):
     axes[0].set_xlabel("N, non-embedding parameters")
     axes[1].set_xlabel("D, training tokens")
     for ax in axes:
-        ax.set_ylabel("held-out loss − entropy floor (nats/token)")
+        ax.set_ylabel("reducible loss: held-out loss − true −log P (nats/token)")
         ax.legend(fontsize=7)
     fig.suptitle(f"minillm scale ({settings['source']}, floor {summary['floor']:.4f})")
     fig.tight_layout()
-    fig.savefig(path)
+    image = io.BytesIO()
+    fig.savefig(image, format=os.path.splitext(path)[1][1:].lower())
     plt.close(fig)
+    from .safetensors import write_atomically
+
+    write_atomically(path, [image.getvalue()])  # crash-safe, as every file minillm writes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -761,10 +776,13 @@ def main(argv=None):
     if args.plot is not None and os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
         return _error(f"--plot {args.plot!r}: its ending "
                       f"{os.path.splitext(args.plot)[1]!r} is none of {', '.join(PLOT_FORMATS)}")
-    for flag, path in (("--points", points_path), ("--json", args.json),
-                       ("--plot", args.plot)):
-        if path is None:
-            continue
+    outputs = [(flag, path) for flag, path in (("--points", points_path), ("--json", args.json),
+                                               ("--plot", args.plot)) if path is not None]
+    for i, (flag, path) in enumerate(outputs):
+        for other, other_path in outputs[:i]:
+            if os.path.realpath(path) == os.path.realpath(other_path):
+                return _error(f"{flag} and {other} name the same file {path!r}")
+    for flag, path in outputs:
         try:
             check_writable(path)
         except (ValueError, OSError) as err:

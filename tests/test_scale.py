@@ -240,11 +240,17 @@ def test_fresh_does_not_read_the_points_file_and_replaces_it(tmp_path):
 
 def test_unwritable_outputs_are_refused_before_any_training(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(scale, "train_gpt", lambda *a, **k: pytest.fail("trained"))
-    for flag in ("--points", "--json", "--plot"):
-        args = ["scale", "--budget", "tiny", "--points", str(tmp_path / "p.json"),
-                flag, str(tmp_path)]  # a folder
+    for flag, name in (("--points", "p.json"), ("--json", "out.json"), ("--plot", "plot.png")):
+        (tmp_path / name).mkdir()  # a folder, with a good name: refused for being a folder
+        args = ["scale", "--budget", "tiny", "--points", str(tmp_path / "points.json"),
+                flag, str(tmp_path / name)]
         assert cli_main(args) == 2
-        assert flag in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert flag in err and "folder" in err, err
+    # Two outputs in one file: the points file would be overwritten by the JSON summary.
+    same = str(tmp_path / "both.json")
+    assert cli_main(["scale", "--budget", "tiny", "--points", same, "--json", same]) == 2
+    assert "name the same file" in capsys.readouterr().err
 
 
 def test_plot_without_matplotlib_is_a_clear_error(capsys, tmp_path, monkeypatch):
