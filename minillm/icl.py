@@ -492,3 +492,40 @@ def induction_table(params, cfg, vocab, rng, n_sequences, n=REPEAT_LENGTH):
     uniform = causal_uniform_attention(T)
     baseline = float(np.mean([induction_scores(uniform, ids[b])[0] for b in range(N)]))
     return scores, baseline
+
+
+# The k of the label prompts on which label_induction_table scores the heads: several pairs, so
+# that the query's earlier pair is one of a few.
+LABEL_K = 4
+
+
+def query_induction_scores(att, ids):
+    """Each head's weight, at the last position (a query x), on the token after x's most recent
+    earlier occurrence: att (H, T, T) and ids (T,) of one sequence -> (H,). In a label prompt
+    ``… x 7 ； … ； x`` that token is x's label, the answer: the induction score of the one
+    position that matters, in the format the model was trained on."""
+    att, ids = np.asarray(att), np.asarray(ids)
+    if att.ndim != 3 or att.shape[1:] != (len(ids), len(ids)):
+        raise ValueError(f"att must be (H, T, T) with T = len(ids) = {len(ids)}, got shape "
+                         f"{att.shape}")
+    earlier = np.flatnonzero(ids[:-1] == ids[-1])  # positions of the query's token before it
+    if len(earlier) == 0 or earlier[-1] + 1 >= len(ids) - 1:
+        raise ValueError(f"the last token of ids occurs nowhere earlier with a token after it: "
+                         f"{ids.tolist()}")
+    return att[:, -1, earlier[-1] + 1]  # (H,)
+
+
+def label_induction_table(params, cfg, vocab, rng, n_items, k=LABEL_K):
+    """query_induction_scores averaged over n_items k-shot label prompts [BOS] x1 d1 ； … ； x
+    (k_shot_items) -> ((L, H) scores, the uniform baseline: the mean of 1/T over the prompts,
+    what a head spreading its weight evenly would score)."""
+    check_int("n_items", n_items, 1)
+    items = [item for item in k_shot_items(rng, k, n_items * len(TASKS)) if item.task == LABEL]
+    scores, baseline = [], []
+    for item in items:
+        ids = np.array([BOS_ID, *vocab.ids(item.prompt)])  # (T,)
+        att = attention_weights(params, cfg, ids)  # (L, H, T, T)
+        L, H, T, _ = att.shape
+        scores.append(query_induction_scores(att.reshape(L * H, T, T), ids).reshape(L, H))
+        baseline.append(1 / T)
+    return np.mean(scores, axis=0), float(np.mean(baseline))

@@ -184,6 +184,7 @@ EVAL_SEED, PROBE_SEED = 2026, 11  # the held-out documents and the probes: the s
 # What a point means: bump it when the code that trains or measures a model changes what it
 # computes (a points file's models are reused only under the same number).
 METHOD = 1
+ICL_METHOD = 2  # the same for the in-context models (2: the label prompts' induction scores)
 
 
 def train_gpt(cfg, documents_of, tokens, key, counter, expected_tokens):
@@ -309,9 +310,12 @@ def run_icl_point(key, counter):
         items = icl.k_shot_items(rng, k, key["icl_items"])
         accuracy[str(k)], per_task[str(k)] = icl.k_shot_accuracy(params, cfg, vocab, items)
     scores, baseline = icl.induction_table(params, cfg, vocab, rng, key["induction_sequences"])
+    in_format, in_format_baseline = icl.label_induction_table(params, cfg, vocab, rng,
+                                                              key["icl_items"])
     return {"n_params": non_embedding_params(cfg), **record, "accuracy": accuracy,
             "per_task": per_task, "induction": np.asarray(scores).tolist(),
-            "baseline": float(baseline)}
+            "baseline": float(baseline), "label_induction": np.asarray(in_format).tolist(),
+            "label_baseline": in_format_baseline}
 
 
 def _run(args, counter):
@@ -332,7 +336,8 @@ def job_keys(budget, source):
             for size in budget.sizes for tokens in budget.tokens]
     corpus = {"p_list": icl.P_LIST, "p_repeat": icl.P_REPEAT, "max_pairs": icl.MAX_PAIRS,
               "max_labelled": icl.MAX_LABELLED}  # what the in-context corpus is made of
-    jobs += [("icl", {**training, "size": list(size), "tokens": budget.icl_tokens,
+    jobs += [("icl", {**training, "method": ICL_METHOD, "size": list(size),
+                      "tokens": budget.icl_tokens,
                       "icl_items": budget.icl_items, "corpus": corpus,
                       "induction_sequences": budget.induction_sequences})
              for size in budget.icl_sizes]
@@ -395,7 +400,7 @@ SWEEP_FIELDS = {"n_params": _COUNT, "tokens": _COUNT, "steps": _COUNT, "compute"
                 "reducible_se": _LOSS, "train_loss": _LOSS, "seconds": (float, 0.0, 1e9)}
 PROBE_FIELDS = {"in_support": _FRACTION, "blank_accuracy": _FRACTION}
 ICL_FIELDS = {"n_params": _COUNT, "tokens": _COUNT, "steps": _COUNT, "train_loss": _LOSS,
-              "seconds": (float, 0.0, 1e9), "baseline": _FRACTION}
+              "seconds": (float, 0.0, 1e9), "baseline": _FRACTION, "label_baseline": _FRACTION}
 
 
 def _is_number(value, kind, low, high):
@@ -418,13 +423,19 @@ def _is_finished(kind, key, point):
     if not (isinstance(size, list) and len(size) == 3 and all(_is_number(v, *_COUNT)
                                                               for v in size)):
         return False
-    accuracy, induction = point.get("accuracy"), point.get("induction")
+    accuracy = point.get("accuracy")
     return (isinstance(accuracy, dict) and set(accuracy) == {str(k) for k in icl.KS}
             and all(_is_number(a, *_FRACTION) for a in accuracy.values())
             and isinstance(point.get("per_task"), dict)
-            and isinstance(induction, list) and len(induction) == size[0]
+            and all(_is_head_table(point.get(name), size) for name in ("induction",
+                                                                      "label_induction")))
+
+
+def _is_head_table(table, size):
+    """A list of n_layer rows of n_head fractions (size = [n_layer, n_embd, n_head])."""
+    return (isinstance(table, list) and len(table) == size[0]
             and all(isinstance(row, list) and len(row) == size[2]
-                    and all(_is_number(v, *_FRACTION) for v in row) for row in induction))
+                    and all(_is_number(v, *_FRACTION) for v in row) for row in table))
 
 
 def write_points(path, entries):
@@ -660,24 +671,38 @@ def icl_lines(icl_summary):
     if not rows:
         return []
     ks = list(icl_summary["bayes"])
+    header = f"  {'size':>6} {'N':>8} " + "".join(f"{f'k={k}':>8}" for k in ks)
     lines = ["in-context learning (GPT-3): k-shot accuracy, no parameter update; each model "
              "pre-trained on the world's documents mixed with demonstration lists (icl.py)",
-             f"  {'size':>6} {'N':>8} " + "".join(f"{f'k={k}':>8}" for k in ks)]
+             header]
     for r in rows:
         lines.append(f"  {size_name(r['size']):>6} {r['n_params']:>8,} " +
                      "".join(f"{r['accuracy'][k]:>8.2f}" for k in ks))
     lines.append(f"  {'best possible':>15} " +
                  "".join(f"{icl_summary['bayes'][k]:>8.2f}" for k in ks))
     lines.append("")
-    lines.append(f"induction heads (score: attention from a repeated token to the token after "
-                 f"its previous occurrence; ≥ {icl_summary['threshold']} counts as one):")
+    lines.append(f"the label task alone (its answers exist only in the prompt; chance "
+                 f"{1 / len(icl.LABELS):.2f} at k=0, best possible 1.00 after):")
+    lines.append(header)
     for r in rows:
-        scores = np.array(r["induction"])
-        found = [f"layer {layer} head {head} ({scores[layer, head]:.2f})"
-                 for layer, head in zip(*np.nonzero(scores >= icl_summary["threshold"]))]
-        lines.append(f"  {size_name(r['size']):>6}: best {scores.max():.2f} "
-                     f"(uniform attention: {r['baseline']:.2f}); "
-                     f"{', '.join(found) if found else 'none'}")
+        lines.append(f"  {size_name(r['size']):>6} {r['n_params']:>8,} " +
+                     "".join(f"{r['per_task'][k][icl.LABEL]:>8.2f}" for k in ks))
+    lines.append("")
+    lines.append(f"induction heads: a head's attention from a token to the token after its "
+                 f"previous occurrence (≥ {icl_summary['threshold']} counts as one), on "
+                 f"repeated random words (Olsson et al. 2022) and at the query of "
+                 f"{icl.LABEL_K}-shot label prompts (the weight on the answer):")
+    for r in rows:
+        parts = []
+        for name, baseline, where in (("induction", "baseline", "random repeats"),
+                                      ("label_induction", "label_baseline", "label prompts")):
+            scores = np.array(r[name])
+            found = [f"{layer}.{head} ({scores[layer, head]:.2f})"
+                     for layer, head in zip(*np.nonzero(scores >= icl_summary["threshold"]))]
+            parts.append(f"{where}: best {scores.max():.2f} (uniform {r[baseline]:.2f}), "
+                         f"{'heads ' + ', '.join(found) if found else 'none'}")
+        lines.append(f"  {size_name(r['size']):>6}: " + "; ".join(parts))
+    lines.append("  (a head is named layer.head, from 0)")
     return lines
 
 

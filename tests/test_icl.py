@@ -497,3 +497,34 @@ def test_induction_table_of_a_tiny_gpt():
                                      for layer in range(cfg.n_layer)], rtol=1e-12)
     with pytest.raises(ValueError, match="n_ctx"):
         icl.induction_table(params, cfg, VOCAB, np.random.default_rng(2), 1, 23)
+
+
+def test_query_induction_scores_read_the_label_after_the_earlier_query():
+    # [BOS] 小明 7 ； 书 3 ； 小明: the label of 小明 sits at position 2.
+    ids = np.array([BOS_ID, *VOCAB.ids(("小明", "7", SEPARATOR, "书", "3", SEPARATOR, "小明"))])
+    T = len(ids)
+    copying = np.zeros((1, T, T))
+    copying[0, :, 0] = 1.0
+    copying[0, T - 1] = 0.0
+    copying[0, T - 1, 2] = 1.0  # the query attends to 7
+    uniform = icl.causal_uniform_attention(T)
+    scores = icl.query_induction_scores(np.concatenate([copying, uniform]), ids)
+    np.testing.assert_allclose(scores, [1.0, 1 / T])
+    with pytest.raises(ValueError, match="occurs nowhere earlier"):  # 3 comes once
+        icl.query_induction_scores(icl.causal_uniform_attention(T - 2), ids[:-2])
+
+
+def test_label_induction_table_of_a_tiny_gpt():
+    params, cfg = tiny_gpt()
+    scores, baseline = icl.label_induction_table(params, cfg, VOCAB, np.random.default_rng(3), 6)
+    assert scores.shape == (cfg.n_layer, cfg.n_head) and np.all((scores > 0) & (scores < 1))
+    items = [item for item in icl.k_shot_items(np.random.default_rng(3), icl.LABEL_K, 30)
+             if item.task == LABEL]
+    assert len(items) == 6
+    assert baseline == pytest.approx(np.mean([1 / (len(item.prompt) + 1) for item in items]))
+    # The first prompt's scores, by hand from its attention weights.
+    ids = np.array([BOS_ID, *VOCAB.ids(items[0].prompt)])
+    att = icl.attention_weights(params, cfg, ids)
+    prev = max(j for j in range(len(ids) - 1) if ids[j] == ids[-1])
+    one, _ = icl.label_induction_table(params, cfg, VOCAB, np.random.default_rng(3), 1)
+    np.testing.assert_allclose(one, att[:, :, -1, prev + 1], rtol=1e-12)
