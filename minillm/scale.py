@@ -364,9 +364,11 @@ def default_points_path(source, budget_name):
     return os.path.join(cache, "minillm", f"scale-{source}-{budget_name}.json")
 
 
-def read_points(path):
+def read_points(path, wanted=()):
     """[(kind, key, point)] from a points file; [] when there is none. ValueError (one line,
-    naming the file) when it is not one minillm wrote."""
+    naming the file) when it is not one minillm wrote, or when an entry of ``wanted`` (a list
+    of (kind, key), the models this run would reuse) is not a finished model. Other entries
+    (another budget's, or an older METHOD's) are kept as they are."""
     from .files import read_json
 
     if not os.path.exists(path):
@@ -381,7 +383,8 @@ def read_points(path):
     for i, entry in enumerate(entries):
         if not (isinstance(entry, dict) and entry.get("kind") in ("sweep", "icl")
                 and isinstance(entry.get("key"), dict) and isinstance(entry.get("point"), dict)
-                and _is_finished(entry["kind"], entry["key"], entry["point"])):
+                and ((entry["kind"], entry["key"]) not in wanted
+                     or _is_finished(entry["kind"], entry["key"], entry["point"]))):
             raise ValueError(f"--points {path!r}: entry {i} is not a finished model (delete the "
                              "file or pass --fresh)")
         out.append((entry["kind"], entry["key"], entry["point"]))
@@ -818,7 +821,7 @@ def main(argv=None):
         except ImportError:
             return _error("--plot needs matplotlib: pip install 'minillm[plot]' (or matplotlib)")
     try:
-        kept = [] if args.fresh else read_points(points_path)
+        kept = [] if args.fresh else read_points(points_path, job_keys(budget, args.source))
     except (ValueError, OSError) as err:
         return _error(str(err))
     jobs = args.jobs or len(os.sched_getaffinity(0))

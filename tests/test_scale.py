@@ -405,3 +405,16 @@ def test_an_unusable_cache_folder_is_one_line(monkeypatch, capsys):
     status = cli_main(["scale", "--budget", "tiny"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and "/dev/null" in err and len(err.splitlines()) == 1
+
+
+def test_an_entry_of_an_older_method_is_kept_but_not_used(tmp_path):
+    # A model measured by older code (another METHOD) may lack today's fields: it is neither
+    # refused nor reused, and stays in the file.
+    path = tmp_path / "points.json"
+    old = {"kind": "icl", "key": {"method": 0, "size": [2, 16, 2]}, "point": {"loss": "?"}}
+    path.write_text(json.dumps({"format": scale.POINTS_FORMAT, "entries": [old]}),
+                    encoding="utf-8")
+    assert cli_main(["scale", "--budget", "tiny", "--jobs", "1", "--points", str(path)]) == 0
+    entries = json.loads(path.read_text(encoding="utf-8"))["entries"]
+    assert old in entries
+    assert len(entries) == 1 + len(scale.job_keys(scale.BUDGETS["tiny"], "world"))
