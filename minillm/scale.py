@@ -37,7 +37,8 @@ fixed to the true floor, and the fitted E is printed beside the truth.
    when matplotlib is installed: ``pip install 'minillm[plot]'``).
 4. **In-context learning** (icl.py): GPTs of ``budget.icl_sizes`` pre-trained on the world's
    documents mixed with lists of word-task demonstrations, then asked k-shot questions for
-   k = 0, 1, 2, 4, 8 with no parameter update; and each head's induction score.
+   k = 0, 1, 2, 4, 8 with no parameter update; and each head's induction score, on Olsson et
+   al.'s repeated random words and at the query of the label task's prompts.
 
 Every finished model is written at once to the points file (``--points``, by default in the
 user's cache folder) and reused by a rerun with the same settings: a Ctrl-C loses only the
@@ -634,39 +635,49 @@ def _format_fit(fit, floor):
     return text
 
 
-def plot_lines(points, floor, settings, width=56, height=14):
-    """Two log-log scatter plots in text: the reducible loss against N (a letter per budget D)
-    and against D (a digit per size)."""
+SYMBOLS = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # one per budget, or per size, in a text plot
+
+
+def plot_lines(points, floor, settings):
+    """Two log-log scatter plots in text: the reducible loss against N (a symbol per budget D)
+    and against D (a symbol per size)."""
     shown = [p for p in points if p["reducible"] > 0]
     if len(shown) < 2:
         return []
     budgets = sorted(settings["tokens"])
     sizes = [list(s) for s in settings["sizes"]]
-    out = []
-    for axis, symbol, legend in (
-            ("n_params", lambda p: "abcdefgh"[budgets.index(p["budget_tokens"])],
-             ", ".join(f"{'abcdefgh'[i]}: D={d:,}" for i, d in enumerate(budgets))),
-            ("tokens", lambda p: "123456789"[sizes.index(p["size"])],
-             ", ".join(f"{i + 1}: {s[0]}×{s[1]}" for i, s in enumerate(sizes)))):
-        x = np.log10([p[axis] for p in shown])
-        y = np.log10([p["reducible"] for p in shown])
-        grid = [[" "] * width for _ in range(height)]
-        for p, xi, yi in zip(shown, x, y):
-            col = int(round((xi - x.min()) / max(np.ptp(x), 1e-12) * (width - 1)))
-            row = int(round((y.max() - yi) / max(np.ptp(y), 1e-12) * (height - 1)))
-            grid[row][col] = symbol(p)
-        name = "N (non-embedding parameters)" if axis == "n_params" else "D (training tokens)"
-        out.append(f"log-log: the reducible loss (nats per token, the bracketed numbers) "
-                   f"against {name}; {legend}")
-        for r, row in enumerate(grid):
-            label = f"{10 ** (y.max() - r * np.ptp(y) / (height - 1)):8.4f} |" if r in (
-                0, height - 1) else " " * 8 + " |"
-            out.append(label + "".join(row))
-        out.append(" " * 9 + "+" + "-" * width)
-        out.append(" " * 10 + f"{10 ** x.min():<,.0f}".ljust(width - 12) +
-                   f"{10 ** x.max():>12,.0f}")
-        out.append("")
-    return out
+    y = [p["reducible"] for p in shown]
+    by_budget = [SYMBOLS[budgets.index(p["budget_tokens"])] for p in shown]
+    by_size = [SYMBOLS[sizes.index(p["size"])] for p in shown]
+    title = "log-log: the reducible loss (nats per token, the bracketed numbers) against"
+    return (text_plot([p["n_params"] for p in shown], y, by_budget,
+                      f"{title} N (non-embedding parameters); " +
+                      ", ".join(f"{SYMBOLS[i]}: D={d:,}" for i, d in enumerate(budgets))) +
+            text_plot([p["tokens"] for p in shown], y, by_size,
+                      f"{title} D (training tokens); " +
+                      ", ".join(f"{SYMBOLS[i]}: {size_name(s)}" for i, s in enumerate(sizes))))
+
+
+def text_plot(x, y, symbols, title, width=56, height=14):
+    """Points (x, y) > 0 on log-log axes as lines of text, each drawn as its symbol ("*" where
+    points of different symbols fall on one character)."""
+    x, y = np.log10(x), np.log10(y)
+    x_span, y_span = max(np.ptp(x), 1e-12), max(np.ptp(y), 1e-12)
+    grid = [[" "] * width for _ in range(height)]
+    for xi, yi, symbol in zip(x, y, symbols):
+        row = int(round((y.max() - yi) / y_span * (height - 1)))
+        col = int(round((xi - x.min()) / x_span * (width - 1)))
+        grid[row][col] = symbol if grid[row][col] in (" ", symbol) else "*"
+    lines = [title + " (*: several)"]
+    for r, cells in enumerate(grid):
+        value = 10 ** (y.max() - r * y_span / (height - 1))
+        lines.append((f"{value:8.4f} |" if r in (0, height - 1) else " " * 9 + "|") +
+                     "".join(cells))
+    lines.append(" " * 9 + "+" + "-" * width)
+    lines.append(" " * 10 + f"{10 ** x.min():<,.0f}".ljust(width - 12) +
+                 f"{10 ** x.max():>12,.0f}")
+    lines.append("")
+    return lines
 
 
 def icl_lines(icl_summary):
