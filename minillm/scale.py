@@ -764,8 +764,8 @@ def build_parser():
         "the irreducible loss free and fixed to the true floor, and measure GPT-3's "
         "in-context learning (k-shot accuracy, induction heads) against size.")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="quick",
-                        help="quick: about 3 minutes on 2 cores; full: about 30 minutes; tiny: "
-                        "seconds, for the tests (default: quick)")
+                        help="quick: under 2 minutes on 2 cores; full: about 25 minutes; "
+                        "tiny: seconds, for the tests (default: quick)")
     parser.add_argument("--source", choices=("world", "grammar"), default="world",
                         help="the text the sweep trains on (default: world; the in-context "
                         "learning models always read the world)")
