@@ -15,6 +15,9 @@ its output) under six conditions, in this process, one after another:
     busy   1, 2        the busy loop; OpenBLAS held at one thread, or at two (its default on
                        2 cores)
 
+On a machine whose OpenBLAS gives other bits with another thread count (blas.threads_keep_bits),
+"auto" is one thread held for the whole run, as every training run there.
+
 The conditions take turns, ``--repeat`` rounds of all six, so that each sees the machine in
 the same moods; the table gives the median seconds of each and its ratio to ``quiet auto``.
 Nothing here is asserted by a test: timings belong to the machine that ran them.

@@ -12,10 +12,16 @@ few steps, keeps the faster one, and tries the other again after 2 s, 4 s, 8 s .
 every 60 s) of training, switching whenever the other has become faster. A busy core is found
 within a few steps; the price is a few steps at the slower count now and then.
 
-The thread count changes how fast a product runs, not what it computes: OpenBLAS splits a
-product's output among its threads, and each output element is summed in the same order by
-whichever thread computes it. A run that switches thread counts ends with the same bits as one
-that does not (``tests/test_blas.py`` checks it).
+Where the thread count changes only how fast a product runs, switching is free: OpenBLAS
+splits a product's output among its threads, and with some of its kernels each output element
+is summed in the same order by whichever thread computes it (seen with its SkylakeX kernels on
+Intel). With others it is not: with its Haswell kernels on an AMD EPYC, most products of a
+training step's shapes come out one last bit apart with 2 threads. Switching there would make
+a run's bits depend on the machine's load, so ``threads_keep_bits`` compares the two counts on
+a few such products first, and where they differ a training run keeps one thread from start to
+end: the same seed then gives the same bits, whatever else the machine does, at the price of
+the second thread's speed on a quiet machine. ``tests/test_blas.py`` checks a switching run
+against a one-thread run bit for bit where the probe says the counts agree.
 
 A user who sets OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS or OMP_NUM_THREADS, which OpenBLAS also
 reads) keeps that count: ``user_chose_threads`` then holds, and nothing here changes it. Where
@@ -119,13 +125,45 @@ def use_one_thread():
         set_blas_threads(1)
 
 
+# Products of a training step's shapes (rows, inner, columns; float32): the models' linear
+# layers and output layer at the demo's and the sweeps' sizes, on which threads_keep_bits
+# compares thread counts.
+BIT_PROBE_SHAPES = ((1024, 64, 164), (164, 1024, 64), (1024, 64, 256), (1024, 256, 64))
+
+
+@functools.lru_cache(maxsize=None)
+def threads_keep_bits(count):
+    """True when OpenBLAS computes the products of BIT_PROBE_SHAPES with ``count`` threads to
+    exactly the bits it computes with one (a few milliseconds, once per process). OpenBLAS is
+    left at the count it had."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pairs = [(rng.standard_normal((m, k)).astype(np.float32),
+              rng.standard_normal((k, n)).astype(np.float32)) for m, k, n in BIT_PROBE_SHAPES]
+    before = blas_info()["threads"]
+    try:
+        set_blas_threads(1)
+        one = [a @ b for a, b in pairs]
+        set_blas_threads(count)
+        many = [a @ b for a, b in pairs]
+    finally:
+        set_blas_threads(before)
+    return all(np.array_equal(x, y) for x, y in zip(one, many))
+
+
 def adaptive_threads():
     """An ``AdaptiveThreads`` for a training run, or None where it has nothing to choose: the
-    user set the thread count, OpenBLAS cannot be reached, or it runs one thread anyway."""
+    user set the thread count, OpenBLAS cannot be reached, or it runs one thread anyway; or
+    where another thread count would change the bits (threads_keep_bits): then one thread, set
+    here, for the whole run."""
     if user_chose_threads():
         return None
     most = starting_threads()
     if most < 2:
+        return None
+    if not threads_keep_bits(most):
+        set_blas_threads(1)
         return None
     return AdaptiveThreads(counts=(1, most))
 

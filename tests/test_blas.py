@@ -105,8 +105,10 @@ def test_a_thread_count_set_by_the_user_is_left_alone(monkeypatch):
     assert calls == []
 
 
-@pytest.mark.skipif(blas.starting_threads() < 2 or blas.user_chose_threads(),
-                    reason="needs NumPy's OpenBLAS starting with 2 threads or more")
+@pytest.mark.skipif(blas.starting_threads() < 2 or blas.user_chose_threads()
+                    or not blas.threads_keep_bits(blas.starting_threads()),
+                    reason="needs NumPy's OpenBLAS starting with 2 threads or more, whose "
+                    "thread counts give the same bits")
 def test_a_count_left_at_one_by_a_run_does_not_stop_the_next_run_from_trying_more():
     """A training run whose chooser found one thread faster leaves OpenBLAS at 1; the next run
     in the same process (the demo trains three) still chooses between 1 and every thread the
@@ -121,7 +123,9 @@ def test_a_count_left_at_one_by_a_run_does_not_stop_the_next_run_from_trying_mor
         blas.set_blas_threads(most)
 
 
-@pytest.mark.skipif(not blas.blas_info(), reason="switching thread counts needs OpenBLAS")
+@pytest.mark.skipif(not blas.blas_info() or not blas.threads_keep_bits(2),
+                    reason="switching thread counts needs OpenBLAS, and on this machine 2 threads "
+                    "give other bits than 1 (threads_keep_bits): training keeps one thread")
 def test_switching_thread_counts_every_step_gives_the_same_bits():
     """The thread count changes how fast a product runs, not the sums it makes: a run whose
     BLAS alternates between 1 and 2 threads every step ends bit-identical to a 1-thread run."""
@@ -149,3 +153,24 @@ def test_switching_thread_counts_every_step_gives_the_same_bits():
     assert runs[0]["history"] == runs[1]["history"]
     for name, value in runs[0]["params"].items():
         np.testing.assert_array_equal(runs[1]["params"][name], value, err_msg=name)
+
+
+@pytest.mark.skipif(not blas.blas_info() or blas.user_chose_threads(),
+                    reason="needs NumPy's OpenBLAS, its thread count not set by the user")
+def test_where_thread_counts_change_the_bits_a_run_keeps_one_thread(monkeypatch):
+    calls = []
+    monkeypatch.setattr(blas, "starting_threads", lambda: 2)
+    monkeypatch.setattr(blas, "set_blas_threads", calls.append)
+    monkeypatch.setattr(blas, "threads_keep_bits", lambda count: False)
+    assert blas.adaptive_threads() is None and calls == [1]
+    monkeypatch.setattr(blas, "threads_keep_bits", lambda count: True)
+    chooser = blas.adaptive_threads()
+    assert chooser is not None and chooser.counts == (1, 2) and calls == [1]
+
+
+@pytest.mark.skipif(not blas.blas_info(), reason="needs NumPy's OpenBLAS")
+def test_the_bit_probe_leaves_the_thread_count_as_it_found_it():
+    before = blas.blas_info()["threads"]
+    blas.threads_keep_bits.cache_clear()
+    blas.threads_keep_bits(2)  # sets 1, then 2 threads, then the count it found
+    assert blas.blas_info()["threads"] == before
