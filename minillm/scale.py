@@ -739,10 +739,14 @@ def write_plot(path, summary):
                        label=f"{size[0]}×{size[1]}")
     axes[0].set_xlabel("N, non-embedding parameters")
     axes[1].set_xlabel("D, training tokens")
+    from matplotlib.ticker import NullFormatter
+
     for ax in axes:
-        ax.set_ylabel("reducible loss: held-out loss − true −log P (nats/token)")
+        ax.set_ylabel("reducible loss (nats/token)")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # only the powers of ten, readable
         ax.legend(fontsize=7)
-    fig.suptitle(f"minillm scale ({settings['source']}, floor {summary['floor']:.4f})")
+    fig.suptitle(f"minillm scale ({settings['source']}): held-out loss − the same documents' "
+                 f"true −log P (the floor: {summary['floor']:.4f} nats/token)")
     fig.tight_layout()
     image = io.BytesIO()
     fig.savefig(image, format=os.path.splitext(path)[1][1:].lower())

@@ -140,7 +140,8 @@ def _scaled_law(theta, x, y):
 def _rss(L, L_hat):
     """Σ_i (L_i − L̂_i)²"""
     r = L - L_hat
-    return float(r @ r)
+    with np.errstate(over="ignore"):  # squares beyond float64's range: inf, refused by the caller
+        return float(r @ r)
 
 
 def _grid_start(x, y, L, E, fitted):
