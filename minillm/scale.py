@@ -480,7 +480,7 @@ def run(budget, source="world", jobs=1, log=print, points_path=None, kept=()):
             entries.append((kind, key, point))
             if points_path is not None:
                 write_points(points_path, others + entries)
-            what = f"{kind} {'x'.join(map(str, key['size']))} on {key['tokens']:,} tokens"
+            what = f"{kind} {size_name(key['size'])} on {key['tokens']:,} tokens"
             progress.poll(f"{what} done")
     except KeyboardInterrupt as interrupt:
         interrupt.entries = entries
@@ -579,8 +579,8 @@ def format_report(summary):
     frontier = summary["frontier"]
     if frontier:
         lines.append("compute-optimal frontier (C = 6·N·D, Kaplan's count: the output layer's "
-                     "6·C·V per token is left out, a large share for the smallest models; points "
-                     "within a factor √2 of a power of 2 are one level):")
+                     "6·width·V per token is left out, a large share for the smallest models; "
+                     "points within a factor √2 of a power of 2 are one level):")
         lines.append(f"  {'C (FLOPs)':>10} {'best N measured':>16} {'its loss':>9} "
                      f"{'N_opt, E free':>14} {'N_opt, E = floor':>17}")
         for level in frontier:
@@ -614,7 +614,9 @@ def _cell(p):
 
 
 def _maybe(n):
-    return "-" if n is None else f"{n:,.0f}"
+    """A predicted N as a whole number; "-" where there is none, or where a fit that means
+    nothing predicts less than one parameter."""
+    return "-" if n is None or n < 1 else f"{n:,.0f}"
 
 
 def _format_fit(fit, floor):
