@@ -48,12 +48,12 @@ models still training. ``--fresh`` starts over.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,15 +61,13 @@ import numpy as np
 from . import capabilities as cap
 from . import icl
 from . import scaling_law as law
-from .config import TrainConfig
+from .compare import fit
 from .jobs import Progress, run_jobs
 from .layers import IGNORE_INDEX, cross_entropy_forward
 from .models import GPTConfig, MODELS, gpt_forward
 from .objectives import clm
-from .optim import adamw_init
 from .task_formats import GPTFormat, Vocabulary
 from .tokenizer import Tokenizer
-from .train import train_step
 
 # ----------------------------------------------------------------------------------------------
 # Budgets
@@ -190,25 +188,35 @@ ICL_METHOD = 2  # the same for the in-context models (2: the label prompts' indu
 
 def train_gpt(cfg, documents_of, tokens, key, counter, expected_tokens):
     """A fresh GPT trained on ``tokens`` tokens of documents from ``documents_of(rng, n)``
-    (lists of ids): ``steps`` = tokens / (batch_size · expected tokens per document), AdamW at
-    key["lr"], warm-up over the first tenth, cosine decay to lr / 10. ``counter.add`` gets the
-    work of each step. -> (params, {"tokens": tokens predicted, "steps", "seconds",
-    "train_loss"})."""
-    batch_size, lr, seed = key["batch_size"], key["lr"], key["seed"]
+    (lists of ids), by compare.fit (AdamW at key["lr"], warm-up over the first tenth, cosine
+    decay to lr / 10): ``steps`` = tokens / (batch_size · expected tokens per document).
+    ``counter.add`` gets each step's expected work. -> (params, {"tokens": tokens predicted,
+    "steps", "seconds", "train_loss"})."""
+    batch_size, seed = key["batch_size"], key["seed"]
     steps = max(1, round(tokens / (batch_size * expected_tokens)))
-    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10,
-                            warmup=max(steps // 10, 1), seed=seed)
     params = MODELS["gpt"].init(cfg, np.random.default_rng([seed, 0]))
     data_rng = np.random.default_rng([seed, 1])  # the same stream for every size
-    opt, read, losses, start = adamw_init(params), 0, [], time.perf_counter()
-    for step in range(steps):
+
+    def next_batch():
         batch = clm.make_batch(documents_of(data_rng, batch_size))
-        n = int((batch["targets"] != IGNORE_INDEX).sum())
-        losses.append(train_step(params, opt, cfg, train_cfg, batch, step))
-        read += n
-        counter.add(n * _work_per_token(cfg))
-    return params, {"tokens": read, "steps": steps, "seconds": time.perf_counter() - start,
-                    "train_loss": float(np.mean(losses[-max(steps // 10, 1):]))}
+        return batch, int((batch["targets"] != IGNORE_INDEX).sum())
+
+    step_work = batch_size * expected_tokens * _work_per_token(cfg)
+    record = fit(params, cfg, "clm", next_batch, steps, key["lr"], seed,
+                 _Weighted(counter, step_work))
+    return params, {"tokens": record["text_tokens"], "steps": steps,
+                    "seconds": record["seconds"], "train_loss": record["loss"]}
+
+
+class _Weighted:
+    """A progress counter whose every add() counts ``weight`` units of work (fit adds one per
+    step; the sweep's progress counts FLOPs, so that a big model's step weighs more)."""
+
+    def __init__(self, counter, weight):
+        self.counter, self.weight = counter, weight
+
+    def add(self, n=1):
+        self.counter.add(n * self.weight)
 
 
 def document_nll(params, cfg, documents, batch_size=256):
@@ -249,8 +257,6 @@ def probes(params, cfg, source, n):
     """The world's capability probes, without fine-tuning: the fraction of samples from [BOS]
     the world can produce, and of blanks filled with the posterior's most probable word by
     the whole passage's likelihood (GPT-3's cloze scoring)."""
-    from .world import WORDS
-
     vocab = Vocabulary(source.tokenizer)
     form = GPTFormat(vocab, cfg)
     # Two generators: sampling draws as many numbers as the model writes tokens, so the blanks
@@ -259,7 +265,7 @@ def probes(params, cfg, source, n):
     in_support = np.mean([s["in_support"] for s in cap.score_samples(source.model, samples)])
     items = cap.make_examples("comprehension", source.model,
                               np.random.default_rng([PROBE_SEED, 1]), n, "test", cfg.n_ctx)
-    candidates = np.array(sorted(source.tokenizer.id_of[w] for w in WORDS))
+    candidates = np.array(sorted(source.tokenizer.id_of[w] for w in source.words))
     answers = form.blanks_whole_passage(params, items, candidates)
     accuracy = np.mean([cap.score("comprehension", ex, a)["accuracy"]
                         for ex, a in zip(items, answers)])
@@ -345,11 +351,14 @@ def job_keys(budget, source):
     return jobs
 
 
+@functools.lru_cache(maxsize=None)
+def _vocab_size(kind, source):
+    """V of a sweep model on ``source``, or of an in-context model (built once: a tokenizer)."""
+    return len(Source(source).tokenizer if kind == "sweep" else icl.vocabulary().tokenizer)
+
+
 def _expected_work(kind, key):
-    if kind == "sweep":
-        vocab_size = len(Source(key["source"]).tokenizer)
-    else:
-        vocab_size = len(icl.vocabulary().tokenizer)
+    vocab_size = _vocab_size(kind, key.get("source"))
     return key["tokens"] * _work_per_token(gpt_config(key["size"], vocab_size, 1))
 
 
