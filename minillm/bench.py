@@ -1,6 +1,6 @@
 """The benchmark: how fast is a training step, measured against this machine's own limit.
 
-    python -m minillm bench [--config tiny|small|medium|all] [--model gpt|bert|bart|all]
+    python -m minillm bench [--config tiny|small|medium|all] [--model gpt|bert|seq2seq|all]
                             [--threads N | --threads N,M,...] [--warmup W] [--steps K]
                             [--json FILE]
 
@@ -118,7 +118,7 @@ CONFIGS = {
     "small": BenchShape(V=2048, L=4, H=4, C=128, T=128, B=8),
     "medium": BenchShape(V=8192, L=6, H=8, C=256, T=256, B=8),
 }
-MODEL_NAMES = ("gpt", "bert", "bart")
+MODEL_NAMES = ("gpt", "bert", "seq2seq")  # models.MODELS's families
 KINDS = ("matmul", "softmax", "layernorm", "gelu", "cross_entropy", "optimizer", "other")
 # The variables BLAS libraries read for their thread count (OpenBLAS, OpenMP builds, MKL).
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -127,17 +127,15 @@ LR = 3e-4
 DEFAULT_WARMUP, DEFAULT_STEPS = 2, 5
 
 
-# bench's model names -> models.MODELS's families (bench says "bart" for the encoder-decoder)
-FAMILY = {"gpt": "gpt", "bert": "bert", "bart": "seq2seq"}
 
 
 def model_config(model, shape):
-    """The minillm config of ``model`` ("gpt", "bert" or "bart") at ``shape``; n_ctx = T."""
-    if model not in FAMILY:
+    """The minillm config of ``model`` ("gpt", "bert" or "seq2seq", the encoder-decoder in
+    BART's architecture) at ``shape``; n_ctx = T."""
+    if model not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
-    decoder = dict(n_dec_layer=shape.L) if model == "bart" else {}  # as many as encoder blocks
-    return models.MODELS[FAMILY[model]].config(vocab_size=shape.V, n_ctx=shape.T, n_embd=shape.C,
-                                               n_head=shape.H, n_layer=shape.L, **decoder)
+    return models.MODELS[model].config(vocab_size=shape.V, n_ctx=shape.T, n_embd=shape.C,
+                                       n_head=shape.H, **models.blocks(model, shape.L))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,7 +161,7 @@ def build_step(model, shape, seed=0):
     with random targets at every position and no padding (so no attention masks)."""
     rng = np.random.default_rng(seed)
     cfg = model_config(model, shape)
-    params = models.MODELS[FAMILY[model]].init(cfg, rng, np.float32)
+    params = models.MODELS[model].init(cfg, rng, np.float32)
     state = optim.adamw_init(params)
     ids = rng.integers(0, shape.V, size=(shape.B, shape.T))  # (B, T) inputs (BART: target side)
     targets = rng.integers(0, shape.V, size=(shape.B, shape.T))  # (B, T) separate random targets
@@ -174,7 +172,7 @@ def build_step(model, shape, seed=0):
         batch = {"inputs": ids, "labels": targets, "attention_mask": None}
     else:
         batch = {"src": src, "dec_in": ids, "targets": targets, "src_mask": None, "dec_mask": None}
-    objective = objective_of_model(FAMILY[model])
+    objective = objective_of_model(model)
 
     def forward():
         loss, _, cache = objective.loss(params, cfg, batch, reduction="mean")
@@ -262,8 +260,8 @@ def matmul_products(model, cfg, B, T):
     C, H, F = cfg.n_embd, cfg.n_head, cfg.n_inner
     V, N = cfg.vocab_size, B * T
     out = []
-    if model == "bart":
-        for layer in range(cfg.n_layer):
+    if model == "seq2seq":
+        for layer in range(cfg.n_enc_layer):
             out += _block(f"enc.h.{layer}.", B, T, T, C, H, F)
         for layer in range(cfg.n_dec_layer):
             out += _block(f"dec.h.{layer}.", B, T, T, C, H, F, cross=True)

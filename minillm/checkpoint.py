@@ -61,6 +61,9 @@ PCG64_BITS, UINT32 = 128, 2**32
 # fields' defaults do (the decoder's heads and width the encoder's, nothing scaled).
 LATER_MODEL_FIELDS = ("n_dec_head", "n_dec_inner", "scale_embedding",
                       "scale_attn_by_inverse_layer_idx")
+# Model-config fields renamed since: (family, name in older files) -> today's name. An
+# encoder-decoder's n_layer counted its encoder blocks only, beside n_dec_layer; it is n_enc_layer.
+RENAMED_MODEL_FIELDS = {("seq2seq", "n_layer"): "n_enc_layer"}
 # The model-config fields that are switches, true or false.
 BOOLEAN_MODEL_FIELDS = ("scale_embedding", "scale_attn_by_inverse_layer_idx")
 
@@ -168,6 +171,9 @@ def read_metadata(metadata, entries, path):
     model_fields = {f.name for f in fields(config_class)}
     if isinstance(meta["model_config"], dict):  # an older file may lack the later fields
         model_fields -= {n for n in LATER_MODEL_FIELDS if n not in meta["model_config"]}
+        for (family, old), new in RENAMED_MODEL_FIELDS.items():  # or use an older name
+            if meta["model"] == family and old in meta["model_config"]:
+                model_fields = (model_fields - {new}) | {old}
     _exact_keys(meta["model_config"], model_fields, "model_config", fail)
     for name, value in meta["model_config"].items():
         if name == "ln_eps":
@@ -177,12 +183,14 @@ def read_metadata(metadata, entries, path):
                 raise fail(f"model_config.{name} is {_short(value)}, not true or false")
         else:
             _integer(value, f"model_config.{name}", fail, low=1)
-    for name in ("n_layer", "n_dec_layer"):
+    for name in ("n_layer", "n_enc_layer", "n_dec_layer"):
         if meta["model_config"].get(name, 0) > n_params:
             raise fail(f"model_config.{name} is {meta['model_config'][name]}, but the file holds "
                        f"only {n_params} parameter tensors")
+    stored = {RENAMED_MODEL_FIELDS.get((meta["model"], name), name): value
+              for name, value in meta["model_config"].items()}
     try:
-        model_cfg = config_class(**meta["model_config"])
+        model_cfg = config_class(**stored)
     except ValueError as err:
         raise fail(f"model_config: {err}") from None
 

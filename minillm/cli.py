@@ -1074,8 +1074,10 @@ def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
     silently ignored), and the data must be the data the run started on, byte for byte
     (``source``: the path and SHA-256 of the --data file given now, or None)."""
     for name in sorted(given, key=list(STORED_SETTINGS).index):
-        where = STORED_SETTINGS[name][0]
-        stored = getattr(train_cfg if where == "train" else model_cfg, name)
+        where, field = STORED_SETTINGS[name][0], name
+        if where == "model" and not hasattr(model_cfg, name):  # an encoder-decoder's --n-layer
+            field = "n_enc_layer"
+        stored = getattr(train_cfg if where == "train" else model_cfg, field)
         if getattr(args, name) != stored:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"--resume continues {out!r} with its stored settings ({flag} "
@@ -1101,12 +1103,17 @@ def _check_memory(model_cfg, train_cfg, objective, where):
 
     itemsize = 8 if train_cfg.dtype == "float64" else 4
     need = training_step_bytes(objective.MODEL, model_cfg, train_cfg.batch_size, itemsize)
+    # The block counts: a GPT's or BERT's n_layer; an encoder-decoder's two stacks, which
+    # --n-layer sets to the same count.
+    stacks = {name: getattr(model_cfg, name) for name in ("n_layer", "n_enc_layer", "n_dec_layer")
+              if hasattr(model_cfg, name)}
     if where == "options":
         what = (f"training with --batch-size {train_cfg.batch_size}, --n-ctx {model_cfg.n_ctx}, "
-                f"--n-embd {model_cfg.n_embd} and --n-layer {model_cfg.n_layer}")
+                f"--n-embd {model_cfg.n_embd} and --n-layer {max(stacks.values())}")
     else:
+        layers = " and ".join(f"{name} {count}" for name, count in stacks.items())
         what = (f"{where}: training with its batch_size {train_cfg.batch_size}, n_ctx "
-                f"{model_cfg.n_ctx}, n_embd {model_cfg.n_embd} and n_layer {model_cfg.n_layer}")
+                f"{model_cfg.n_ctx}, n_embd {model_cfg.n_embd} and {layers}")
     check_fits(need, what)
     if train_cfg.pool:
         check_fits(train_cfg.pool * POOL_BYTES_PER_SENTENCE,
@@ -1130,14 +1137,14 @@ def _configs_from_options(args, objective):
     """A fresh run's TrainConfig and model config, built before anything slow, so that a broken
     rule between options (an OptionError) comes first, in train's flags. The model's vocab_size
     is 1 until the data is read."""
-    from .models import MODELS
+    from .models import MODELS, blocks
     from .options import OptionError
     from .config import TrainConfig
     from .data import packed_length
 
-    shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
-    if objective.MODEL == "seq2seq":
-        shape["n_dec_layer"] = args.n_layer  # as many decoder blocks as encoder blocks
+    # --n-layer blocks (an encoder-decoder: in the encoder, and as many in the decoder)
+    shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head,
+                 **blocks(objective.MODEL, args.n_layer))
     try:
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,

@@ -133,7 +133,7 @@ def matched_configs(vocab_size, budget):
 
     shapes = [(c, f) for c in range(budget.n_head, 2 * budget.n_embd + 1, budget.n_head)
               for f in range(2 * c, 4 * c + 1, 4)]
-    seq2seq = min((Seq2SeqConfig(n_embd=c, n_inner=f, n_layer=half, n_dec_layer=half,
+    seq2seq = min((Seq2SeqConfig(n_embd=c, n_inner=f, n_enc_layer=half, n_dec_layer=half,
                                  **shape) for c, f in shapes), key=spread)
     return {"clm": gpt, "mlm": bert, "seq2seq": seq2seq}
 
@@ -164,7 +164,7 @@ def training_flops(objective, cfg, batch):
     else:
         B, S = batch["src"].shape
         T = batch["dec_in"].shape[1]
-        forward = cfg.n_layer * _block_flops(B, S, C, cfg.n_inner, cfg.n_head)
+        forward = cfg.n_enc_layer * _block_flops(B, S, C, cfg.n_inner, cfg.n_head)
         self_part = _block_flops(B, T, C, cfg.n_dec_inner, cfg.n_dec_head)
         # cross-attention: q and the output projection on T, k and v on S, scores T × S
         cross = B * (2 * T * C * C * 2 + 2 * S * C * 2 * C + 2 * 2 * T * S * C)

@@ -62,7 +62,7 @@ def demo_bert_config(vocab_size):
 
 def demo_seq2seq_config(vocab_size):
     """The demo's tiny encoder-decoder: one encoder and one decoder block of width 64."""
-    return Seq2SeqConfig(vocab_size=vocab_size, n_ctx=48, n_embd=64, n_head=4, n_layer=1,
+    return Seq2SeqConfig(vocab_size=vocab_size, n_ctx=48, n_embd=64, n_head=4, n_enc_layer=1,
                          n_dec_layer=1)
 
 

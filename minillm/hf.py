@@ -177,7 +177,7 @@ def name_table(arch, cfg):
     if arch == "bert":
         return BERT_TABLE[:5] + expand(BERT_BLOCK, cfg.n_layer) + BERT_TABLE[5:]
     if arch == "bart":
-        return (BART_TABLE[:4] + expand(BART_ENC_BLOCK, cfg.n_layer) + BART_TABLE[4:7]
+        return (BART_TABLE[:4] + expand(BART_ENC_BLOCK, cfg.n_enc_layer) + BART_TABLE[4:7]
                 + expand(BART_DEC_BLOCK, cfg.n_dec_layer) + BART_TABLE[7:])
     raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'bert' or 'bart'")
 
@@ -350,7 +350,7 @@ def config_from_hf(hf_config):
         return arch, Seq2SeqConfig(
             vocab_size=hf_config["vocab_size"], n_ctx=hf_config["max_position_embeddings"],
             n_embd=hf_config["d_model"], n_head=hf_config["encoder_attention_heads"],
-            n_layer=hf_config["encoder_layers"], n_dec_layer=hf_config["decoder_layers"],
+            n_enc_layer=hf_config["encoder_layers"], n_dec_layer=hf_config["decoder_layers"],
             n_inner=hf_config["encoder_ffn_dim"], n_dec_head=hf_config["decoder_attention_heads"],
             n_dec_inner=hf_config["decoder_ffn_dim"],
             scale_embedding=bool(hf_config.get("scale_embedding")))
@@ -381,7 +381,7 @@ def config_to_hf(arch, cfg, special=None):
     if arch == "bart":
         return {"model_type": "bart", "architectures": ["BartForConditionalGeneration"],
                 "vocab_size": cfg.vocab_size, "d_model": cfg.n_embd,
-                "encoder_layers": cfg.n_layer, "decoder_layers": cfg.n_dec_layer,
+                "encoder_layers": cfg.n_enc_layer, "decoder_layers": cfg.n_dec_layer,
                 "encoder_attention_heads": cfg.n_head, "decoder_attention_heads": cfg.n_dec_head,
                 "encoder_ffn_dim": cfg.n_inner, "decoder_ffn_dim": cfg.n_dec_inner,
                 "max_position_embeddings": cfg.n_ctx, "activation_function": "gelu",
@@ -439,7 +439,7 @@ def load(folder):
         raise ValueError(f"{folder} has no model.safetensors" + (f": it has {found[0]}" if found
                                                                   else ""))
     tensors = safetensors.load_file(weights)
-    for name in ("n_layer", "n_dec_layer"):  # before name_table lists every block's names
+    for name in ("n_layer", "n_enc_layer", "n_dec_layer"):  # before name_table lists every block's names
         if getattr(cfg, name, 0) > len(tensors):
             raise ValueError(f"{path}: {name} = {getattr(cfg, name)} blocks, but "
                              f"model.safetensors holds only {len(tensors)} tensors")

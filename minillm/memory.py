@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-MODEL_KINDS = ("gpt", "bert", "bart")
+MODEL_KINDS = ("gpt", "bert", "seq2seq")  # models.MODELS's families
 # Parameters, their gradients and AdamW's two moments.
 PARAMETER_COPIES = 4
 # The backward pass holds the cache and, beside it, gradients of about the same size.
@@ -95,7 +95,7 @@ def parameter_count(model, cfg):
         shapes = MODELS[model].param_shapes(replace(cfg, **layers))
         return sum(math.prod(shape) for shape in shapes.values())
 
-    stacks = [name for name in ("n_layer", "n_dec_layer") if hasattr(cfg, name)]
+    stacks = [name for name in ("n_layer", "n_enc_layer", "n_dec_layer") if hasattr(cfg, name)]
     ones = {name: 1 for name in stacks}
     base = count(**ones)
     total = base
@@ -118,9 +118,8 @@ def forward_backward_bytes(model, cfg, batch_size, T, itemsize):
     pass needs, twice (the gradients flowing beside it), and the temporaries of the largest
     single layers on top: one attention's backward (scores, weights and their gradients, H·T²
     each) and the output layer's (probabilities and their gradient, V each)."""
-    kind = "bart" if model == "seq2seq" else model
     tokens = batch_size * T
-    cache = analytic_cache_bytes_per_token(kind, cfg, T, itemsize) * tokens
+    cache = analytic_cache_bytes_per_token(model, cfg, T, itemsize) * tokens
     heads = max(cfg.n_head, getattr(cfg, "n_dec_head", 0))  # the attention with the most heads
     attention = ATTENTION_TEMPORARIES * batch_size * heads * T * T * itemsize
     output = OUTPUT_TEMPORARIES * tokens * cfg.vocab_size * itemsize
@@ -163,9 +162,9 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
     elif model == "bert":
         floats = cfg.n_layer * block + (C + 1) + C + 2 * C + (C + 1) + C + V + C / T
         ints = 3
-    elif model == "bart":
+    elif model == "seq2seq":
         S = T
-        encoder = (cfg.n_layer * (8 * C + 3 * F + H * S + 2) + (C + 1) + C) * S / T
+        encoder = (cfg.n_enc_layer * (8 * C + 3 * F + H * S + 2) + (C + 1) + C) * S / T
         H_dec, F_dec = cfg.n_dec_head, cfg.n_dec_inner
         dec_block = 12 * C + 3 * F_dec + H_dec * T + H_dec * S + 3 + 2 * C * S / T
         floats = encoder + cfg.n_dec_layer * dec_block + (C + 1) + C + V

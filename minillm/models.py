@@ -51,7 +51,7 @@ class GPTConfig:
     scale_attn_by_inverse_layer_idx: bool = False
 
     def __post_init__(self):
-        for name in ("vocab_size", "n_ctx", "n_embd", "n_head", "n_layer"):
+        for name in ("vocab_size", "n_ctx", "n_embd", "n_head"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(
@@ -66,9 +66,11 @@ class GPTConfig:
         for name, default in (("n_dec_head", self.n_head), ("n_dec_inner", self.n_inner)):
             if hasattr(self, name) and getattr(self, name) is None:
                 object.__setattr__(self, name, default)
-        # The fields only some families have (BERT's segments, BART's decoder) and the
-        # feed-forward width: positive integers too.
-        for name in ("n_inner", "n_types", "n_dec_layer", "n_dec_head", "n_dec_inner"):
+        # The block counts (n_layer, or a BART's n_enc_layer and n_dec_layer), the fields only
+        # some families have (BERT's segments, BART's decoder) and the feed-forward width:
+        # positive integers too.
+        for name in ("n_layer", "n_enc_layer", "n_dec_layer", "n_inner", "n_types", "n_dec_head",
+                     "n_dec_inner"):
             value = getattr(self, name, 1)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(
@@ -425,7 +427,7 @@ class Seq2SeqConfig:
     n_ctx: int = 48  # longest source and longest target, in tokens
     n_embd: int = 64  # C
     n_head: int = 4  # H, in the encoder's attention
-    n_layer: int = 2  # encoder blocks
+    n_enc_layer: int = 2  # encoder blocks
     n_dec_layer: int = 2  # decoder blocks
     n_inner: int | None = None  # F of the encoder; None means 4C
     ln_eps: float = 1e-5  # PyTorch's LayerNorm default, which BART uses
@@ -451,7 +453,7 @@ def seq2seq_param_shapes(cfg):
     C, V, P = cfg.n_embd, cfg.vocab_size, cfg.n_ctx + BART_POSITION_OFFSET
     shapes = {"wte": (V, C)}  # one table: encoder input, decoder input, and the output layer
     shapes.update({"enc.wpe": (P, C), "enc.ln_e.g": (C,), "enc.ln_e.b": (C,)})
-    for layer in range(cfg.n_layer):
+    for layer in range(cfg.n_enc_layer):
         shapes.update(_block_shapes(f"enc.h.{layer}.", C, cfg.n_inner))
     shapes.update({"dec.wpe": (P, C), "dec.ln_e.g": (C,), "dec.ln_e.b": (C,)})
     for layer in range(cfg.n_dec_layer):
@@ -491,7 +493,7 @@ def encoder_forward(params, cfg, src_ids, src_mask=None):
     src_ids, src_mask = check_inputs(cfg, src_ids, src_mask, "src_ids", "src_mask")
     x, c_emb = _embed(params, "enc.", src_ids, cfg)
     allowed = src_mask[:, None, None, :]  # (B, 1, 1, S)
-    x, blocks = stack_forward(x, params, "enc.h.", cfg.n_layer, cfg.block_spec(), allowed)
+    x, blocks = stack_forward(x, params, "enc.h.", cfg.n_enc_layer, cfg.block_spec(), allowed)
     return x, {"emb": c_emb, "blocks": blocks}
 
 
@@ -551,6 +553,12 @@ class ModelFamily(NamedTuple):
     init: Callable
     param_shapes: Callable
     hf_arch: str
+
+
+def blocks(family, n):
+    """The config fields that give a model of ``family`` n blocks: {"n_layer": n}, or for the
+    encoder-decoder n in the encoder and n in the decoder."""
+    return {"n_enc_layer": n, "n_dec_layer": n} if family == "seq2seq" else {"n_layer": n}
 
 
 # The model families by name; checkpoints record the name.

@@ -44,7 +44,7 @@ def shapes(draw):
 def expected_count(model, L):
     """18 per block (4 linears x 3 + 6 attention); a decoder block 33 (7 x 3 + 2 x 6); the
     tied output layer 3; BERT's MLM dense, pooler and NSP 3 each."""
-    return {"gpt": 18 * L + 3, "bert": 18 * L + 12, "bart": 51 * L + 3}[model]
+    return {"gpt": 18 * L + 3, "bert": 18 * L + 12, "seq2seq": 51 * L + 3}[model]
 
 
 def expected_flops(model, s):

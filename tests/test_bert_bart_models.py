@@ -20,10 +20,10 @@ from minillm.models import (
 )
 
 BERT = BertConfig(vocab_size=9, n_ctx=6, n_embd=8, n_head=2, n_layer=2)
-BART = Seq2SeqConfig(vocab_size=9, n_ctx=6, n_embd=8, n_head=2, n_layer=1, n_dec_layer=2)
+BART = Seq2SeqConfig(vocab_size=9, n_ctx=6, n_embd=8, n_head=2, n_enc_layer=1, n_dec_layer=2)
 # Narrower copies for the gradient checks, which perturb every parameter one at a time.
 BERT_CHECK = BertConfig(vocab_size=9, n_ctx=6, n_embd=4, n_head=2, n_layer=2)
-BART_CHECK = Seq2SeqConfig(vocab_size=9, n_ctx=6, n_embd=4, n_head=2, n_layer=1, n_dec_layer=2)
+BART_CHECK = Seq2SeqConfig(vocab_size=9, n_ctx=6, n_embd=4, n_head=2, n_enc_layer=1, n_dec_layer=2)
 
 
 def noisy(params, rng):
@@ -145,7 +145,7 @@ def test_decoder_is_causal_and_sees_the_whole_source(seed, t):
 # BART's config variants that transformers supports: a decoder with its own heads and
 # feed-forward width, and token embeddings scaled by sqrt(C)
 
-BART_ASYM = Seq2SeqConfig(vocab_size=9, n_ctx=6, n_embd=4, n_head=2, n_layer=1, n_dec_layer=2,
+BART_ASYM = Seq2SeqConfig(vocab_size=9, n_ctx=6, n_embd=4, n_head=2, n_enc_layer=1, n_dec_layer=2,
                           n_inner=6, n_dec_head=1, n_dec_inner=3, scale_embedding=True)
 
 
@@ -202,7 +202,7 @@ def test_the_memory_estimate_counts_the_decoder_s_own_heads_and_width():
     from minillm.memory import analytic_cache_bytes_per_token
     from minillm.objectives import objective_of_model
 
-    cfg = Seq2SeqConfig(vocab_size=13, n_ctx=6, n_embd=8, n_head=2, n_layer=1, n_dec_layer=2,
+    cfg = Seq2SeqConfig(vocab_size=13, n_ctx=6, n_embd=8, n_head=2, n_enc_layer=1, n_dec_layer=2,
                         n_inner=12, n_dec_head=4, n_dec_inner=40)
     rng = np.random.default_rng(0)
     params = seq2seq_init(cfg, rng, np.float32)
@@ -212,4 +212,4 @@ def test_the_memory_estimate_counts_the_decoder_s_own_heads_and_width():
     _, _, cache = objective_of_model("seq2seq").loss(params, cfg, batch, reduction="mean")
     measured = cache_bytes(cache["model"], params) + cache_bytes(cache["ce"], params)
     assert measured / (B * T) == pytest.approx(
-        analytic_cache_bytes_per_token("bart", cfg, T), rel=1e-12)
+        analytic_cache_bytes_per_token("seq2seq", cfg, T), rel=1e-12)

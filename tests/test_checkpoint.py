@@ -344,9 +344,11 @@ def test_the_parameter_count_is_the_table_s_whatever_the_depth(model, layers, de
     from minillm.memory import parameter_count
     from minillm.models import MODELS
 
-    shape = dict(vocab_size=50, n_ctx=ctx, n_embd=width, n_head=2, n_layer=layers)
+    shape = dict(vocab_size=50, n_ctx=ctx, n_embd=width, n_head=2)
     if model == "seq2seq":
-        shape["n_dec_layer"] = dec_layers
+        shape.update(n_enc_layer=layers, n_dec_layer=dec_layers)
+    else:
+        shape["n_layer"] = layers
     cfg = MODELS[model].config(**shape)
     table = sum(math.prod(s) for s in MODELS[model].param_shapes(cfg).values())
     assert parameter_count(model, cfg) == table
@@ -493,16 +495,14 @@ def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     import tracemalloc
 
     from minillm.memory import training_step_bytes
-    from minillm.models import MODELS
+    from minillm.models import MODELS, blocks
     from minillm.objectives import get_objective
     from minillm.optim import adamw_init
     from minillm.train import train_step
 
     tok = default_grammar().tokenizer()
-    shape = dict(vocab_size=len(tok), n_ctx=96, n_embd=32, n_head=8, n_layer=2)
-    if model == "seq2seq":
-        shape["n_dec_layer"] = 2
-    cfg = MODELS[model].config(**shape)
+    cfg = MODELS[model].config(vocab_size=len(tok), n_ctx=96, n_embd=32, n_head=8,
+                               **blocks(model, 2))
     train_cfg = TrainConfig(objective=objective, batch_size=6)
     rng = np.random.default_rng(0)
     params = MODELS[model].init(cfg, rng)
@@ -581,7 +581,7 @@ def _seq2seq_checkpoint(path, **fields):
 
     tok = default_grammar().tokenizer()
     cfg = MODELS["seq2seq"].config(vocab_size=len(tok), n_ctx=16, n_embd=8, n_head=2,
-                                   n_layer=1, n_dec_layer=1, **fields)
+                                   n_enc_layer=1, n_dec_layer=1, **fields)
     params = MODELS["seq2seq"].init(cfg, np.random.default_rng(0))
     state = {"params": params, "opt": adamw_init(params), "step": 0, "history": [],
              "data_rng": np.random.default_rng(0)}
@@ -620,3 +620,19 @@ def test_a_checkpoint_written_before_the_variants_loads_with_their_defaults(tmp_
                                         MISSING)]))
     assert load_checkpoint(gpt)[0].scale_attn_by_inverse_layer_idx is False
     assert main(["generate", "今天", "--checkpoint", gpt]) == 0
+
+
+def test_an_encoder_decoder_written_when_its_encoder_blocks_were_n_layer_loads(tmp_path):
+    """Older files name an encoder-decoder's encoder blocks n_layer (beside n_dec_layer); they
+    load as n_enc_layer, and a file with both names, or with neither, is refused by name."""
+    path = str(tmp_path / "m.safetensors")
+    cfg = _seq2seq_checkpoint(path)
+    tensors, meta = read(path)
+    write(path, tensors, mutated(meta, [("model_config.n_enc_layer", MISSING),
+                                        ("model_config.n_layer", 1)]))
+    assert load_checkpoint(path)[0] == cfg
+    for fields, words in [([("model_config.n_layer", 1)], "unknown 'n_enc_layer'"),
+                          ([("model_config.n_enc_layer", MISSING)], "lacks n_enc_layer")]:
+        write(path, tensors, mutated(meta, fields))
+        with pytest.raises(CheckpointError, match=words):
+            load_checkpoint(path)

@@ -27,7 +27,7 @@ def test_the_three_families_have_the_same_parameters_within_10_percent(vocab, na
     counts = {c: compare.n_params(f, configs[c])
               for c, f in (("clm", "gpt"), ("mlm", "bert"), ("seq2seq", "seq2seq"))}
     assert max(counts.values()) <= 1.1 * min(counts.values()), counts
-    assert configs["seq2seq"].n_layer + configs["seq2seq"].n_dec_layer == budget.n_layer
+    assert configs["seq2seq"].n_enc_layer + configs["seq2seq"].n_dec_layer == budget.n_layer
 
 
 def test_gpt_trains_on_the_answer_only(vocab):

@@ -88,7 +88,7 @@ def test_bad_sampling_arguments_are_named(kwargs, name):
 # ---------------------------------------------------------------------------------------------
 # Encoder-decoder decoding
 
-S2S = Seq2SeqConfig(vocab_size=5, n_ctx=8, n_embd=8, n_head=2, n_layer=1, n_dec_layer=1)
+S2S = Seq2SeqConfig(vocab_size=5, n_ctx=8, n_embd=8, n_head=2, n_enc_layer=1, n_dec_layer=1)
 
 
 def s2s_params(seed, scale=1.0):

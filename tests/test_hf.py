@@ -86,7 +86,7 @@ def test_load_save_load_is_bit_exact(arch, tmp_path):
 MINILLM_MODELS = {
     "gpt2": (GPTConfig(vocab_size=30, n_ctx=10, n_embd=16, n_head=2, n_layer=2), gpt_init),
     "bert": (BertConfig(vocab_size=30, n_ctx=10, n_embd=16, n_head=2, n_layer=2), bert_init),
-    "bart": (Seq2SeqConfig(vocab_size=30, n_ctx=10, n_embd=16, n_head=2, n_layer=1,
+    "bart": (Seq2SeqConfig(vocab_size=30, n_ctx=10, n_embd=16, n_head=2, n_enc_layer=1,
                            n_dec_layer=2), seq2seq_init),
 }
 
@@ -368,7 +368,7 @@ def test_transformers_loads_a_saved_minillm_model_with_the_config_variants(arch,
     cfg, init = {
         "gpt2": (GPTConfig(vocab_size=30, n_ctx=10, n_embd=16, n_head=2, n_layer=3, n_inner=24,
                            scale_attn_by_inverse_layer_idx=True), gpt_init),
-        "bart": (Seq2SeqConfig(vocab_size=30, n_ctx=10, n_embd=16, n_head=4, n_layer=1,
+        "bart": (Seq2SeqConfig(vocab_size=30, n_ctx=10, n_embd=16, n_head=4, n_enc_layer=1,
                                n_dec_layer=2, n_inner=40, n_dec_head=2, n_dec_inner=24,
                                scale_embedding=True), seq2seq_init),
     }[arch]

@@ -20,7 +20,7 @@ TOK = GRAMMAR.tokenizer()
 
 def tiny(n_ctx, n_embd=16):
     """A one-block encoder-decoder over the grammar's vocabulary."""
-    return Seq2SeqConfig(vocab_size=len(TOK), n_ctx=n_ctx, n_embd=n_embd, n_head=2, n_layer=1,
+    return Seq2SeqConfig(vocab_size=len(TOK), n_ctx=n_ctx, n_embd=n_embd, n_head=2, n_enc_layer=1,
                          n_dec_layer=1)
 
 
@@ -34,7 +34,7 @@ def test_teacher_forcing_shifts_the_target_right_behind_the_start_token():
 
 @pytest.mark.parametrize("objective", ["t5", "bart", "tasks", "mix"])
 def test_the_ignore_index_never_reaches_a_decoder_input(objective):
-    cfg = Seq2SeqConfig(vocab_size=len(TOK), n_ctx=48, n_embd=16, n_head=2, n_layer=1, n_dec_layer=1)
+    cfg = Seq2SeqConfig(vocab_size=len(TOK), n_ctx=48, n_embd=16, n_head=2, n_enc_layer=1, n_dec_layer=1)
     train_cfg = TrainConfig(objective=objective)
     data = make_data(train_cfg, cfg, TOK)
     rng = np.random.default_rng(0)
@@ -66,7 +66,7 @@ def test_a_t5_example_merges_back_into_its_sentence():
 
 
 def test_bart_trains_and_lowers_its_loss():
-    cfg = Seq2SeqConfig(vocab_size=len(TOK), n_ctx=48, n_embd=32, n_head=2, n_layer=1, n_dec_layer=1)
+    cfg = Seq2SeqConfig(vocab_size=len(TOK), n_ctx=48, n_embd=32, n_head=2, n_enc_layer=1, n_dec_layer=1)
     train_cfg = TrainConfig(steps=60, batch_size=16, objective="bart")
     state = train(cfg, train_cfg, make_data(train_cfg, cfg, TOK), TOK, log=lambda line: None)
     # From about log V = 5.1 (untrained) to well below it.

@@ -70,12 +70,13 @@ def test_the_same_seed_gives_the_same_bits_and_another_seed_does_not():
 def test_n_steps_then_n_more_from_a_checkpoint_equals_2n_steps(objective, masking, pool, nsp,
                                                                tmp_path):
     """On every path: the data generator, the masks and the optimizer all resume exactly."""
-    from minillm.models import MODELS
+    from minillm.models import MODELS, blocks
     from minillm.objectives import get_objective
     from minillm.data import make_data
 
     family = get_objective(objective).MODEL
-    cfg = MODELS[family].config(vocab_size=len(TOKENIZER), n_ctx=48, n_embd=16, n_head=2, n_layer=1)
+    cfg = MODELS[family].config(vocab_size=len(TOKENIZER), n_ctx=48, n_embd=16, n_head=2,
+                                **blocks(family, 1))
     cfg_t = TrainConfig(steps=12, batch_size=4, seed=1, warmup=3, objective=objective,
                         masking=masking, pool=pool, nsp=nsp)
     data = make_data(cfg_t, cfg, TOKENIZER)
