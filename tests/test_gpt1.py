@@ -300,3 +300,14 @@ def test_a_gpt_checkpoint_written_before_arch_loads_as_gpt2_and_a_bad_arch_is_na
     safetensors.save_file(tensors, path, metadata={"minillm": json.dumps(meta)})
     with pytest.raises(CheckpointError, match=r"model_config\.arch is 'gpt3', not one of"):
         load_checkpoint(path)
+
+
+def test_import_reads_the_folder_transformers_wrote_into_a_gpt1_checkpoint(tmp_path, capsys):
+    ckpt = str(tmp_path / "m.safetensors")
+    assert main(["import", FIXTURE, ckpt]) == 0
+    assert "openai-gpt as a minillm clm model; token ids only" in capsys.readouterr().out
+    model_cfg, train_cfg, tokenizer, state = load_checkpoint(ckpt)
+    expected = hf.load(FIXTURE)
+    assert model_cfg == expected.cfg and model_cfg.arch == "gpt1" and tokenizer is None
+    for name, value in expected.params.items():
+        np.testing.assert_array_equal(state["params"][name], value, err_msg=name)
