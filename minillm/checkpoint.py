@@ -41,7 +41,7 @@ from . import safetensors
 from .config import TrainConfig
 from .files import loads_json
 from .files import show as _short
-from .models import MODELS
+from .models import GPT_ARCHS, MODELS
 from .objectives import get_objective
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -57,10 +57,11 @@ MAX_NAME, MAX_PATH = 32, 4096
 # PCG64's state and increment are 128-bit integers; the buffered half-draw a 32-bit one.
 PCG64_BITS, UINT32 = 128, 2**32
 # Model-config fields added after this format was first written (for models imported from
-# Hugging Face): a checkpoint without them was made before, and its model computes as the
-# fields' defaults do (the decoder's heads and width the encoder's, nothing scaled).
+# Hugging Face, and GPT-1): a checkpoint without them was made before, and its model computes
+# as the fields' defaults do (the decoder's heads and width the encoder's, nothing scaled, a
+# GPT-2).
 LATER_MODEL_FIELDS = ("n_dec_head", "n_dec_inner", "scale_embedding",
-                      "scale_attn_by_inverse_layer_idx")
+                      "scale_attn_by_inverse_layer_idx", "arch")
 # Model-config fields renamed since: (family, name in older files) -> today's name. An
 # encoder-decoder's n_layer counted its encoder blocks only, beside n_dec_layer; it is n_enc_layer.
 RENAMED_MODEL_FIELDS = {("seq2seq", "n_layer"): "n_enc_layer"}
@@ -181,6 +182,9 @@ def read_metadata(metadata, entries, path):
         elif name in BOOLEAN_MODEL_FIELDS:
             if not isinstance(value, bool):
                 raise fail(f"model_config.{name} is {_short(value)}, not true or false")
+        elif name == "arch":  # which GPT (models.GPT_ARCHS); a GPT checkpoint without it: GPT-2
+            if value not in GPT_ARCHS:
+                raise fail(f"model_config.arch is {_short(value)}, not one of {GPT_ARCHS}")
         else:
             _integer(value, f"model_config.{name}", fail, low=1)
     for name in ("n_layer", "n_enc_layer", "n_dec_layer"):

@@ -193,6 +193,9 @@ def build_parser():
                    help="attention heads; must divide --n-embd (default 4)")
     t.add_argument("--n-ctx", type=_positive_int,
                    help="longest sequence in tokens, special tokens included (default 32)")
+    t.add_argument("--arch", choices=("gpt2", "gpt1"),
+                   help="clm: which GPT, gpt2 (pre-LN blocks and a final layer norm) or gpt1 "
+                   "(GPT-1: post-LN blocks, no final layer norm) (default gpt2)")
     t.add_argument("--dtype", choices=("float32", "float64"),
                    help="parameter dtype (default float32)")
     t.add_argument("--log-every", type=_positive_int,
@@ -274,7 +277,8 @@ def build_parser():
     e = sub.add_parser(
         "export", help="write a trained model as a Hugging Face folder",
         description="Write the model in CHECKPOINT as a Hugging Face folder: config.json and "
-        "model.safetensors in the layout of GPT-2 (from a GPT), BERT (from a BERT) or BART (from "
+        "model.safetensors in the layout of GPT-2 (from a GPT; GPT-1's, openai-gpt, from a GPT "
+        "trained with --arch gpt1), BERT (from a BERT) or BART (from "
         "an encoder-decoder), which transformers' from_pretrained loads; tokenizer.json and "
         "tokenizer_config.json, with which transformers' AutoTokenizer gives minillm's ids; and "
         "minillm_vocab.json, the vocabulary, so that 'minillm import' can read the folder back.",
@@ -284,7 +288,7 @@ def build_parser():
     e.add_argument("--to", choices=("hf",), default="hf", help="the format (only hf)")
 
     i = sub.add_parser(
-        "import", help="read a Hugging Face folder (GPT-2, BERT, BART) into a checkpoint",
+        "import", help="read a Hugging Face folder (GPT-2, GPT-1, BERT, BART) into a checkpoint",
         description="Read FOLDER (config.json and model.safetensors, as written by 'minillm "
         "export' or by transformers' save_pretrained) into a minillm checkpoint with fresh "
         "optimizer state. A folder that 'minillm export' wrote also holds minillm_vocab.json, "
@@ -662,7 +666,7 @@ def _print_hypotheses(args, model, hypotheses, outputs):
 
 HF_ARCH = {"generate": "gpt2", "score": "gpt2", "next": "gpt2", "fill": "bert",
            "seq2seq": "bart"}
-HF_NAMES = {"gpt2": "GPT-2", "bert": "BERT", "bart": "BART"}
+HF_NAMES = {"gpt2": "GPT-2", "openai-gpt": "GPT-1", "bert": "BERT", "bart": "BART"}
 
 
 def _hf_load(args, command):
@@ -919,7 +923,7 @@ VOCAB_FILE = "minillm_vocab.json"
 # gives a folder without it: what a Hugging Face model of that architecture was pre-trained for
 # (BART: denoising, BART's text infilling).
 OBJECTIVE_KEY = "minillm_objective"
-IMPORTED_OBJECTIVE = {"gpt2": "clm", "bert": "mlm", "bart": "bart"}
+IMPORTED_OBJECTIVE = {"gpt2": "clm", "openai-gpt": "clm", "bert": "mlm", "bart": "bart"}
 # The largest vocabulary file import reads: every character of Unicode and 200 pairs fit in
 # a few MB.
 MAX_VOCAB_FILE_BYTES = 64 << 20
@@ -967,7 +971,6 @@ def cmd_export(args):
 
     from . import hf, safetensors
     from .hf_tokenizers import HF_TOKENIZER_FILES, save_minillm_tokenizer
-    from .models import MODELS
     from .objectives import get_objective
     from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -976,7 +979,7 @@ def cmd_export(args):
     if not args.folder.strip():
         raise UserError("folder is empty: name the folder to write")
     model_cfg, train_cfg, tokenizer, state = _read_checkpoint(args.checkpoint, "checkpoint")
-    arch = MODELS[get_objective(train_cfg.objective).MODEL].hf_arch
+    arch = hf.arch_of(get_objective(train_cfg.objective).MODEL, model_cfg)
     model = hf.from_minillm(arch, model_cfg, state["params"],
                             special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
     # The model's job travels with it: import labels the checkpoint with it again (JOBS).
@@ -1013,7 +1016,6 @@ def cmd_import(args):
 
     from .checkpoint import save_checkpoint, tokenizer_from_description
     from .files import read_json
-    from .models import MODELS
     from .objectives import get_objective
     from .optim import adamw_init
     from .config import TrainConfig
@@ -1033,7 +1035,7 @@ def cmd_import(args):
     else:  # a folder transformers wrote: its vocabulary is its own tokenizer's, not minillm's
         only = f"; token ids only: the folder has no {VOCAB_FILE}"
     objective = model.hf_config.get(OBJECTIVE_KEY, IMPORTED_OBJECTIVE[model.arch])
-    fits = [o for o in OBJECTIVES if MODELS[get_objective(o).MODEL].hf_arch == model.arch]
+    fits = [o for o in OBJECTIVES if get_objective(o).MODEL == hf.ARCH_MODEL[model.arch]]
     if objective not in fits:
         raise UserError(f"folder {args.folder!r}: config.json's {OBJECTIVE_KEY} "
                         f"{reprlib.repr(objective)} is not an objective of a {model.arch} model "
@@ -1053,7 +1055,7 @@ STORED_SETTINGS = {
     "log_every": ("train", 25), "masking": ("train", "dynamic"), "pool": ("train", 0),
     "nsp": ("train", False),
     "n_layer": ("model", 2), "n_embd": ("model", 64), "n_head": ("model", 4),
-    "n_ctx": ("model", 32),
+    "n_ctx": ("model", 32), "arch": ("model", "gpt2"),
 }
 
 
@@ -1068,6 +1070,14 @@ def _fill_defaults(args):
             setattr(args, name, default)
 
 
+def _refuse_arch(given, objective):
+    """--arch picks which GPT a clm run trains; any other objective's model has no such
+    setting."""
+    if "arch" in given and objective != "clm":
+        raise UserError(f"--arch chooses the GPT of --objective clm; --objective {objective} "
+                        "trains another model: drop --arch")
+
+
 def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source):
     """--resume continues a run with the settings stored in its checkpoint: an option given
     with another value is an error, whether or not that value is the default (it would be
@@ -1075,7 +1085,7 @@ def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
     (``source``: the path and SHA-256 of the --data file given now, or None)."""
     for name in sorted(given, key=list(STORED_SETTINGS).index):
         where, field = STORED_SETTINGS[name][0], name
-        if where == "model" and not hasattr(model_cfg, name):  # an encoder-decoder's --n-layer
+        if name == "n_layer" and not hasattr(model_cfg, name):  # an encoder-decoder's --n-layer
             field = "n_enc_layer"
         stored = getattr(train_cfg if where == "train" else model_cfg, field)
         if getattr(args, name) != stored:
@@ -1145,6 +1155,8 @@ def _configs_from_options(args, objective):
     # --n-layer blocks (an encoder-decoder: in the encoder, and as many in the decoder)
     shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head,
                  **blocks(objective.MODEL, args.n_layer))
+    if objective.MODEL == "gpt":
+        shape["arch"] = args.arch  # GPT-2's blocks or GPT-1's
     try:
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
@@ -1175,6 +1187,7 @@ def cmd_train(args, threads=None):
     objective = get_objective(args.objective)
     out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
+        _refuse_arch(given, args.objective)
         train_cfg, model_cfg = _configs_from_options(args, objective)
     documents = source = None
     if args.data is not None:
@@ -1202,6 +1215,7 @@ def cmd_train(args, threads=None):
             raise UserError(f"--resume: no checkpoint at --out {out!r}")
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
         _refuse_ids_only(tokenizer, out, "--out")
+        _refuse_arch(given, train_cfg.objective)
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
         objective = get_objective(train_cfg.objective)
         _check_memory(model_cfg, train_cfg, objective, f"--out {out!r}")

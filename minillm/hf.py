@@ -1,5 +1,5 @@
-"""Hugging Face checkpoints: read and write GPT-2, BERT and BART, and compute what transformers
-computes, loss and gradients included.
+"""Hugging Face checkpoints: read and write GPT-2, GPT-1 (transformers' openai-gpt), BERT and
+BART, and compute what transformers computes, loss and gradients included.
 
     from minillm import hf
     model = hf.load(folder)                 # config.json + model.safetensors
@@ -8,7 +8,7 @@ computes, loss and gradients included.
 
 Names and layouts. minillm stores every projection as (in, out) and fuses q, k, v into one
 (C, 3C) matrix; GPT-2's Conv1D has the same layout, while BERT's and BART's nn.Linear store
-(out, in) with q, k, v apart. The tables below list, per architecture, each minillm parameter
+(out, in) with q, k, v apart; GPT-1's Conv1D is GPT-2's, under GPT-2's block names. The tables below list, per architecture, each minillm parameter
 and where it comes from. ``{l}`` is a layer index. The kinds:
 
     copy       the same array
@@ -44,9 +44,13 @@ from .layers import IGNORE_INDEX
 from .models import MODELS, BertConfig, GPTConfig, Seq2SeqConfig, check_params
 from .objectives import objective_of_model
 
+# transformers' name of GPT-1 (OpenAIGPTLMHeadModel): a minillm GPT whose config has
+# arch="gpt1" (arch_of).
+GPT1_ARCH = "openai-gpt"
 # Each Hugging Face architecture's minillm model family, and its table of parameter shapes.
 ARCH_MODEL = {family.hf_arch: name for name, family in MODELS.items()}
-PARAM_SHAPES = {family.hf_arch: family.param_shapes for family in MODELS.values()}
+ARCH_MODEL[GPT1_ARCH] = "gpt"
+PARAM_SHAPES = {arch: MODELS[model].param_shapes for arch, model in ARCH_MODEL.items()}
 # The largest config.json read: Hugging Face's are a few kilobytes.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -72,6 +76,13 @@ GPT2_BLOCK = [
     ("h.{l}.mlp.c_fc.b", "copy", "transformer.h.{l}.mlp.c_fc.bias"),
     ("h.{l}.mlp.c_proj.w", "copy", "transformer.h.{l}.mlp.c_proj.weight"),
     ("h.{l}.mlp.c_proj.b", "copy", "transformer.h.{l}.mlp.c_proj.bias"),
+]
+
+# GPT-1 (transformers' OpenAIGPTLMHeadModel): its blocks are named as GPT-2's (GPT2_BLOCK), its
+# embeddings otherwise, and it has no final layer norm.
+OPENAI_GPT_TABLE = [
+    ("wte", "copy", "transformer.tokens_embed.weight"),
+    ("wpe", "copy", "transformer.positions_embed.weight"),
 ]
 
 _BERT_L = "bert.encoder.layer.{l}."
@@ -174,12 +185,24 @@ def name_table(arch, cfg):
 
     if arch == "gpt2":
         return GPT2_TABLE[:2] + expand(GPT2_BLOCK, cfg.n_layer) + GPT2_TABLE[2:]
+    if arch == GPT1_ARCH:
+        return OPENAI_GPT_TABLE + expand(GPT2_BLOCK, cfg.n_layer)
     if arch == "bert":
         return BERT_TABLE[:5] + expand(BERT_BLOCK, cfg.n_layer) + BERT_TABLE[5:]
     if arch == "bart":
         return (BART_TABLE[:4] + expand(BART_ENC_BLOCK, cfg.n_enc_layer) + BART_TABLE[4:7]
                 + expand(BART_DEC_BLOCK, cfg.n_dec_layer) + BART_TABLE[7:])
-    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'bert' or 'bart'")
+    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'openai-gpt', 'bert' or "
+                     "'bart'")
+
+
+def arch_of(model, cfg):
+    """The Hugging Face architecture of a minillm model of family ``model`` (models.MODELS)
+    with config ``cfg``: the family's, except a GPT with GPT-1's blocks, transformers'
+    openai-gpt."""
+    if model == "gpt" and cfg.arch == "gpt1":
+        return GPT1_ARCH
+    return MODELS[model].hf_arch
 
 
 def to_minillm(arch, cfg, hf_tensors):
@@ -240,6 +263,7 @@ def to_hf(arch, cfg, params, keep=None):
 # the second; older files hold the copy too.
 TIED_COPIES = {
     "gpt2": [("lm_head.weight", "transformer.wte.weight")],
+    GPT1_ARCH: [("lm_head.weight", "transformer.tokens_embed.weight")],
     "bert": [("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
              ("cls.predictions.decoder.bias", "cls.predictions.bias")],
     "bart": [("model.encoder.embed_tokens.weight", "model.shared.weight"),
@@ -252,9 +276,13 @@ TIED_COPIES = {
 # version numbers of fairseq's BART.
 REBUILT_BUFFERS = {
     "gpt2": re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)"),
+    GPT1_ARCH: re.compile(r"transformer\.(h\.\d+\.attn\.bias|position_ids)"),
     "bert": re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)"),
     "bart": re.compile(r"model\.(encoder|decoder)\.version"),
 }
+# The token embedding as a file saved from the model without its head (GPT2Model,
+# OpenAIGPTModel) names it: such a file has no "transformer." prefix.
+BASE_MODEL_NAME = {"gpt2": "wte.weight", GPT1_ARCH: "tokens_embed.weight"}
 # The longest list of names a message shows.
 SHOW_NAMES = 5
 
@@ -273,7 +301,8 @@ def _renamed(tensors, rename, where):
 def canonical_tensors(arch, tensors, where="model.safetensors"):
     """A file's tensors under the names of the tables above, whoever wrote it:
 
-        GPT-2 files saved from GPT2Model    have no "transformer." prefix: it is added
+        GPT-2 files saved from GPT2Model    have no "transformer." prefix: it is added (and
+        GPT-1's from OpenAIGPTModel         so for GPT-1's)
         older BERT files                    name LayerNorm's weight and bias gamma and beta:
                                             renamed, as transformers' own loader does
         older files                         hold REBUILT_BUFFERS: dropped; and TIED_COPIES:
@@ -282,7 +311,7 @@ def canonical_tensors(arch, tensors, where="model.safetensors"):
     A copy that differs from its tensor is refused: the file means something minillm (and
     transformers, which ties them anyway) would not compute.
     """
-    if arch == "gpt2" and "wte.weight" in tensors:
+    if BASE_MODEL_NAME.get(arch) in tensors:
         tensors = _renamed(tensors, lambda n: n if n == "lm_head.weight" else "transformer." + n,
                            where)
     tensors = _renamed(tensors, lambda n: n.replace("LayerNorm.gamma", "LayerNorm.weight")
@@ -318,6 +347,9 @@ def _listed(names):
 COMPUTES = {
     "gpt2": {"activation_function": "gelu_new", "scale_attn_weights": True,
              "add_cross_attention": False, "tie_word_embeddings": True},
+    # GPT-1's afn "gelu" is transformers' gelu_new, the tanh form (modeling_openai.ACT_FNS),
+    # as in GPT-1's own code; "gelu_new" itself is not one of its afn names.
+    GPT1_ARCH: {"afn": "gelu", "tie_word_embeddings": True},
     "bert": {"hidden_act": "gelu", "position_embedding_type": "absolute", "is_decoder": False,
              "add_cross_attention": False, "tie_word_embeddings": True},
     "bart": {"activation_function": "gelu", "normalize_before": False,
@@ -340,6 +372,11 @@ def config_from_hf(hf_config):
             n_inner=hf_config.get("n_inner"), ln_eps=hf_config.get("layer_norm_epsilon", 1e-5),
             # Read as transformers reads them: any true value (and null is false).
             scale_attn_by_inverse_layer_idx=bool(hf_config.get("scale_attn_by_inverse_layer_idx")))
+    if arch == GPT1_ARCH:  # its feed-forward width is always 4C (modeling_openai.Block)
+        return arch, GPTConfig(
+            vocab_size=hf_config["vocab_size"], n_ctx=hf_config["n_positions"],
+            n_embd=hf_config["n_embd"], n_head=hf_config["n_head"], n_layer=hf_config["n_layer"],
+            ln_eps=hf_config.get("layer_norm_epsilon", 1e-5), arch="gpt1")
     if arch == "bert":
         return arch, BertConfig(
             vocab_size=hf_config["vocab_size"], n_ctx=hf_config["max_position_embeddings"],
@@ -355,12 +392,15 @@ def config_from_hf(hf_config):
             n_dec_inner=hf_config["decoder_ffn_dim"],
             scale_embedding=bool(hf_config.get("scale_embedding")))
     raise ValueError(f"config.json model_type {arch!r} is not supported: "
-                     "expected 'gpt2', 'bert' or 'bart'")
+                     "expected 'gpt2', 'openai-gpt', 'bert' or 'bart'")
 
 
 def config_to_hf(arch, cfg, special=None):
     """A transformers config.json dict for a minillm config. ``special`` holds token ids."""
     s = {"bos": 2, "eos": 3, "pad": 0, **(special or {})}
+    if arch in ("gpt2", GPT1_ARCH) and arch != arch_of("gpt", cfg):  # GPT-1 is not GPT-2
+        raise ValueError(f"a GPT with arch={cfg.arch!r} is Hugging Face's "
+                         f"{arch_of('gpt', cfg)!r}, not {arch!r}")
     if arch == "gpt2":
         return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
                 "vocab_size": cfg.vocab_size, "n_positions": cfg.n_ctx, "n_embd": cfg.n_embd,
@@ -369,6 +409,19 @@ def config_to_hf(arch, cfg, special=None):
                 "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
                 "scale_attn_weights": True, "tie_word_embeddings": True,
                 "scale_attn_by_inverse_layer_idx": cfg.scale_attn_by_inverse_layer_idx,
+                "bos_token_id": s["bos"], "eos_token_id": s["eos"]}
+    if arch == GPT1_ARCH:
+        # transformers' GPT-1 has neither setting: refused rather than written and ignored.
+        if cfg.n_inner != 4 * cfg.n_embd or cfg.scale_attn_by_inverse_layer_idx:
+            raise ValueError(f"openai-gpt computes a feed-forward width of 4 n_embd and no "
+                             f"attention scaled by layer, got n_inner={cfg.n_inner} and "
+                             f"scale_attn_by_inverse_layer_idx="
+                             f"{cfg.scale_attn_by_inverse_layer_idx} for n_embd={cfg.n_embd}")
+        return {"model_type": GPT1_ARCH, "architectures": ["OpenAIGPTLMHeadModel"],
+                "vocab_size": cfg.vocab_size, "n_positions": cfg.n_ctx, "n_embd": cfg.n_embd,
+                "n_layer": cfg.n_layer, "n_head": cfg.n_head, "afn": "gelu",
+                "layer_norm_epsilon": cfg.ln_eps, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+                "attn_pdrop": 0.0, "tie_word_embeddings": True,
                 "bos_token_id": s["bos"], "eos_token_id": s["eos"]}
     if arch == "bert":
         return {"model_type": "bert", "architectures": ["BertForPreTraining"],
@@ -389,7 +442,8 @@ def config_to_hf(arch, cfg, special=None):
                 "activation_dropout": 0.0, "tie_word_embeddings": True,
                 "pad_token_id": s["pad"], "bos_token_id": s["bos"], "eos_token_id": s["eos"],
                 "decoder_start_token_id": s["bos"], "forced_eos_token_id": s["eos"]}
-    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'bert' or 'bart'")
+    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'openai-gpt', 'bert' or "
+                     "'bart'")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,8 +454,8 @@ def config_to_hf(arch, cfg, special=None):
 class HFModel:
     """A Hugging Face model held in minillm's form."""
 
-    arch: str  # "gpt2", "bert" or "bart"
-    cfg: object  # GPTConfig, BertConfig or Seq2SeqConfig
+    arch: str  # "gpt2", "openai-gpt", "bert" or "bart"
+    cfg: object  # GPTConfig (arch "gpt2" or "gpt1"), BertConfig or Seq2SeqConfig
     params: dict  # minillm names and layouts
     hf_config: dict  # the config.json it came from (or will be saved as)
 
@@ -499,7 +553,7 @@ def from_minillm(arch, cfg, params, special=None):
 def objective_batch(arch, arrays):
     """A Hugging Face batch (arrays named as in the fixtures' case.npz) as the batch of the
     minillm objective that trains the same model (objectives/clm.py, mlm.py, seq2seq.py)."""
-    if arch == "gpt2":
+    if arch in ("gpt2", GPT1_ARCH):
         # Hugging Face shifts inside the loss: position t predicts labels[t + 1]; the last
         # position predicts nothing.
         targets = np.full_like(arrays["labels"], IGNORE_INDEX)

@@ -1,7 +1,8 @@
 """The model families of the tutorial, built from the block of transformer.py.
 
 GPT (GPT-2's architecture): pre-LN blocks, causal self-attention, learned positions, a final
-layer norm, and an output layer tied to the token embedding. BERT: post-LN blocks that see both
+layer norm, and an output layer tied to the token embedding; with ``GPTConfig.arch = "gpt1"``,
+GPT-1's: the same decoder with post-LN blocks and no final layer norm. BERT: post-LN blocks that see both
 sides, segment embeddings, the MLM and NSP heads. The encoder-decoder (BART's architecture): a
 BERT-like encoder and a GPT-like decoder whose blocks also attend to the encoder's output.
 
@@ -35,6 +36,10 @@ from .options import OptionError
 from .transformer import BlockSpec, stack_backward, stack_forward
 
 
+# The GPTs GPTConfig.arch can name.
+GPT_ARCHS = ("gpt2", "gpt1")
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     """The shape of a GPT. Defaults make the demo's tiny model (about 0.1 M parameters)."""
@@ -49,6 +54,9 @@ class GPTConfig:
     # Divide block l's attention scores also by l + 1 (transformers' GPT2Config setting of
     # this name; GPT-2 itself does not).
     scale_attn_by_inverse_layer_idx: bool = False
+    # Which GPT: "gpt2" (Radford et al. 2019): pre-LN blocks x + f(LN(x)) and a final layer
+    # norm; "gpt1" (Radford et al. 2018): post-LN blocks LN(x + f(x)) and no final layer norm.
+    arch: str = "gpt2"
 
     def __post_init__(self):
         for name in ("vocab_size", "n_ctx", "n_embd", "n_head"):
@@ -86,9 +94,13 @@ class GPTConfig:
                 0 < self.ln_eps < math.inf):
             raise ValueError(
                 f"{type(self).__name__}.ln_eps must be a finite number > 0, got {self.ln_eps!r}")
+        if getattr(self, "arch", "gpt2") not in GPT_ARCHS:
+            raise ValueError(f"{type(self).__name__}.arch must be one of {GPT_ARCHS}, "
+                             f"got {self.arch!r}")
 
     def block_spec(self):
-        return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=True,
+        # GPT-2 normalizes before each sublayer, GPT-1 after (the post-LN of Vaswani et al.).
+        return BlockSpec(n_head=self.n_head, ln_eps=self.ln_eps, pre_ln=self.arch == "gpt2",
                          activation="gelu_tanh",
                          scale_attn_by_inverse_layer_idx=self.scale_attn_by_inverse_layer_idx)
 
@@ -197,12 +209,14 @@ def _block_shapes(pre, C, F, cross=False):
 
 
 def gpt_param_shapes(cfg):
-    """Every GPT parameter name with its shape, in the order a reader meets them."""
+    """Every GPT parameter name with its shape, in the order a reader meets them. GPT-1 has no
+    final layer norm (no ``ln_f``)."""
     C = cfg.n_embd
     shapes = {"wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)}
     for layer in range(cfg.n_layer):
         shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner))
-    shapes.update({"ln_f.g": (C,), "ln_f.b": (C,)})
+    if cfg.arch == "gpt2":
+        shapes.update({"ln_f.g": (C,), "ln_f.b": (C,)})
     return shapes
 
 
@@ -231,7 +245,11 @@ def init_params(shapes, rng, dtype=np.float32, proj_std=INIT_STD):
 
 
 def gpt_init(cfg, rng, dtype=np.float32):
-    """Fresh GPT-2 parameters for ``cfg``, with its residual projections scaled by 1/sqrt(2L)."""
+    """Fresh GPT-2 parameters for ``cfg``, with its residual projections scaled by 1/sqrt(2L);
+    GPT-1's (Radford et al. 2018, section 4.1: N(0, 0.02)) without that scaling, which GPT-2
+    introduced."""
+    if cfg.arch == "gpt1":
+        return init_params(gpt_param_shapes(cfg), rng, dtype)
     return init_params(gpt_param_shapes(cfg), rng, dtype, INIT_STD / math.sqrt(2 * cfg.n_layer))
 
 
@@ -240,11 +258,16 @@ def gpt_init(cfg, rng, dtype=np.float32):
 
 
 def gpt_forward(params, cfg, ids, attention_mask=None, past=None):
-    """GPT-2's forward pass.  ids (B, T) -> logits (B, T, V), cache.
+    """GPT-2's forward pass, or GPT-1's (``cfg.arch``).  ids (B, T) -> logits (B, T, V), cache.
 
-        x = wte[ids] + wpe[t]              (B, T, C)
-        x = block_l(x) for l = 0..L-1      pre-LN, causal self-attention
-        logits = LN_f(x) wte^T             the output layer is the token embedding, tied
+        GPT-2 (Radford et al. 2019)               GPT-1 (Radford et al. 2018, eq. 2)
+        x = wte[ids] + wpe[t]                     x = wte[ids] + wpe[t]             (B, T, C)
+        x = block_l(x), pre-LN:                   x = block_l(x), post-LN:
+            x = x + attn(LN_1(x))                     x = LN_1(x + attn(x))
+            x = x + mlp(LN_2(x))                      x = LN_2(x + mlp(x))
+        logits = LN_f(x) wte^T                    logits = x wte^T    (no final layer norm)
+
+    Both with causal self-attention and the output layer tied to the token embedding.
 
     ``attention_mask`` (B, S) marks real tokens with 1 and padding with 0; padding is never
     attended to. ``past`` (generation only) is the ``cache`` of an earlier call; the T new
@@ -263,8 +286,11 @@ def gpt_forward(params, cfg, ids, attention_mask=None, past=None):
     blocks_past = None if past is None else past["blocks"]
     x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed,
                               past=blocks_past)
-    h, c_lnf = layernorm_forward(x, params["ln_f.g"], params["ln_f.b"],
-                                       cfg.ln_eps)  # (B, T, C)
+    if cfg.arch == "gpt2":  # the final layer norm: each pre-LN block left x unnormalized
+        h, c_lnf = layernorm_forward(x, params["ln_f.g"], params["ln_f.b"],
+                                     cfg.ln_eps)  # (B, T, C)
+    else:  # GPT-1: the last block's LN_2 already normalized x
+        h, c_lnf = x, None  # (B, T, C)
     logits = h @ params["wte"].T  # (B, T, V)
     cache = {"tok": c_tok, "pos": c_pos, "blocks": blocks, "lnf": c_lnf, "h": h,
              "wte": params["wte"], "S": S}
@@ -279,7 +305,10 @@ def gpt_backward(dlogits, cache):
     # logits = h wte^T: the output layer's part of the tied embedding's gradient.
     dwte_out = dlogits.reshape(-1, V).T @ h.reshape(-1, C)  # (V, C)
     dh = dlogits @ wte  # (B, T, C)
-    dx, grads["ln_f.g"], grads["ln_f.b"] = layernorm_backward(dh, cache["lnf"])
+    if cache["lnf"] is not None:  # GPT-2: h = LN_f(x)
+        dx, grads["ln_f.g"], grads["ln_f.b"] = layernorm_backward(dh, cache["lnf"])
+    else:  # GPT-1: h = x
+        dx = dh
     dx, _ = stack_backward(dx, cache["blocks"], "h.", grads)
     # x = wte[ids] + wpe[t]: both tables receive dx.
     grads["wpe"] = position_embedding_backward(dx, cache["pos"])

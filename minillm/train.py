@@ -149,10 +149,12 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
     params, opt, rng = state["params"], state["opt"], state["data_rng"]
     # The entropy floor bounds next-token prediction; other objectives predict other things.
     floor = "" if data.floor is None or objective.NAME != "clm" else f" | floor {data.floor:.3f}"
-    article = "an" if objective.MODEL_TITLE[0] in "AEIOUaeiou" else "a"
+    # A GPT with GPT-1's blocks (models.GPTConfig.arch) says so.
+    model_title = "GPT-1" if getattr(model_cfg, "arch", None) == "gpt1" else objective.MODEL_TITLE
+    article = "an" if model_title[0] in "AEIOUaeiou" else "a"
     nsp = " + next-sentence prediction" if train_cfg.nsp else ""
     n_params = sum(value.size for value in params.values())
-    log(f"training {article} {objective.MODEL_TITLE} of {n_params:,} "
+    log(f"training {article} {model_title} of {n_params:,} "
         f"parameters ({title(train_cfg.objective)}{nsp})"
         f" on {data.name} for {train_cfg.steps} steps of "
         f"{train_cfg.batch_size} sequences")

@@ -45,18 +45,24 @@ def _check_every_parameter(params, analytic, f, T):
                                            "wpe": np.s_[T:]})
 
 
-@settings(max_examples=3)
-@given(seed=st.integers(0, 2**32 - 1), B=st.integers(1, 2), T=st.integers(2, 5))
-def test_gpt_backward_matches_central_differences_for_every_parameter(seed, B, T):
-    params = random_params(TINY, seed)
+def check_gpt_backward(cfg, seed, B, T):
+    """gpt_backward of model ``cfg`` against central differences, every parameter, on a
+    random upstream gradient."""
+    params = random_params(cfg, seed)
     rng = np.random.default_rng(seed + 1)
-    ids, mask = random_batch(TINY, rng, B, T)
-    logits, cache = gpt_forward(params, TINY, ids, mask)
+    ids, mask = random_batch(cfg, rng, B, T)
+    logits, cache = gpt_forward(params, cfg, ids, mask)
     upstream = rng.normal(size=logits.shape)
     analytic = gpt_backward(upstream, cache)
     _check_every_parameter(
-        params, analytic, lambda: projected(gpt_forward(params, TINY, ids, mask)[0], upstream), T)
+        params, analytic, lambda: projected(gpt_forward(params, cfg, ids, mask)[0], upstream), T)
     np.testing.assert_array_equal(analytic["wpe"][T:], 0.0)  # not read at all: exactly 0
+
+
+@settings(max_examples=3)
+@given(seed=st.integers(0, 2**32 - 1), B=st.integers(1, 2), T=st.integers(2, 5))
+def test_gpt_backward_matches_central_differences_for_every_parameter(seed, B, T):
+    check_gpt_backward(TINY, seed, B, T)
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -130,19 +136,25 @@ def test_first_word_is_a_real_term_predicted_from_bos():
 # Causality and dtypes
 
 
-@settings(max_examples=10)
-@given(seed=st.integers(0, 2**32 - 1), t=st.integers(0, 4))
-def test_changing_later_tokens_leaves_earlier_outputs_bit_identical(seed, t):
-    params = random_params(TINY, seed)
+def check_causal(cfg, seed, t):
+    """Tokens after position t changed (a model of 6 positions, 11 tokens): the outputs up to
+    t bit-identical, the later ones not."""
+    params = random_params(cfg, seed)
     rng = np.random.default_rng(seed)
-    ids = rng.integers(0, TINY.vocab_size, size=(2, 6))
+    ids = rng.integers(0, cfg.vocab_size, size=(2, 6))
     changed = ids.copy()
     changed[:, t + 1:] = (ids[:, t + 1:] + 1 + rng.integers(0, 9, size=(2, 5 - t))) % 11
-    a, _ = gpt_forward(params, TINY, ids)
-    b, _ = gpt_forward(params, TINY, changed)
+    a, _ = gpt_forward(params, cfg, ids)
+    b, _ = gpt_forward(params, cfg, changed)
     np.testing.assert_array_equal(a[:, : t + 1], b[:, : t + 1])
     if t < 5:
         assert not np.array_equal(a[:, t + 1:], b[:, t + 1:])
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**32 - 1), t=st.integers(0, 4))
+def test_changing_later_tokens_leaves_earlier_outputs_bit_identical(seed, t):
+    check_causal(TINY, seed, t)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
