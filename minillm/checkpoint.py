@@ -61,6 +61,8 @@ PCG64_BITS, UINT32 = 128, 2**32
 # fields' defaults do (the decoder's heads and width the encoder's, nothing scaled).
 LATER_MODEL_FIELDS = ("n_dec_head", "n_dec_inner", "scale_embedding",
                       "scale_attn_by_inverse_layer_idx")
+# The training settings added since, which an older file lacks (their defaults apply).
+LATER_TRAIN_FIELDS = ("plm_k",)
 # The model-config fields that are switches, true or false.
 BOOLEAN_MODEL_FIELDS = ("scale_embedding", "scale_attn_by_inverse_layer_idx")
 
@@ -188,6 +190,9 @@ def read_metadata(metadata, entries, path):
 
     # Training settings: the fields of TrainConfig, each of its type; TrainConfig checks ranges.
     types = {f.name: f.type for f in fields(TrainConfig)}
+    if isinstance(meta["train_config"], dict):  # an older file may lack the later fields
+        types = {n: t for n, t in types.items()
+                 if n not in LATER_TRAIN_FIELDS or n in meta["train_config"]}
     _exact_keys(meta["train_config"], types, "train_config", fail)
     for name, value in meta["train_config"].items():
         where = f"train_config.{name}"

@@ -486,7 +486,7 @@ def test_a_long_text_on_a_long_context_model_is_refused_before_the_forward_pass(
 
 
 @pytest.mark.parametrize("model, objective", [("gpt", "clm"), ("bert", "mlm"),
-                                              ("seq2seq", "tasks")])
+                                              ("seq2seq", "tasks"), ("xlnet", "xlnet")])
 def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     """memory.training_step_bytes is an upper bound: measured with tracemalloc over one
     training step (loss, gradients, AdamW) at a shape where attention dominates."""
