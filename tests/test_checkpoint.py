@@ -62,7 +62,7 @@ def meta_cases(meta):
         ("extra top-level key", [("surprise", 1)], "surprise"),
         ("old format", [("format", "minillm-checkpoint-1")], "format"),
         ("format a number", [("format", 2)], "format"),
-        ("unknown model", [("model", "xlnet")], "model is 'xlnet'"),
+        ("unknown model", [("model", "llama")], "model is 'llama'"),
         ("model null", [("model", None)], "model is None"),
         ("model_config a list", [("model_config", [])], "model_config is a list"),
         ("model_config extra", [("model_config.n_foo", 1)], "n_foo"),

@@ -255,3 +255,58 @@ def test_training_lowers_the_loss():
     history = state["history"]
     assert np.mean(history[:10]) > np.log(len(tok)) - 0.5
     assert np.mean(history[-10:]) < np.mean(history[:10]) - 1.0
+
+
+def test_a_checkpoint_written_before_plm_k_loads_with_its_default(tmp_path):
+    """plm_k came after the checkpoint format: a file without it is an older run (K = 6)."""
+    import json
+
+    from minillm import safetensors
+    from minillm.checkpoint import load_checkpoint, save_checkpoint
+    from minillm.optim import adamw_init
+
+    cfg = XLNetConfig(vocab_size=11, n_ctx=7, n_embd=8, n_head=2, n_layer=1)
+    params = xlnet_init(cfg, np.random.default_rng(0))
+    state = {"params": params, "opt": adamw_init(params), "step": 0, "history": [],
+             "data_rng": np.random.default_rng(1)}
+    path = str(tmp_path / "x.safetensors")
+    save_checkpoint(path, cfg, TrainConfig(objective="xlnet", steps=1), None, state)
+    tensors, metadata = safetensors.load_file_with_metadata(path)
+    meta = json.loads(metadata["minillm"])
+    assert meta["train_config"].pop("plm_k") == 6
+    safetensors.save_file(tensors, path, metadata={"minillm": json.dumps(meta)})
+    model_cfg, train_cfg, _, loaded = load_checkpoint(path)
+    assert (model_cfg, train_cfg.plm_k) == (cfg, 6)
+    np.testing.assert_array_equal(loaded["params"]["mask_emb"], params["mask_emb"])
+
+
+def test_train_fill_and_export_on_the_command_line(tmp_path, capsys):
+    """train --objective xlnet writes a checkpoint that fill reads ([BOS] and the text, the
+    blank last in the order; the grammar's truth beside it) and export refuses, in one line."""
+    import json
+
+    from minillm.cli import main
+
+    path = str(tmp_path / "xlnet.safetensors")
+    assert main(["train", "--objective", "xlnet", "--plm-k", "3", "--steps", "2",
+                 "--batch-size", "2", "--n-embd", "16", "--n-layer", "1", "--out", path]) == 0
+    assert "(permutation language modeling)" in capsys.readouterr().out
+    assert main(["fill", "今天[MASK]很好", "--checkpoint", path, "--json", "--top", "100"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    [blank] = out["masks"]
+    assert out["truth"] and blank["position"] == 2  # [BOS] 今天 [MASK]: word 2
+    truth = {row["word"]: row["true_p"] for row in blank["words"]}
+    assert truth["天气"] == pytest.approx(0.769, abs=1e-3)  # 0.4 / (0.4 + 0.12), grammar.py
+    # The model's column is fill_distributions on [BOS] 今天 [MASK] 很好, nothing after it.
+    from minillm.checkpoint import load_checkpoint
+
+    cfg, _, tok, state = load_checkpoint(path)
+    [(_, probs)] = plm.fill_distributions(state["params"], cfg,
+                                          [BOS_ID, *tok.encode("今天[MASK]很好")])
+    for row in blank["words"]:
+        assert row["model_p"] == probs[tok.vocab.index(row["word"])]
+    assert main(["fill", "今天[MASK]很好，我们去[MASK]玩", "--checkpoint", path]) == 0
+    assert capsys.readouterr().out.count("[MASK] as word") == 2
+    assert main(["export", path, str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no Hugging Face architecture computes" in err[0], err
