@@ -130,7 +130,11 @@ def _summed(a, b):
 
 
 def two_stream_forward(h, g, w, spec, content_allowed, query_allowed):
-    """One layer of two-stream self-attention and its feed-forward, post-LN, one set of weights.
+    """One layer of two-stream self-attention and its feed-forward, post-LN, one set of weights
+    (Yang et al. 2019, section 2.3, Eq. 4's g and the content stream h):
+
+        g_{z_t} <- Attention(Q = g_{z_t}, KV = h_{z<t})      then LN, feed-forward, LN
+        h_{z_t} <- Attention(Q = h_{z_t}, KV = h_{z≤t})      then LN, feed-forward, LN
 
     h, g (B, T, C) -> h, g (B, T, C). ``w`` is the block's weights under transformer.py's names
     (weights_under); content_allowed and query_allowed broadcast to (B, H, T, T).
