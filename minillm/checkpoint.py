@@ -65,6 +65,8 @@ LATER_MODEL_FIELDS = ("n_dec_head", "n_dec_inner", "scale_embedding",
 # Model-config fields renamed since: (family, name in older files) -> today's name. An
 # encoder-decoder's n_layer counted its encoder blocks only, beside n_dec_layer; it is n_enc_layer.
 RENAMED_MODEL_FIELDS = {("seq2seq", "n_layer"): "n_enc_layer"}
+# The training settings added since, which an older file lacks (their defaults apply).
+LATER_TRAIN_FIELDS = ("plm_k",)
 # The model-config fields that are switches, true or false.
 BOOLEAN_MODEL_FIELDS = ("scale_embedding", "scale_attn_by_inverse_layer_idx")
 
@@ -200,6 +202,9 @@ def read_metadata(metadata, entries, path):
 
     # Training settings: the fields of TrainConfig, each of its type; TrainConfig checks ranges.
     types = {f.name: f.type for f in fields(TrainConfig)}
+    if isinstance(meta["train_config"], dict):  # an older file may lack the later fields
+        types = {n: t for n, t in types.items()
+                 if n not in LATER_TRAIN_FIELDS or n in meta["train_config"]}
     _exact_keys(meta["train_config"], types, "train_config", fail)
     for name, value in meta["train_config"].items():
         where = f"train_config.{name}"

@@ -31,7 +31,7 @@ import sys
 from . import interrupt
 from .objectives import run_path
 
-OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix")
+OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "xlnet")
 
 # What each objective's model is for: the commands that read its checkpoints, and the inputs
 # it learned to answer. A command refuses a checkpoint trained for another job, naming the
@@ -47,6 +47,7 @@ JOBS = {  # objective: (commands, inputs: keys of INPUTS)
     "mix": (("seq2seq",), ("task", "sentinel")),
     "t5": (("seq2seq",), ("sentinel",)),
     "bart": (("seq2seq",), ("mask",)),
+    "xlnet": (("fill",), ("mask",)),
 }
 INPUTS = {"text": "any text", "mask": "a text with [MASK] where words are missing",
           "task": "a task (总结：TEXT, 翻译：TEXT or 问：TEXT QUESTION)",
@@ -151,7 +152,8 @@ def build_parser():
         "(15% of the words, 80/10/10); span, masked LM with SpanBERT's span masking; t5, "
         "bart, tasks and mix train an encoder-decoder with T5's span corruption, BART's text "
         "infilling, the grammar's text-to-text tasks (总结/翻译/问), or tasks and span "
-        "corruption together (T5's unified framework). The "
+        "corruption together (T5's unified framework); xlnet, XLNet's permutation language "
+        "modeling (a random factorization order per sentence, two-stream attention). The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
         "per line). Progress lines show the loss in nats per token (and, for clm on the "
         "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
@@ -159,14 +161,17 @@ def build_parser():
     # The settings a checkpoint stores have no argparse default (None): --resume must tell an
     # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
     t.add_argument("--objective", choices=OBJECTIVES,
-                   help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder) "
-                   "(default clm)")
+                   help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder); "
+                   "xlnet (XLNet) (default clm)")
     t.add_argument("--masking", choices=("dynamic", "static"),
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
     t.add_argument("--nsp", action="store_true", default=None,
                    help="mlm: also train next-sentence prediction, on two-sentence documents "
                    "of the grammar ([CLS] A [SEP] B [SEP], B random half of the time)")
+    t.add_argument("--plm-k", type=_positive_int, metavar="K",
+                   help="xlnet: predict only the last 1/K of each factorization order, the "
+                   "rest being context (partial prediction; default 6, as XLNet)")
     t.add_argument("--pool", type=_non_negative_int, metavar="N",
                    help="grammar data: train on a fixed pool of N sentences instead of fresh "
                    "ones every step (default 0: fresh)")
@@ -247,11 +252,14 @@ def build_parser():
     _json_option(nx)
 
     f = _reading_command(
-        sub, "fill", help="fill the [MASK] of a text with a trained BERT",
+        sub, "fill", help="fill the [MASK] of a text with a trained BERT (or XLNet)",
         description="Predict the word at each [MASK] of TEXT with the BERT in --checkpoint "
         "(made by the demo or by 'minillm train --objective mlm', or span). The encoder reads "
-        "the whole text, both sides of the [MASK]. When the model was trained on the built-in "
-        "grammar, the true probabilities are shown beside the model's.",
+        "the whole text, both sides of the [MASK]. An XLNet (--objective xlnet) predicts "
+        "each [MASK] last in its factorization order, from all the other words; several "
+        "[MASK]s left to right, each earlier one filled with its most probable word. When the "
+        "model was trained on the built-in grammar, the true probabilities are shown beside "
+        "the model's.",
         text=("text", "text with one or more [MASK], e.g. 今天[MASK]很好"))
     f.add_argument("--top", type=_positive_int, default=5, help="how many words to show (default 5)")
     _json_option(f)
@@ -474,24 +482,31 @@ def _rows_json(rows, ranks=None):
 def cmd_fill(args):
     from .demo import print_table, top_words_table
     from .generate import fill_mask_distributions
-    from .tokenizer import CLS_ID, MASK_ID, SEP_ID
+    from .objectives import get_objective
+    from .objectives.xlnet import fill_distributions as xlnet_fill
+    from .tokenizer import BOS_ID, CLS_ID, MASK_ID, SEP_ID
 
-    model_cfg, _, tokenizer, state = _load(args.checkpoint, "fill")
+    model_cfg, train_cfg, tokenizer, state = _load(args.checkpoint, "fill")
+    model = get_objective(train_cfg.objective).MODEL
     text_ids, unknown = _encode(tokenizer, args.text)
-    ids = [CLS_ID, *text_ids, SEP_ID]
+    # XLNet reads [BOS] and the text, and nothing after it: the words that may follow are
+    # unread, as the tokens later in a factorization order are (the truth: any sentence that
+    # starts with the text).
+    ids = [BOS_ID, *text_ids] if model == "xlnet" else [CLS_ID, *text_ids, SEP_ID]
     if MASK_ID not in ids:
         raise UserError(f"text {args.text!r} has no [MASK] to fill")
     if len(ids) > model_cfg.n_ctx:
-        raise UserError(f"text of {len(ids) - 2} tokens is longer than the model's context")
-    _check_input_fits("bert", model_cfg, state, 1, len(ids), f"a text of {len(ids) - 2} tokens")
+        raise UserError(f"text of {len(text_ids)} tokens is longer than the model's context")
+    _check_input_fits(model, model_cfg, state, 1, len(ids), f"a text of {len(text_ids)} tokens")
     _warn_unknown(unknown, args.checkpoint)
     words = tokenizer.tokenize(args.text)
     grammar = _grammar_of(tokenizer)
     true = None  # the truth of one [MASK] (two have a joint law, which one column cannot show)
     if grammar is not None and words.count("[MASK]") == 1:
         true = _truth(grammar.masked_word_distribution, words)
+    fill = xlnet_fill if model == "xlnet" else fill_mask_distributions
     masks = [(position, top_words_table(tokenizer, probs, true, k=args.top))
-             for position, probs in fill_mask_distributions(state["params"], model_cfg, ids)]
+             for position, probs in fill(state["params"], model_cfg, ids)]
     if args.json:
         _print_json({"checkpoint": args.checkpoint, "text": args.text, "truth": true is not None,
                      "masks": [{"position": position, "words": _rows_json(rows)}
@@ -980,6 +995,10 @@ def cmd_export(args):
         raise UserError("folder is empty: name the folder to write")
     model_cfg, train_cfg, tokenizer, state = _read_checkpoint(args.checkpoint, "checkpoint")
     arch = hf.arch_of(get_objective(train_cfg.objective).MODEL, model_cfg)
+    if arch is None:
+        raise UserError(f"checkpoint {args.checkpoint!r} holds a {train_cfg.objective} model, "
+                        "which no Hugging Face architecture computes (minillm's XLNet has "
+                        "absolute positions and no Transformer-XL memory)")
     model = hf.from_minillm(arch, model_cfg, state["params"],
                             special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
     # The model's job travels with it: import labels the checkpoint with it again (JOBS).
@@ -1053,7 +1072,7 @@ STORED_SETTINGS = {
     "objective": ("train", "clm"), "steps": ("train", 300), "batch_size": ("train", 32),
     "lr": ("train", 3e-3), "seed": ("train", 0), "dtype": ("train", "float32"),
     "log_every": ("train", 25), "masking": ("train", "dynamic"), "pool": ("train", 0),
-    "nsp": ("train", False),
+    "nsp": ("train", False), "plm_k": ("train", 6),
     "n_layer": ("model", 2), "n_embd": ("model", 64), "n_head": ("model", 4),
     "n_ctx": ("model", 32), "arch": ("model", "gpt2"),
 }
@@ -1161,7 +1180,8 @@ def _configs_from_options(args, objective):
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
                                 log_every=args.log_every, objective=args.objective,
-                                masking=args.masking, pool=args.pool, nsp=args.nsp)
+                                masking=args.masking, pool=args.pool, nsp=args.nsp,
+                                plm_k=args.plm_k)
         train_cfg.check_data(args.data)
         model_cfg = MODELS[objective.MODEL].config(vocab_size=1, **shape)
         packed_length(train_cfg, model_cfg.n_ctx)  # t5 and mix: n_ctx within the sentinels
@@ -1256,7 +1276,7 @@ def cmd_train(args, threads=None):
     if objective.MODEL == "gpt":
         text = "今天" if words is None else _example_text(words, None)
         print(try_it.format("generate", shlex.quote(text)))
-    elif objective.MODEL == "bert":
+    elif objective.MODEL in ("bert", "xlnet"):
         text = "今天[MASK]很好" if words is None else _example_text(words, "[MASK]")
         print(try_it.format("fill", shlex.quote(text)))
     elif train_cfg.objective in TASK_OBJECTIVES:

@@ -35,6 +35,8 @@ class TrainConfig:
     masking: str = "dynamic"  # mlm/span: a new mask each time (RoBERTa) or one per example (BERT)
     pool: int = 0  # train on a fixed pool of this many sentences (0: a fresh draw every step)
     nsp: bool = False  # mlm: train next-sentence prediction too, on two-sentence documents
+    # xlnet: predict the last 1/K of each factorization order (Yang et al. 2019, K = 6)
+    plm_k: int = 6
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
@@ -60,7 +62,12 @@ class TrainConfig:
             raise ValueError(f"masking must be 'dynamic' or 'static', got {self.masking!r}")
         if not isinstance(self.pool, int) or self.pool < 0:
             raise ValueError(f"pool must be a non-negative integer, got {self.pool!r}")
+        if isinstance(self.plm_k, bool) or not isinstance(self.plm_k, int) or self.plm_k < 1:
+            raise ValueError(f"plm_k must be a positive integer, got {self.plm_k!r}")
         # The rules between options are OptionErrors: the CLI reports them in its flags.
+        if self.plm_k != 6 and self.objective != "xlnet":
+            raise OptionError("{plm_k} needs {objective:xlnet}, got {objective}",
+                              plm_k=self.plm_k, objective=self.objective)
         if self.nsp and self.objective != "mlm":
             raise OptionError("{nsp} needs {objective:mlm}, got {objective}", nsp=True,
                               objective=self.objective)

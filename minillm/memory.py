@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-MODEL_KINDS = ("gpt", "bert", "seq2seq")  # models.MODELS's families
+MODEL_KINDS = ("gpt", "bert", "seq2seq", "xlnet")  # models.MODELS's families
 # Parameters, their gradients and AdamW's two moments.
 PARAMETER_COPIES = 4
 # The backward pass holds the cache and, beside it, gradients of about the same size.
@@ -149,6 +149,10 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
               + softmax V + pooled C per sequence                          + ids, types, targets
         BART  encoder (per source token): L·block + ln_e (C+1) + its output C
               decoder: L·dec block + ln_e (C+1) + y C + softmax V            + src, ids, targets
+        XLNet L·(a BERT block for the content stream + the query stream's: g in C + q C
+              + att H·T + c_proj in C + two ln 2(C+1) + c_fc in C + 3F) + g C + softmax V
+              = L·(14C + 6F + 2H·T + 4) + C + V                        + ids, order, targets,
+              and the two streams' masks, T bytes each
 
     Token ids and targets are int64 (8 bytes each). The loss adds, per predicted token, its
     log-probability (a float: the per-step terms of the chain rule) and whether it counts
@@ -168,6 +172,9 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
         H_dec, F_dec = cfg.n_dec_head, cfg.n_dec_inner
         dec_block = 12 * C + 3 * F_dec + H_dec * T + H_dec * S + 3 + 2 * C * S / T
         floats = encoder + cfg.n_dec_layer * dec_block + (C + 1) + C + V
+        ints = 3
+    elif model == "xlnet":
+        floats = cfg.n_layer * (block + 6 * C + 3 * F + H * T + 2) + C + V + 2 * T / itemsize
         ints = 3
     else:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}, got {model!r}")

@@ -5,6 +5,8 @@ layer norm, and an output layer tied to the token embedding; with ``GPTConfig.ar
 GPT-1's: the same decoder with post-LN blocks and no final layer norm. BERT: post-LN blocks that see both
 sides, segment embeddings, the MLM and NSP heads. The encoder-decoder (BART's architecture): a
 BERT-like encoder and a GPT-like decoder whose blocks also attend to the encoder's output.
+XLNet's config and parameter table are here too; its two-stream forward and backward are in
+xlnet.py.
 
 Parameters live in one flat ``dict[str, np.ndarray]`` with dotted names (``gpt_param_shapes``
 and its siblings list them with their shapes). Gradients come back as a new dict with exactly
@@ -574,14 +576,51 @@ def seq2seq_backward(dlogits, cache):
     return grads
 
 
+# ==============================================================================================
+# XLNet (Yang et al. 2019): its config and parameters; the two-stream forward and backward are in
+# xlnet.py
+
+
+@dataclass(frozen=True)
+class XLNetConfig:
+    """The shape of minillm's XLNet. Defaults make a tiny model the size of the demo's BERT."""
+
+    vocab_size: int  # V
+    n_ctx: int = 48  # longest sequence, [BOS] and [EOS] included: rows of the position table
+    n_embd: int = 64  # C
+    n_head: int = 4  # H; C must be a multiple of it
+    n_layer: int = 2  # L: two-stream blocks
+    n_inner: int | None = None  # F; None means 4C
+    ln_eps: float = 1e-12  # layer-norm epsilon (Hugging Face XLNetConfig's layer_norm_eps)
+
+    __post_init__ = GPTConfig.__post_init__
+    to_dict = GPTConfig.to_dict
+    block_spec = BertConfig.block_spec  # post-LN, GELU's erf form (XLNet's blocks are BERT's)
+
+
+def xlnet_param_shapes(cfg):
+    """Every XLNet parameter name with its shape."""
+    C, V = cfg.n_embd, cfg.vocab_size
+    shapes = {"wte": (V, C), "wpe": (cfg.n_ctx, C), "mask_emb": (C,)}
+    for layer in range(cfg.n_layer):
+        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner))
+    shapes["out_bias"] = (V,)  # XLNet's lm_loss bias; the output weight is wte, tied
+    return shapes
+
+
+def xlnet_init(cfg, rng, dtype=np.float32):
+    """Matrices, embeddings and w N(0, 0.02) (XLNet's initializer_range), biases 0, gains 1."""
+    return init_params(xlnet_param_shapes(cfg), rng, dtype)
+
+
 class ModelFamily(NamedTuple):
     """One model family: its config class, its initialisation, its table of parameter shapes,
-    and the Hugging Face architecture with the same computation (hf.py)."""
+    and the Hugging Face architecture with the same computation (hf.py), or None."""
 
     config: type
     init: Callable
     param_shapes: Callable
-    hf_arch: str
+    hf_arch: str | None
 
 
 def blocks(family, n):
@@ -595,4 +634,7 @@ MODELS = {
     "gpt": ModelFamily(GPTConfig, gpt_init, gpt_param_shapes, "gpt2"),
     "bert": ModelFamily(BertConfig, bert_init, bert_param_shapes, "bert"),
     "seq2seq": ModelFamily(Seq2SeqConfig, seq2seq_init, seq2seq_param_shapes, "bart"),
+    # Hugging Face's XLNet computes relative positions and Transformer-XL's recurrence, which
+    # minillm's XLNet leaves out (xlnet.py): no Hugging Face architecture computes it.
+    "xlnet": ModelFamily(XLNetConfig, xlnet_init, xlnet_param_shapes, None),
 }

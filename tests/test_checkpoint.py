@@ -62,7 +62,7 @@ def meta_cases(meta):
         ("extra top-level key", [("surprise", 1)], "surprise"),
         ("old format", [("format", "minillm-checkpoint-1")], "format"),
         ("format a number", [("format", 2)], "format"),
-        ("unknown model", [("model", "xlnet")], "model is 'xlnet'"),
+        ("unknown model", [("model", "llama")], "model is 'llama'"),
         ("model null", [("model", None)], "model is None"),
         ("model_config a list", [("model_config", [])], "model_config is a list"),
         ("model_config extra", [("model_config.n_foo", 1)], "n_foo"),
@@ -488,7 +488,7 @@ def test_a_long_text_on_a_long_context_model_is_refused_before_the_forward_pass(
 
 
 @pytest.mark.parametrize("model, objective", [("gpt", "clm"), ("bert", "mlm"),
-                                              ("seq2seq", "tasks")])
+                                              ("seq2seq", "tasks"), ("xlnet", "xlnet")])
 def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     """memory.training_step_bytes is an upper bound: measured with tracemalloc over one
     training step (loss, gradients, AdamW) at a shape where attention dominates."""
