@@ -5,7 +5,7 @@
     generate       continue a prompt with a trained GPT
     score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
     next           the top next words after a prompt, beside the grammar's true ones
-    fill           fill the [MASK] of a text with a trained BERT
+    fill           fill the [MASK] of a text with a trained BERT (or ELMo's two directions)
     seq2seq        turn one text into another with a trained encoder-decoder
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
     import         read such a folder back into a minillm checkpoint
@@ -31,7 +31,7 @@ import sys
 from . import interrupt
 from .objectives import run_path
 
-OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix")
+OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "elmo")
 
 # What each objective's model is for: the commands that read its checkpoints, and the inputs
 # it learned to answer. A command refuses a checkpoint trained for another job, naming the
@@ -47,6 +47,7 @@ JOBS = {  # objective: (commands, inputs: keys of INPUTS)
     "mix": (("seq2seq",), ("task", "sentinel")),
     "t5": (("seq2seq",), ("sentinel",)),
     "bart": (("seq2seq",), ("mask",)),
+    "elmo": (("fill",), ("mask",)),  # the two directions' predictions combined (elmo.py)
 }
 INPUTS = {"text": "any text", "mask": "a text with [MASK] where words are missing",
           "task": "a task (总结：TEXT, 翻译：TEXT or 问：TEXT QUESTION)",
@@ -151,7 +152,8 @@ def build_parser():
         "(15% of the words, 80/10/10); span, masked LM with SpanBERT's span masking; t5, "
         "bart, tasks and mix train an encoder-decoder with T5's span corruption, BART's text "
         "infilling, the grammar's text-to-text tasks (总结/翻译/问), or tasks and span "
-        "corruption together (T5's unified framework). The "
+        "corruption together (T5's unified framework); elmo, ELMo's biLM: a forward and a "
+        "backward LSTM language model, L = -Σ [log P(w_k | w_<k) + log P(w_k | w_>k)]. The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
         "per line). Progress lines show the loss in nats per token (and, for clm on the "
         "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
@@ -159,8 +161,8 @@ def build_parser():
     # The settings a checkpoint stores have no argparse default (None): --resume must tell an
     # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
     t.add_argument("--objective", choices=OBJECTIVES,
-                   help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder) "
-                   "(default clm)")
+                   help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder); "
+                   "elmo (a biLM of LSTMs; no --n-head) (default clm)")
     t.add_argument("--masking", choices=("dynamic", "static"),
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
@@ -248,7 +250,9 @@ def build_parser():
         description="Predict the word at each [MASK] of TEXT with the BERT in --checkpoint "
         "(made by the demo or by 'minillm train --objective mlm', or span). The encoder reads "
         "the whole text, both sides of the [MASK]. When the model was trained on the built-in "
-        "grammar, the true probabilities are shown beside the model's.",
+        "grammar, the true probabilities are shown beside the model's. With a checkpoint of "
+        "--objective elmo, the one [MASK] is filled by ELMo's two LSTM language models, "
+        "p ∝ p_fwd(w | left) p_bwd(w | right), the text read as a whole sentence.",
         text=("text", "text with one or more [MASK], e.g. 今天[MASK]很好"))
     f.add_argument("--top", type=_positive_int, default=5, help="how many words to show (default 5)")
     _json_option(f)
@@ -472,8 +476,10 @@ def cmd_fill(args):
     from .generate import fill_mask_distributions
     from .tokenizer import CLS_ID, MASK_ID, SEP_ID
 
-    model_cfg, _, tokenizer, state = _load(args.checkpoint, "fill")
+    model_cfg, train_cfg, tokenizer, state = _load(args.checkpoint, "fill")
     text_ids, unknown = _encode(tokenizer, args.text)
+    if train_cfg.objective == "elmo":
+        return _elmo_fill(args, model_cfg, tokenizer, state, text_ids, unknown)
     ids = [CLS_ID, *text_ids, SEP_ID]
     if MASK_ID not in ids:
         raise UserError(f"text {args.text!r} has no [MASK] to fill")
@@ -496,6 +502,42 @@ def cmd_fill(args):
     for position, rows in masks:
         print(f"[MASK] as word {position} of {''.join(words)}:")
         print_table(rows, label="word")
+
+
+def _elmo_fill(args, model_cfg, tokenizer, state, text_ids, unknown):
+    """fill with an ELMo checkpoint: the one [MASK] of the text, read as a whole sentence, by
+    the product of the forward LM's and the backward LM's predictions (elmo.py), beside the
+    grammar's true P(w | the whole sentence's other words) when there is one."""
+    from .demo import print_table, top_words_table
+    from .elmo import mask_position, shallow_fill_distribution
+
+    try:
+        position = mask_position(text_ids)
+    except ValueError as err:
+        raise UserError(f"text {args.text!r}: {err}") from None
+    if len(text_ids) + 1 > model_cfg.n_ctx:
+        raise UserError(f"text of {len(text_ids)} tokens (+[BOS]) is longer than the model's "
+                        f"n_ctx={model_cfg.n_ctx}")
+    _check_input_fits("elmo", model_cfg, state, 1, len(text_ids) + 1,
+                      f"a text of {len(text_ids)} tokens")
+    _warn_unknown(unknown, args.checkpoint)
+    words = tokenizer.tokenize(args.text)
+    grammar = _grammar_of(tokenizer)
+    true = None
+    if grammar is not None:
+        true = _truth(grammar.masked_word_distribution, words, False)
+        if true is None:
+            _warn(f"the backward LM reads {args.text!r} as a whole sentence, and the grammar has "
+                  "no such sentence: no truth to show (a whole sentence ends with 。)")
+    probs = shallow_fill_distribution(state["params"], model_cfg, text_ids, position)
+    rows = top_words_table(tokenizer, probs, true, k=args.top)
+    if args.json:
+        _print_json({"checkpoint": args.checkpoint, "text": args.text, "truth": true is not None,
+                     "masks": [{"position": position + 1, "words": _rows_json(rows)}]})
+        return
+    print(f"[MASK] as word {position + 1} of {''.join(words)}, p ∝ p_fwd(w | left) · "
+          "p_bwd(w | right):")
+    print_table(rows, label="word")
 
 
 def _gpt_reads(args, command, text, name):
@@ -977,6 +1019,9 @@ def cmd_export(args):
         raise UserError("folder is empty: name the folder to write")
     model_cfg, train_cfg, tokenizer, state = _read_checkpoint(args.checkpoint, "checkpoint")
     arch = MODELS[get_objective(train_cfg.objective).MODEL].hf_arch
+    if arch is None:
+        raise UserError(f"checkpoint {args.checkpoint!r} holds a model of --objective "
+                        f"{train_cfg.objective}, which has no Hugging Face architecture to export to")
     model = hf.from_minillm(arch, model_cfg, state["params"],
                             special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
     # The model's job travels with it: import labels the checkpoint with it again (JOBS).
@@ -1138,6 +1183,8 @@ def _configs_from_options(args, objective):
     shape = dict(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
     if objective.MODEL == "seq2seq":
         shape["n_dec_layer"] = args.n_layer  # as many decoder blocks as encoder blocks
+    if objective.MODEL == "elmo":
+        del shape["n_head"]  # LSTMs, no attention
     try:
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
@@ -1166,6 +1213,8 @@ def cmd_train(args, threads=None):
         if value is not None and not value.strip():
             raise UserError(f"{flag} is empty: name a file")
     objective = get_objective(args.objective)
+    if "n_head" in given and objective.MODEL == "elmo":
+        raise UserError("--n-head: --objective elmo trains LSTMs, which have no attention heads")
     out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
         train_cfg, model_cfg = _configs_from_options(args, objective)
@@ -1195,6 +1244,8 @@ def cmd_train(args, threads=None):
             raise UserError(f"--resume: no checkpoint at --out {out!r}")
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
         _refuse_ids_only(tokenizer, out, "--out")
+        if "n_head" in given and not hasattr(model_cfg, "n_head"):
+            raise UserError(f"--n-head: {out!r} holds an ELMo, whose LSTMs have no attention heads")
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
         objective = get_objective(train_cfg.objective)
         _check_memory(model_cfg, train_cfg, objective, f"--out {out!r}")
@@ -1237,6 +1288,9 @@ def cmd_train(args, threads=None):
         print(try_it.format("generate", shlex.quote(text)))
     elif objective.MODEL == "bert":
         text = "今天[MASK]很好" if words is None else _example_text(words, "[MASK]")
+        print(try_it.format("fill", shlex.quote(text)))
+    elif objective.MODEL == "elmo":  # its backward LM reads the text as a whole sentence
+        text = "今天[MASK]很好。" if words is None else _example_text(words, "[MASK]")
         print(try_it.format("fill", shlex.quote(text)))
     elif train_cfg.objective in TASK_OBJECTIVES:
         print(try_it.format("seq2seq", shlex.quote("总结：今天天气很好，我们去公园玩。")))

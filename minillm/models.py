@@ -559,3 +559,13 @@ MODELS = {
     "bert": ModelFamily(BertConfig, bert_init, bert_param_shapes, "bert"),
     "seq2seq": ModelFamily(Seq2SeqConfig, seq2seq_init, seq2seq_param_shapes, "bart"),
 }
+
+
+def _register_elmo():
+    """ELMo's biLM (elmo.py, which imports this module): no Hugging Face architecture."""
+    from .elmo import ElmoConfig, elmo_init, elmo_param_shapes
+
+    MODELS["elmo"] = ModelFamily(ElmoConfig, elmo_init, elmo_param_shapes, None)
+
+
+_register_elmo()
