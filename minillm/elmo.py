@@ -34,6 +34,9 @@ clipping, sampled softmax (the full softmax instead), dropout, and the state car
 batch to the next (every sentence starts from the zero state, with [BOS] / [EOS]).
 
 Shape letters: B batch, T stream positions (n words + 1), C width, V vocabulary, L layers.
+
+models.py registers this family in its MODELS and so imports this module; what this module uses
+of models.py (the checks at the door, INIT_STD) it imports inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from .layers import (
     softmax_forward,
 )
 from .lstm import lstm_backward, lstm_forward
-from .models import INIT_STD, check_finite, check_ids
 from .grammar import COMMA, PERIOD
 from .tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, right_pad
 
@@ -102,6 +104,8 @@ def elmo_param_shapes(cfg):
 def elmo_init(cfg, rng, dtype=np.float32):
     """Fresh parameters: LSTM weights U(-1/√C, 1/√C) (PyTorch's nn.LSTM), LSTM biases 0 but
     the forget gate's FORGET_BIAS, the embedding and the softmax N(0, 0.02), the softmax bias 0."""
+    from .models import INIT_STD  # here, not at the top: models.py registers this module
+
     C = cfg.n_embd
     bound = 1.0 / math.sqrt(C)
     params = {}
@@ -188,6 +192,8 @@ def elmo_forward(params, cfg, ids):
         top_fwd = LSTM stack fwd(x[0]);  top_bwd = LSTM stack bwd(x[1])
         logits[d] = top_d W_s + b_s                   Θs, shared by both directions
     """
+    from .models import check_ids
+
     ids = np.asarray(ids)
     if ids.ndim != 3 or ids.shape[0] != 2:
         raise ValueError(f"ids must be the (2, B, T) forward and backward streams, got shape "
@@ -281,6 +287,8 @@ def direction_log_probs(params, cfg, ids, position):
     The forward LM reads [BOS] w_1 .. w_{k-1}, the backward LM [EOS] w_n .. w_{k+1}: the right
     context is read from the end of the sentence, so ``ids`` is a whole sentence.
     """
+    from .models import check_finite
+
     ids = [int(i) for i in ids]
     if not 0 <= position < len(ids):
         raise ValueError(f"position must be in [0, {len(ids)}), got {position!r}")
