@@ -486,7 +486,7 @@ def test_a_long_text_on_a_long_context_model_is_refused_before_the_forward_pass(
 
 
 @pytest.mark.parametrize("model, objective", [("gpt", "clm"), ("bert", "mlm"),
-                                              ("seq2seq", "tasks")])
+                                              ("seq2seq", "tasks"), ("elmo", "elmo")])
 def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     """memory.training_step_bytes is an upper bound: measured with tracemalloc over one
     training step (loss, gradients, AdamW) at a shape where attention dominates."""
@@ -502,6 +502,8 @@ def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     shape = dict(vocab_size=len(tok), n_ctx=96, n_embd=32, n_head=8, n_layer=2)
     if model == "seq2seq":
         shape["n_dec_layer"] = 2
+    if model == "elmo":
+        del shape["n_head"]  # LSTMs
     cfg = MODELS[model].config(**shape)
     train_cfg = TrainConfig(objective=objective, batch_size=6)
     rng = np.random.default_rng(0)
