@@ -339,6 +339,28 @@ def blanked_sentences(grammar, n, rng):
     return blanks
 
 
+def true_one_way_distributions(grammar, words):
+    """What two perfect one-way LMs predict for the one [MASK] of the sentence ``words``, from
+    the grammar's sentences and their probabilities P(s):
+
+        P(w | left)  = Σ_{s starts with left w} P(s) / Σ_{s starts with left, longer} P(s)
+        P(w | right) = Σ_{s ends with w right} P(s) / Σ_{s ends with right, longer} P(s)
+
+    Returns the two as {word: P}. Their normalised product is the best a shallow fill can do.
+    """
+    k = list(words).index("[MASK]")
+    left, right = tuple(words[:k]), tuple(words[k + 1:])
+    forward, backward = {}, {}
+    for sent, p in grammar.support().items():
+        if len(sent) > len(left) and sent[:len(left)] == left:
+            forward[sent[len(left)]] = forward.get(sent[len(left)], 0.0) + p
+        start = len(sent) - len(right)  # where ``right`` would begin, ending the sentence
+        if start > 0 and sent[start:] == right:
+            backward[sent[start - 1]] = backward.get(sent[start - 1], 0.0) + p
+    return ({w: p / sum(forward.values()) for w, p in forward.items()},
+            {w: p / sum(backward.values()) for w, p in backward.items()})
+
+
 def fill_scores(truth, probs, tokenizer):
     """How a fill ``probs`` (V,) does against the true posterior ``truth`` {word: P}:
     KL(truth || model) = Σ_w P(w) log(P(w) / p(w)) in nats, and whether the model's most
@@ -356,23 +378,53 @@ def compare_fills(elmo, bert, tokenizer, grammar, blanks):
 
     elmo, bert: (params, cfg) pairs. Returns {model: {"kl": mean KL(truth || model) in nats,
     "accuracy": share of blanks whose argmax is the truth's}} for "elmo" (the normalised
-    product), "elmo_fwd" and "elmo_bwd" (each direction alone), "bert", and "n" the blanks.
+    product), "elmo_fwd" and "elmo_bwd" (each direction alone), "bert", "shallow_truth" (the
+    normalised product of two perfect one-way LMs, true_one_way_distributions: the best any
+    shallow fill can do), and "n" the blanks.
     """
     from .generate import fill_mask_distributions
     from .tokenizer import CLS_ID, SEP_ID
 
-    totals = {name: np.zeros(2) for name in ("elmo", "elmo_fwd", "elmo_bwd", "bert")}
+    names = ("elmo", "elmo_fwd", "elmo_bwd", "bert", "shallow_truth")
+    totals = {name: np.zeros(2) for name in names}
     for words in blanks:
         truth = grammar.masked_word_distribution(words, as_prefix=False)
         ids = [MASK_ID if w == "[MASK]" else tokenizer.encode(w)[0] for w in words]
         k = mask_position(ids)
         logp_f, logp_b = direction_log_probs(*elmo, ids, k)
         (_, bert_probs), = fill_mask_distributions(*bert, [CLS_ID, *ids, SEP_ID])
+        true_f, true_b = true_one_way_distributions(grammar, words)
+        product = np.zeros(len(tokenizer))  # (V,): P(w | left) P(w | right), the words of both
+        for w in true_f.keys() & true_b.keys():
+            product[tokenizer.encode(w)[0]] = true_f[w] * true_b[w]
         fills = {"elmo": np.exp(log_softmax(logp_f + logp_b)), "elmo_fwd": np.exp(logp_f),
-                 "elmo_bwd": np.exp(logp_b), "bert": bert_probs}
+                 "elmo_bwd": np.exp(logp_b), "bert": bert_probs,
+                 "shallow_truth": product / product.sum()}
         for name, probs in fills.items():
             totals[name] += fill_scores(truth, probs, tokenizer)
     result = {name: {"kl": float(t[0] / len(blanks)), "accuracy": float(t[1] / len(blanks))}
               for name, t in totals.items()}
     result["n"] = len(blanks)
+    return result
+
+
+def compare_fill_checkpoints(elmo_path, bert_path, n_blanks=500, seed=0):
+    """compare_fills on the checkpoints of ``train --objective elmo`` and ``train --objective
+    mlm`` (both on the built-in grammar), over n_blanks blanked_sentences drawn from ``seed``.
+    Returns compare_fills's dict, with each model's parameter count under "params"."""
+    from .checkpoint import load_checkpoint
+    from .grammar import default_grammar
+
+    grammar = default_grammar()
+    models = {}
+    for name, path, objective in (("elmo", elmo_path, "elmo"), ("bert", bert_path, "mlm")):
+        cfg, train_cfg, tokenizer, state = load_checkpoint(path)
+        if train_cfg.objective != objective or tokenizer.vocab != grammar.tokenizer().vocab:
+            raise ValueError(f"{path!r} is not a checkpoint of --objective {objective} trained "
+                             f"on the built-in grammar")
+        models[name] = (state["params"], cfg)
+    blanks = blanked_sentences(grammar, n_blanks, np.random.default_rng(seed))
+    result = compare_fills(models["elmo"], models["bert"], tokenizer, grammar, blanks)
+    result["params"] = {name: int(sum(v.size for v in models[name][0].values()))
+                        for name in models}
     return result

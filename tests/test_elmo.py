@@ -16,6 +16,7 @@ from minillm.cli import main
 from minillm.elmo import (
     ElmoConfig,
     blanked_sentences,
+    compare_fill_checkpoints,
     compare_fills,
     direction_log_probs,
     elmo_forward,
@@ -27,6 +28,7 @@ from minillm.elmo import (
     scalar_mix_backward,
     scalar_mix_forward,
     shallow_fill_distribution,
+    true_one_way_distributions,
 )
 from minillm.gradcheck import check_grads, projected
 from minillm.grammar import default_grammar
@@ -291,6 +293,22 @@ def test_the_shallow_fill_is_the_normalised_product_of_the_two_directions():
         np.testing.assert_allclose(np.exp(logp_b), p_b, rtol=1e-10)
 
 
+def test_two_perfect_one_way_models_multiplied_are_not_the_posterior():
+    """今天[MASK]很好。 (grammar.py's table): P(天气 | 今天) = 0.7 · 0.8 = 0.56, P(阳光 | 今天) =
+    0.14 (kinds A and C), P(天气 | 很好。) = 0.8 · 0.5 / (0.8 · 0.5 + 0.2 · 0.6) = 10/13; the true
+    posterior is 0.16 / 0.208 = 10/13 too, but the product gives 天气 0.56 · 10/13 against
+    阳光 0.14 · 3/13: 0.93, the prior of 天气 counted twice."""
+    grammar = default_grammar()
+    words = ["今天", "[MASK]", "很好", "。"]
+    fwd, bwd = true_one_way_distributions(grammar, words)
+    np.testing.assert_allclose([fwd["天气"], fwd["阳光"], sum(fwd.values())], [0.56, 0.14, 1.0])
+    np.testing.assert_allclose([bwd["天气"], bwd["阳光"]], [10 / 13, 3 / 13])
+    truth = grammar.masked_word_distribution(words, as_prefix=False)
+    np.testing.assert_allclose(truth["天气"], 10 / 13)
+    product = fwd["天气"] * bwd["天气"] / (fwd["天气"] * bwd["天气"] + fwd["阳光"] * bwd["阳光"])
+    np.testing.assert_allclose(product, 5.6 / (5.6 + 0.42))
+
+
 def test_fill_scores_are_zero_for_the_truth_and_log_v_terms_for_uniform():
     tok = default_grammar().tokenizer()
     truth = {"天气": 0.75, "阳光": 0.25}
@@ -324,13 +342,20 @@ def test_compare_fills_scores_every_model_on_every_blank():
     blanks = blanked_sentences(grammar, 4, np.random.default_rng(1))
     result = compare_fills(elmo, bert, tok, grammar, blanks)
     assert result["n"] == 4
-    for name in ("elmo", "elmo_fwd", "elmo_bwd", "bert"):
-        assert result[name]["kl"] > 0 and 0 <= result[name]["accuracy"] <= 1
+    for name in ("elmo", "elmo_fwd", "elmo_bwd", "bert", "shallow_truth"):
+        assert result[name]["kl"] >= 0 and 0 <= result[name]["accuracy"] <= 1
     ids = [MASK_ID if w == "[MASK]" else tok.encode(w)[0] for w in blanks[0]]
     truth = grammar.masked_word_distribution(blanks[0], as_prefix=False)
     one = compare_fills(elmo, bert, tok, grammar, blanks[:1])
     p = shallow_fill_distribution(*elmo, ids, mask_position(ids))
     np.testing.assert_allclose(one["elmo"]["kl"], fill_scores(truth, p, tok)[0], rtol=1e-9)
+    # the product of the two true one-way conditionals on 今天[MASK]很好。: 天气 5.6 / 6.02
+    # against the truth's 10/13 (test_two_perfect_one_way_models_multiplied_are_not_the_posterior)
+    shallow = compare_fills(elmo, bert, tok, grammar, [["今天", "[MASK]", "很好", "。"]])
+    p_sun = 0.42 / 6.02
+    expected = 10 / 13 * math.log(10 / 13 / (1 - p_sun)) + 3 / 13 * math.log(3 / 13 / p_sun)
+    np.testing.assert_allclose(shallow["shallow_truth"]["kl"], expected, rtol=1e-12)
+    assert shallow["shallow_truth"]["accuracy"] == 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,4 +391,13 @@ def test_train_elmo_lowers_the_loss_and_fill_prints_the_truth(tmp_path, capsys):
     assert "--n-head" in capsys.readouterr().err
     assert main(["export", path, str(tmp_path / "hf")]) == 2
     assert "no Hugging Face architecture" in capsys.readouterr().err
+    bert = str(tmp_path / "bert.safetensors")
+    assert main(["train", "--objective", "mlm", *SMALL, "--out", bert]) == 0
+    result = compare_fill_checkpoints(path, bert, n_blanks=3)
+    assert result["n"] == 3 and set(result["params"]) == {"elmo", "bert"}
+    V, C = len(default_grammar().tokenizer()), 32
+    lstm = 2 * C * 4 * C + 4 * C  # W_x, W_h, b: one layer of one direction
+    assert result["params"]["elmo"] == V * C + 2 * lstm + C * V + V  # wte, fwd, bwd, softmax
+    with pytest.raises(ValueError, match="not a checkpoint of --objective elmo"):
+        compare_fill_checkpoints(bert, path)
 
