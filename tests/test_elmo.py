@@ -373,6 +373,7 @@ def test_train_elmo_lowers_the_loss_and_fill_prints_the_truth(tmp_path, capsys):
     assert main(["train", "--objective", "elmo", *SMALL, "--out", path]) == 0
     out = capsys.readouterr().out
     assert "training an ELMo biLM of" in out and "fill --checkpoint" in out
+    assert "| floor 0.729 |" in out  # both directions factorise P(s): the GPT's floor
     history = load_checkpoint(path)[3]["history"]
     # ln V at the start (near-uniform logits); lower after 60 steps
     assert history[0] > 0.9 * math.log(len(default_grammar().tokenizer()))

@@ -17,7 +17,7 @@ from ..elmo import elmo_backward, elmo_forward, make_streams
 from ..layers import cross_entropy_backward, cross_entropy_forward
 
 NAME = "elmo"
-TITLE = "ELMo's bidirectional language modeling (a forward and a backward LSTM LM)"
+TITLE = "ELMo's bidirectional language modeling: a forward and a backward LSTM LM"
 MODEL, MODEL_TITLE = "elmo", "ELMo biLM"
 RESERVED = 1  # positions a sequence gives up to special tokens: [BOS] ([EOS] when reversed)
 
