@@ -106,7 +106,7 @@ def parameter_count(model, cfg):
 
 
 def training_step_bytes(model, cfg, batch_size, itemsize):
-    """An upper bound on the memory of training ``model`` ("gpt", "bert" or "seq2seq") with
+    """An upper bound on the memory of training ``model`` ("gpt", "bert", "seq2seq", "elmo") with
     config ``cfg`` on batches of ``batch_size`` sequences of up to n_ctx tokens."""
     return (PARAMETER_COPIES * parameter_count(model, cfg) * itemsize
             + forward_backward_bytes(model, cfg, batch_size, cfg.n_ctx, itemsize))
