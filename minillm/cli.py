@@ -5,7 +5,7 @@
     generate       continue a prompt with a trained GPT
     score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
     next           the top next words after a prompt, beside the grammar's true ones
-    fill           fill the [MASK] of a text with a trained BERT
+    fill           fill the [MASK] of a text with a trained BERT (or ELMo's two directions)
     seq2seq        turn one text into another with a trained encoder-decoder
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
     import         read such a folder back into a minillm checkpoint
@@ -31,7 +31,7 @@ import sys
 from . import interrupt
 from .objectives import run_path
 
-OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "xlnet")
+OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "xlnet", "elmo")
 
 # What each objective's model is for: the commands that read its checkpoints, and the inputs
 # it learned to answer. A command refuses a checkpoint trained for another job, naming the
@@ -48,6 +48,7 @@ JOBS = {  # objective: (commands, inputs: keys of INPUTS)
     "t5": (("seq2seq",), ("sentinel",)),
     "bart": (("seq2seq",), ("mask",)),
     "xlnet": (("fill",), ("mask",)),
+    "elmo": (("fill",), ("mask",)),  # the two directions' predictions combined (elmo.py)
 }
 INPUTS = {"text": "any text", "mask": "a text with [MASK] where words are missing",
           "task": "a task (总结：TEXT, 翻译：TEXT or 问：TEXT QUESTION)",
@@ -153,7 +154,9 @@ def build_parser():
         "bart, tasks and mix train an encoder-decoder with T5's span corruption, BART's text "
         "infilling, the grammar's text-to-text tasks (总结/翻译/问), or tasks and span "
         "corruption together (T5's unified framework); xlnet, XLNet's permutation language "
-        "modeling (a random factorization order per sentence, two-stream attention). The "
+        "modeling (a random factorization order per sentence, two-stream attention); elmo, "
+        "ELMo's biLM: a forward and a backward LSTM language model, L = -Σ [log P(w_k | w_<k) "
+        "+ log P(w_k | w_>k)]. The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
         "per line). Progress lines show the loss in nats per token (and, for clm on the "
         "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
@@ -162,7 +165,7 @@ def build_parser():
     # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
     t.add_argument("--objective", choices=OBJECTIVES,
                    help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder); "
-                   "xlnet (XLNet) (default clm)")
+                   "xlnet (XLNet); elmo (a biLM of LSTMs; no --n-head) (default clm)")
     t.add_argument("--masking", choices=("dynamic", "static"),
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
@@ -257,9 +260,11 @@ def build_parser():
         "(made by the demo or by 'minillm train --objective mlm', or span). The encoder reads "
         "the whole text, both sides of the [MASK]. An XLNet (--objective xlnet) predicts "
         "each [MASK] last in its factorization order, from all the other words; several "
-        "[MASK]s left to right, each earlier one filled with its most probable word. When the "
-        "model was trained on the built-in grammar, the true probabilities are shown beside "
-        "the model's.",
+        "[MASK]s left to right, each earlier one filled with its most probable word. With a "
+        "checkpoint of --objective elmo, the one [MASK] is filled by ELMo's two LSTM language "
+        "models, p ∝ p_fwd(w | left) p_bwd(w | right), the text read as a whole sentence. "
+        "When the model was trained on the built-in grammar, the true probabilities are shown "
+        "beside the model's.",
         text=("text", "text with one or more [MASK], e.g. 今天[MASK]很好"))
     f.add_argument("--top", type=_positive_int, default=5, help="how many words to show (default 5)")
     _json_option(f)
@@ -489,6 +494,8 @@ def cmd_fill(args):
     model_cfg, train_cfg, tokenizer, state = _load(args.checkpoint, "fill")
     model = get_objective(train_cfg.objective).MODEL
     text_ids, unknown = _encode(tokenizer, args.text)
+    if model == "elmo":
+        return _elmo_fill(args, model_cfg, tokenizer, state, text_ids, unknown)
     # XLNet reads [BOS] and the text, and nothing after it: the words that may follow are
     # unread, as the tokens later in a factorization order are (the truth: any sentence that
     # starts with the text).
@@ -515,6 +522,42 @@ def cmd_fill(args):
     for position, rows in masks:
         print(f"[MASK] as word {position} of {''.join(words)}:")
         print_table(rows, label="word")
+
+
+def _elmo_fill(args, model_cfg, tokenizer, state, text_ids, unknown):
+    """fill with an ELMo checkpoint: the one [MASK] of the text, read as a whole sentence, by
+    the product of the forward LM's and the backward LM's predictions (elmo.py), beside the
+    grammar's true P(w | the whole sentence's other words) when there is one."""
+    from .demo import print_table, top_words_table
+    from .elmo import mask_position, shallow_fill_distribution
+
+    try:
+        position = mask_position(text_ids)
+    except ValueError as err:
+        raise UserError(f"text {args.text!r}: {err}") from None
+    if len(text_ids) + 1 > model_cfg.n_ctx:
+        raise UserError(f"text of {len(text_ids)} tokens (+[BOS]) is longer than the model's "
+                        f"n_ctx={model_cfg.n_ctx}")
+    _check_input_fits("elmo", model_cfg, state, 1, len(text_ids) + 1,
+                      f"a text of {len(text_ids)} tokens")
+    _warn_unknown(unknown, args.checkpoint)
+    words = tokenizer.tokenize(args.text)
+    grammar = _grammar_of(tokenizer)
+    true = None
+    if grammar is not None:
+        true = _truth(grammar.masked_word_distribution, words, False)
+        if true is None:
+            _warn(f"the backward LM reads {args.text!r} as a whole sentence, and the grammar has "
+                  "no such sentence: no truth to show (a whole sentence ends with 。)")
+    probs = shallow_fill_distribution(state["params"], model_cfg, text_ids, position)
+    rows = top_words_table(tokenizer, probs, true, k=args.top)
+    if args.json:
+        _print_json({"checkpoint": args.checkpoint, "text": args.text, "truth": true is not None,
+                     "masks": [{"position": position + 1, "words": _rows_json(rows)}]})
+        return
+    print(f"[MASK] as word {position + 1} of {''.join(words)}, p ∝ p_fwd(w | left) · "
+          "p_bwd(w | right):")
+    print_table(rows, label="word")
 
 
 def _gpt_reads(args, command, text, name):
@@ -996,9 +1039,8 @@ def cmd_export(args):
     model_cfg, train_cfg, tokenizer, state = _read_checkpoint(args.checkpoint, "checkpoint")
     arch = hf.arch_of(get_objective(train_cfg.objective).MODEL, model_cfg)
     if arch is None:
-        raise UserError(f"checkpoint {args.checkpoint!r} holds a {train_cfg.objective} model, "
-                        "which no Hugging Face architecture computes (minillm's XLNet has "
-                        "absolute positions and no Transformer-XL memory)")
+        raise UserError(f"checkpoint {args.checkpoint!r} holds a model of --objective "
+                        f"{train_cfg.objective}, which no Hugging Face architecture computes")
     model = hf.from_minillm(arch, model_cfg, state["params"],
                             special={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
     # The model's job travels with it: import labels the checkpoint with it again (JOBS).
@@ -1176,6 +1218,8 @@ def _configs_from_options(args, objective):
                  **blocks(objective.MODEL, args.n_layer))
     if objective.MODEL == "gpt":
         shape["arch"] = args.arch  # GPT-2's blocks or GPT-1's
+    if objective.MODEL == "elmo":
+        del shape["n_head"]  # LSTMs, no attention
     try:
         train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 min_lr=args.lr / 10, seed=args.seed, dtype=args.dtype,
@@ -1205,6 +1249,8 @@ def cmd_train(args, threads=None):
         if value is not None and not value.strip():
             raise UserError(f"{flag} is empty: name a file")
     objective = get_objective(args.objective)
+    if "n_head" in given and objective.MODEL == "elmo":
+        raise UserError("--n-head: --objective elmo trains LSTMs, which have no attention heads")
     out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
         _refuse_arch(given, args.objective)
@@ -1236,6 +1282,8 @@ def cmd_train(args, threads=None):
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
         _refuse_ids_only(tokenizer, out, "--out")
         _refuse_arch(given, train_cfg.objective)
+        if "n_head" in given and not hasattr(model_cfg, "n_head"):
+            raise UserError(f"--n-head: {out!r} holds an ELMo, whose LSTMs have no attention heads")
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
         objective = get_objective(train_cfg.objective)
         _check_memory(model_cfg, train_cfg, objective, f"--out {out!r}")
@@ -1278,6 +1326,9 @@ def cmd_train(args, threads=None):
         print(try_it.format("generate", shlex.quote(text)))
     elif objective.MODEL in ("bert", "xlnet"):
         text = "今天[MASK]很好" if words is None else _example_text(words, "[MASK]")
+        print(try_it.format("fill", shlex.quote(text)))
+    elif objective.MODEL == "elmo":  # its backward LM reads the text as a whole sentence
+        text = "今天[MASK]很好。" if words is None else _example_text(words, "[MASK]")
         print(try_it.format("fill", shlex.quote(text)))
     elif train_cfg.objective in TASK_OBJECTIVES:
         print(try_it.format("seq2seq", shlex.quote("总结：今天天气很好，我们去公园玩。")))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-MODEL_KINDS = ("gpt", "bert", "seq2seq", "xlnet")  # models.MODELS's families
+MODEL_KINDS = ("gpt", "bert", "seq2seq", "xlnet", "elmo")  # models.MODELS's families
 # Parameters, their gradients and AdamW's two moments.
 PARAMETER_COPIES = 4
 # The backward pass holds the cache and, beside it, gradients of about the same size.
@@ -106,7 +106,7 @@ def parameter_count(model, cfg):
 
 
 def training_step_bytes(model, cfg, batch_size, itemsize):
-    """An upper bound on the memory of training ``model`` ("gpt", "bert" or "seq2seq") with
+    """An upper bound on the memory of training ``model`` ("gpt", "bert", "seq2seq", "elmo") with
     config ``cfg`` on batches of ``batch_size`` sequences of up to n_ctx tokens."""
     return (PARAMETER_COPIES * parameter_count(model, cfg) * itemsize
             + forward_backward_bytes(model, cfg, batch_size, cfg.n_ctx, itemsize))
@@ -120,7 +120,8 @@ def forward_backward_bytes(model, cfg, batch_size, T, itemsize):
     each) and the output layer's (probabilities and their gradient, V each)."""
     tokens = batch_size * T
     cache = analytic_cache_bytes_per_token(model, cfg, T, itemsize) * tokens
-    heads = max(cfg.n_head, getattr(cfg, "n_dec_head", 0))  # the attention with the most heads
+    # the attention with the most heads (an ELMo has none)
+    heads = max(getattr(cfg, "n_head", 0), getattr(cfg, "n_dec_head", 0))
     attention = ATTENTION_TEMPORARIES * batch_size * heads * T * T * itemsize
     output = OUTPUT_TEMPORARIES * tokens * cfg.vocab_size * itemsize
     return CACHE_FACTOR * cache + attention + output
@@ -154,10 +155,19 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
               = L·(14C + 6F + 2H·T + 4) + C + V                        + ids, order, targets,
               and the two streams' masks, T bytes each
 
+        ELMo  per direction and layer (an LSTM step): x C, h_prev C, c_prev C, the gates
+              i, f, g, o 4C, tanh(c) C, the residual sum C = 9C; two directions, L layers;
+              the embedding 2C, the top layer 2C, the softmax 2V (both directions'
+              positions of one token)                                  + 2 ids, 2 targets
+
     Token ids and targets are int64 (8 bytes each). The loss adds, per predicted token, its
     log-probability (a float: the per-step terms of the chain rule) and whether it counts
     (1 byte). BART here has S = T.
     """
+    if model == "elmo":
+        C, V = cfg.n_embd, cfg.vocab_size
+        floats = 2 * cfg.n_layer * 9 * C + 2 * C + 2 * C + 2 * V
+        return itemsize * (floats + 2) + 8 * 4 + 2
     C, H, F, V = cfg.n_embd, cfg.n_head, cfg.n_inner, cfg.vocab_size
     block = 8 * C + 3 * F + H * T + 2
     if model == "gpt":

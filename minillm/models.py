@@ -638,3 +638,13 @@ MODELS = {
     # minillm's XLNet leaves out (xlnet.py): no Hugging Face architecture computes it.
     "xlnet": ModelFamily(XLNetConfig, xlnet_init, xlnet_param_shapes, None),
 }
+
+
+def _register_elmo():
+    """ELMo's biLM (elmo.py, which imports this module): no Hugging Face architecture."""
+    from .elmo import ElmoConfig, elmo_init, elmo_param_shapes
+
+    MODELS["elmo"] = ModelFamily(ElmoConfig, elmo_init, elmo_param_shapes, None)
+
+
+_register_elmo()

@@ -148,10 +148,12 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
                  "data_rng": np.random.default_rng([train_cfg.seed, 1]), "history": []}
     params, opt, rng = state["params"], state["opt"], state["data_rng"]
     # The entropy floor bounds next-token prediction; other objectives predict other things.
-    floor = "" if data.floor is None or objective.NAME != "clm" else f" | floor {data.floor:.3f}"
+    # ELMo's mean over both directions has the same floor: each direction factorises P(s).
+    floor = ("" if data.floor is None or objective.NAME not in ("clm", "elmo")
+             else f" | floor {data.floor:.3f}")
     # A GPT with GPT-1's blocks (models.GPTConfig.arch) says so.
     model_title = "GPT-1" if getattr(model_cfg, "arch", None) == "gpt1" else objective.MODEL_TITLE
-    article = "an" if model_title[0] in "AEIOUaeiou" else "a"
+    article = "an" if model_title[0] in "AEIOUaeiouX" else "a"
     nsp = " + next-sentence prediction" if train_cfg.nsp else ""
     n_params = sum(value.size for value in params.values())
     log(f"training {article} {model_title} of {n_params:,} "

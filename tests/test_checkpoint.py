@@ -488,7 +488,8 @@ def test_a_long_text_on_a_long_context_model_is_refused_before_the_forward_pass(
 
 
 @pytest.mark.parametrize("model, objective", [("gpt", "clm"), ("bert", "mlm"),
-                                              ("seq2seq", "tasks"), ("xlnet", "xlnet")])
+                                              ("seq2seq", "tasks"), ("xlnet", "xlnet"),
+                                              ("elmo", "elmo")])
 def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     """memory.training_step_bytes is an upper bound: measured with tracemalloc over one
     training step (loss, gradients, AdamW) at a shape where attention dominates."""
@@ -501,7 +502,8 @@ def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     from minillm.train import train_step
 
     tok = default_grammar().tokenizer()
-    cfg = MODELS[model].config(vocab_size=len(tok), n_ctx=96, n_embd=32, n_head=8,
+    heads = {} if model == "elmo" else {"n_head": 8}  # an ELMo's LSTMs have no heads
+    cfg = MODELS[model].config(vocab_size=len(tok), n_ctx=96, n_embd=32, **heads,
                                **blocks(model, 2))
     train_cfg = TrainConfig(objective=objective, batch_size=6)
     rng = np.random.default_rng(0)

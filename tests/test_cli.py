@@ -64,7 +64,7 @@ def test_train_an_encoder_decoder_and_run_it(tmp_path, capsys):
     assert capsys.readouterr().out.strip() != ""
     assert main(["fill", "今天[MASK]很好", "--checkpoint", ckpt]) == 2  # not a BERT
     err = capsys.readouterr().err
-    assert "--objective tasks" in err and "fill needs a checkpoint of --objective mlm, span or xlnet" in err
+    assert "--objective tasks" in err and "fill needs a checkpoint of --objective mlm, span, xlnet or elmo" in err
 
 
 def write_corpus(tmp_path, text="小猫喜欢吃鱼。\n小狗喜欢吃肉。\n\n小猫喜欢睡觉。\n"):

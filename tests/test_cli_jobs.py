@@ -58,8 +58,9 @@ def test_the_jobs_table_covers_every_objective_and_a_command_reads_one_model_fam
     assert set(JOBS) == set(OBJECTIVES)
     for command in ("generate", "score", "next", "fill", "seq2seq"):
         families = {get_objective(o).MODEL for o in served_by(command)}
-        # fill alone reads two: BERT's blanks, and XLNet's (the blank last in the order)
-        assert len(families) == 1 or (command, families) == ("fill", {"bert", "xlnet"}), (
+        # fill alone reads three: BERT's blanks, XLNet's (the blank last in the order), and
+        # ELMo's (its two one-way LMs combined, cli._elmo_fill)
+        assert len(families) == 1 or (command, families) == ("fill", {"bert", "xlnet", "elmo"}), (
             command, families)
         parsed = cli.build_parser().parse_args([command, "x"])
         assert parsed.checkpoint == run_path(served_by(command)[0])
@@ -88,8 +89,9 @@ def test_train_keeps_one_checkpoint_per_objective_where_the_commands_look(tmp_pa
 # (the command line without --checkpoint, the objective of the checkpoint it is given, what the
 # refusal must say the command needs)
 WRONG_JOBS = [
-    (["fill", "今天[MASK]很好"], "clm", "--objective mlm, span or xlnet"),
-    (["fill", "今天[MASK]很好"], "tasks", "--objective mlm, span or xlnet"),
+    (["fill", "今天[MASK]很好"], "clm", "--objective mlm, span, xlnet or elmo"),
+    (["fill", "今天[MASK]很好"], "tasks", "--objective mlm, span, xlnet or elmo"),
+    (["generate", "今天"], "elmo", "--objective clm"),
     (["generate", "今天"], "mlm", "--objective clm"),
     (["score", "今天"], "span", "--objective clm"),
     (["seq2seq", TASK], "clm", "--objective tasks, mix, t5 or bart"),
@@ -115,6 +117,7 @@ def test_a_checkpoint_trained_for_another_job_is_refused_naming_the_one_needed(
     (["fill", "今天[MASK]很好"], "span"), (["seq2seq", "今天[MASK]很好"], "bart"),
     (["seq2seq", "今天<extra_id_0>很好"], "t5"), (["seq2seq", "今天<extra_id_0>很好"], "mix"),
     (["seq2seq", TASK], "mix"), (["seq2seq", TASK], "tasks"), (["score", "今天"], "clm"),
+    (["fill", "今天[MASK]很好。"], "elmo"),
 ])
 def test_a_checkpoint_answers_the_input_it_was_trained_on(argv, objective, checkpoints, capsys):
     assert main([*argv, "--checkpoint", checkpoints[objective]]) == 0

@@ -18,6 +18,7 @@ train.py is the same for all of them. An objective module provides:
     tasks     text-to-text tasks: 总结 / 翻译 / 问 (encoder-decoder)
     mix       tasks and span corruption together: T5's unified framework
     xlnet     permutation language modeling (XLNet): a random factorization order, two streams
+    elmo      ELMo's biLM: a forward and a backward LSTM language model (elmo.py)
 """
 
 import importlib
@@ -37,7 +38,7 @@ def run_path(name):
 # objective name -> the module that implements it (span masking is a setting of mlm.py)
 _REGISTRY = {"clm": "clm", "mlm": "mlm", "span": "mlm",
              "t5": "seq2seq", "bart": "seq2seq", "tasks": "seq2seq", "mix": "seq2seq",
-             "xlnet": "xlnet"}
+             "xlnet": "xlnet", "elmo": "elmo"}
 
 
 def get_objective(name):
@@ -62,7 +63,8 @@ def title(name):
 # model family (models.MODELS) -> the module whose loss trains it: hf.py and bench.py compute
 # a model's loss and gradients through it, so each model's forward, loss and backward are
 # called in one place.
-_MODULE_OF_MODEL = {"gpt": "clm", "bert": "mlm", "seq2seq": "seq2seq", "xlnet": "xlnet"}
+_MODULE_OF_MODEL = {"gpt": "clm", "bert": "mlm", "seq2seq": "seq2seq", "xlnet": "xlnet",
+                    "elmo": "elmo"}
 
 
 def objective_of_model(model):
