@@ -1139,6 +1139,13 @@ def _refuse_arch(given, objective):
                         "trains another model: drop --arch")
 
 
+def _refuse_plm_k(given, plm_k, objective):
+    """--plm-k sets XLNet's partial prediction; any other objective would ignore it, so it is
+    refused even at its default 6 (TrainConfig's rule can only see a value other than 6)."""
+    if "plm_k" in given and objective != "xlnet":
+        raise UserError(f"--plm-k {plm_k} needs --objective xlnet, got --objective {objective}")
+
+
 def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source):
     """--resume continues a run with the settings stored in its checkpoint: an option given
     with another value is an error, whether or not that value is the default (it would be
@@ -1254,6 +1261,7 @@ def cmd_train(args, threads=None):
     out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
         _refuse_arch(given, args.objective)
+        _refuse_plm_k(given, args.plm_k, args.objective)
         train_cfg, model_cfg = _configs_from_options(args, objective)
     documents = source = None
     if args.data is not None:
@@ -1282,6 +1290,7 @@ def cmd_train(args, threads=None):
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
         _refuse_ids_only(tokenizer, out, "--out")
         _refuse_arch(given, train_cfg.objective)
+        _refuse_plm_k(given, args.plm_k, train_cfg.objective)
         if "n_head" in given and not hasattr(model_cfg, "n_head"):
             raise UserError(f"--n-head: {out!r} holds an ELMo, whose LSTMs have no attention heads")
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
