@@ -158,8 +158,8 @@ def build_parser():
         "ELMo's biLM: a forward and a backward LSTM language model, L = -Σ [log P(w_k | w_<k) "
         "+ log P(w_k | w_>k)]. The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
-        "per line). Progress lines show the loss in nats per token (and, for clm on the "
-        "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
+        "per line). Progress lines show the loss in nats per token (and, for clm and elmo on "
+        "the grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
     )
     # The settings a checkpoint stores have no argparse default (None): --resume must tell an
     # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
@@ -195,7 +195,8 @@ def build_parser():
                    help="peak learning rate after warm-up (default 3e-3)")
     t.add_argument("--seed", type=_non_negative_int,
                    help="seed for parameters and data, an integer >= 0 (default 0)")
-    t.add_argument("--n-layer", type=_positive_int, help="blocks (default 2)")
+    t.add_argument("--n-layer", type=_positive_int,
+                   help="blocks (elmo: LSTM layers in each direction) (default 2)")
     t.add_argument("--n-embd", type=_positive_int, help="model width C (default 64)")
     t.add_argument("--n-head", type=_positive_int,
                    help="attention heads; must divide --n-embd (default 4)")
