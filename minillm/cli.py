@@ -158,8 +158,8 @@ def build_parser():
         "ELMo's biLM: a forward and a backward LSTM language model, L = -Σ [log P(w_k | w_<k) "
         "+ log P(w_k | w_>k)]. The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
-        "per line). Progress lines show the loss in nats per token (and, for clm on the "
-        "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
+        "per line). Progress lines show the loss in nats per token (and, for clm and elmo on "
+        "the grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
     )
     # The settings a checkpoint stores have no argparse default (None): --resume must tell an
     # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
@@ -195,7 +195,8 @@ def build_parser():
                    help="peak learning rate after warm-up (default 3e-3)")
     t.add_argument("--seed", type=_non_negative_int,
                    help="seed for parameters and data, an integer >= 0 (default 0)")
-    t.add_argument("--n-layer", type=_positive_int, help="blocks (default 2)")
+    t.add_argument("--n-layer", type=_positive_int,
+                   help="blocks (elmo: LSTM layers in each direction) (default 2)")
     t.add_argument("--n-embd", type=_positive_int, help="model width C (default 64)")
     t.add_argument("--n-head", type=_positive_int,
                    help="attention heads; must divide --n-embd (default 4)")
@@ -1139,6 +1140,13 @@ def _refuse_arch(given, objective):
                         "trains another model: drop --arch")
 
 
+def _refuse_plm_k(given, plm_k, objective):
+    """--plm-k sets XLNet's partial prediction; any other objective would ignore it, so it is
+    refused even at its default 6 (TrainConfig's rule can only see a value other than 6)."""
+    if "plm_k" in given and objective != "xlnet":
+        raise UserError(f"--plm-k {plm_k} needs --objective xlnet, got --objective {objective}")
+
+
 def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source):
     """--resume continues a run with the settings stored in its checkpoint: an option given
     with another value is an error, whether or not that value is the default (it would be
@@ -1254,6 +1262,7 @@ def cmd_train(args, threads=None):
     out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
         _refuse_arch(given, args.objective)
+        _refuse_plm_k(given, args.plm_k, args.objective)
         train_cfg, model_cfg = _configs_from_options(args, objective)
     documents = source = None
     if args.data is not None:
@@ -1282,6 +1291,7 @@ def cmd_train(args, threads=None):
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
         _refuse_ids_only(tokenizer, out, "--out")
         _refuse_arch(given, train_cfg.objective)
+        _refuse_plm_k(given, args.plm_k, train_cfg.objective)
         if "n_head" in given and not hasattr(model_cfg, "n_head"):
             raise UserError(f"--n-head: {out!r} holds an ELMo, whose LSTMs have no attention heads")
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)

@@ -310,3 +310,29 @@ def test_train_fill_and_export_on_the_command_line(tmp_path, capsys):
     assert main(["export", path, str(tmp_path / "hf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no Hugging Face architecture computes" in err[0], err
+
+
+@pytest.mark.parametrize("objective", ["clm", "mlm", "elmo"])
+def test_plm_k_given_to_another_objective_is_refused_even_at_its_default(tmp_path, capsys,
+                                                                         objective):
+    """--plm-k only means something to xlnet: given to another objective it would be ignored,
+    so it is refused in one line, even as --plm-k 6 (the default), as --arch is; and on
+    --resume of another objective's checkpoint it is refused by the same rule, not as a change
+    of a setting that checkpoint never had."""
+    from minillm.cli import main
+
+    out = str(tmp_path / "m.safetensors")
+    small = ["--steps", "1", "--batch-size", "2", "--n-embd", "8", "--n-layer", "1",
+             "--out", out]
+    if objective != "elmo":
+        small += ["--n-head", "2"]
+    assert main(["train", "--objective", objective, "--plm-k", "6", *small]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"minillm: error: --plm-k 6 needs --objective xlnet, got --objective "
+                   f"{objective}\n")
+    assert main(["train", "--objective", objective, *small]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--plm-k", "2", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"minillm: error: --plm-k 2 needs --objective xlnet, got --objective "
+                   f"{objective}\n")
