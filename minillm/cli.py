@@ -1132,19 +1132,19 @@ def _fill_defaults(args):
             setattr(args, name, default)
 
 
-def _refuse_arch(given, objective):
-    """--arch picks which GPT a clm run trains; any other objective's model has no such
-    setting."""
-    if "arch" in given and objective != "clm":
-        raise UserError(f"--arch chooses the GPT of --objective clm; --objective {objective} "
-                        "trains another model: drop --arch")
+# The options that only some objectives read: --arch picks a clm run's GPT, --plm-k XLNet's
+# partial prediction, --masking BERT's masks. Given with another objective they would be
+# silently ignored, so they are refused, even at their defaults (which TrainConfig's rules
+# cannot tell from a choice).
+READ_ONLY_BY = {"arch": ("clm",), "plm_k": ("xlnet",), "masking": ("mlm", "span")}
 
 
-def _refuse_plm_k(given, plm_k, objective):
-    """--plm-k sets XLNet's partial prediction; any other objective would ignore it, so it is
-    refused even at its default 6 (TrainConfig's rule can only see a value other than 6)."""
-    if "plm_k" in given and objective != "xlnet":
-        raise UserError(f"--plm-k {plm_k} needs --objective xlnet, got --objective {objective}")
+def _refuse_unread(given, args, objective):
+    """Refuse an option of READ_ONLY_BY given with an objective that does not read it."""
+    for name, objectives in READ_ONLY_BY.items():
+        if name in given and objective not in objectives:
+            raise UserError(f"{_flag_setting(name, getattr(args, name))} needs --objective "
+                            f"{_either(objectives)}, got --objective {objective}")
 
 
 def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source):
@@ -1261,8 +1261,7 @@ def cmd_train(args, threads=None):
         raise UserError("--n-head: --objective elmo trains LSTMs, which have no attention heads")
     out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
-        _refuse_arch(given, args.objective)
-        _refuse_plm_k(given, args.plm_k, args.objective)
+        _refuse_unread(given, args, args.objective)
         train_cfg, model_cfg = _configs_from_options(args, objective)
     documents = source = None
     if args.data is not None:
@@ -1290,8 +1289,7 @@ def cmd_train(args, threads=None):
             raise UserError(f"--resume: no checkpoint at --out {out!r}")
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
         _refuse_ids_only(tokenizer, out, "--out")
-        _refuse_arch(given, train_cfg.objective)
-        _refuse_plm_k(given, args.plm_k, train_cfg.objective)
+        _refuse_unread(given, args, train_cfg.objective)
         if "n_head" in given and not hasattr(model_cfg, "n_head"):
             raise UserError(f"--n-head: {out!r} holds an ELMo, whose LSTMs have no attention heads")
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)

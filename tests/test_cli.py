@@ -288,3 +288,16 @@ def test_a_broken_pipe_ends_quietly(monkeypatch, capsys, tmp_path):
         assert main(["train", "--steps", "1", "--batch-size", "2", "--n-embd", "16",
                      "--n-layer", "1", "--out", str(tmp_path / "m.safetensors")]) == 1
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("objective", ["clm", "t5", "xlnet", "elmo"])
+def test_masking_given_to_an_objective_that_masks_nothing_is_refused(objective, tmp_path, capsys):
+    """--masking chooses BERT's masks (mlm, span); another objective would ignore it silently,
+    whichever value is given, the default included."""
+    for masking in (["--masking", "static", "--pool", "5"], ["--masking", "dynamic"]):
+        argv = ["train", "--objective", objective, *masking, "--steps", "1",
+                "--out", str(tmp_path / "m.safetensors")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (f"minillm: error: --masking {masking[1]} needs --objective mlm or span, "
+                       f"got --objective {objective}\n")

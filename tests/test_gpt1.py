@@ -260,7 +260,7 @@ def test_arch_is_refused_for_other_objectives_and_cannot_change_on_resume(tmp_pa
     assert main(["train", "--objective", "mlm", "--arch", "gpt1", "--steps", "1", *SMALL,
                  "--out", str(tmp_path / "m.safetensors")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--arch chooses the GPT of --objective clm" in err, err
+    assert err.count("\n") == 1 and "--arch gpt1 needs --objective clm, got --objective mlm" in err, err
     ckpt = str(tmp_path / "g.safetensors")
     assert main(["train", "--arch", "gpt1", "--steps", "2", *SMALL, "--out", ckpt]) == 0
     capsys.readouterr()
