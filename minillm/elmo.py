@@ -287,11 +287,15 @@ def direction_log_probs(params, cfg, ids, position):
     The forward LM reads [BOS] w_1 .. w_{k-1}, the backward LM [EOS] w_n .. w_{k+1}: the right
     context is read from the end of the sentence, so ``ids`` is a whole sentence.
     """
-    from .models import check_finite
+    from .models import check_finite, check_ids
 
-    ids = [int(i) for i in ids]
-    if not 0 <= position < len(ids):
-        raise ValueError(f"position must be in [0, {len(ids)}), got {position!r}")
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"ids must be one sentence's word ids, got shape {ids.shape}")
+    ids = check_ids(ids[None], cfg.vocab_size, "ids")[0].tolist()  # (n,): ints, not 7.5 read as 7
+    if (isinstance(position, bool) or not isinstance(position, (int, np.integer))
+            or not 0 <= position < len(ids)):
+        raise ValueError(f"position must be an integer in [0, {len(ids)}), got {position!r}")
     left = [BOS_ID, *ids[:position]]  # the forward stream up to the blank
     right = [EOS_ID, *ids[position + 1:][::-1]]  # the backward stream up to the blank
     streams, _ = right_pad([left, right], PAD_ID)  # (2, T): padding after both changes nothing

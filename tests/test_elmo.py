@@ -231,6 +231,12 @@ def test_bad_configs_and_inputs_are_refused_by_name():
         elmo_forward(params, cfg, np.zeros((2, 1, 9), dtype=int))
     with pytest.raises(ValueError, match="exactly one \\[MASK\\] per text, got 2"):
         mask_position([MASK_ID, 7, MASK_ID])
+    with pytest.raises(ValueError, match=r"position must be an integer in \[0, 3\), got 1.5"):
+        direction_log_probs(params, cfg, [7, 8, 7], 1.5)
+    with pytest.raises(ValueError, match="ids must hold integers"):  # not read as 7
+        shallow_fill_distribution(params, cfg, [7.5, 8, 7], 1)
+    with pytest.raises(ValueError, match=r"ids must be one sentence's word ids, got shape \(0,\)"):
+        direction_log_probs(params, cfg, [], 0)
 
 
 # ----------------------------------------------------------------------------------------------
