@@ -143,6 +143,39 @@ def test_the_bilm_loss_gradients_match_central_differences_for_every_parameter()
     check_grads(lambda: objective.loss(params, cfg, batch, "sum")[0], params, grads)
 
 
+def test_the_stack_skips_from_the_second_layer_on_and_not_from_the_embedding():
+    """Peters et al. 2018 (bilm-tf's ResidualWrapper on every layer but the first):
+    x^(1) = LSTM_1(x^(0)) and x^(j) = LSTM_j(x^(j-1)) + x^(j-1) for j >= 2, in each direction,
+    recomputed here one layer at a time with lstm_forward. (The gradient check cannot see this:
+    a forward and backward that both skip everywhere, or nowhere, agree with each other.)"""
+    cfg, params = tiny(L=3)
+    ids = make_streams([[7, 8, 7, 8]])["inputs"]  # (2, 1, T)
+    _, cache = elmo_forward(params, cfg, ids)
+    for d, direction in enumerate(("fwd", "bwd")):
+        x = params["wte"][ids[d]]  # x^(0): (1, T, C)
+        for j in range(cfg.n_layer):
+            w = [params[f"{direction}.{j}.{name}"] for name in ("w_x", "w_h", "b")]
+            out, _ = lstm_forward(x, *w)
+            x = out if j == 0 else out + x  # x^(j+1), counting layers from 1
+            np.testing.assert_allclose(cache["outputs"][d][j], x, rtol=0, atol=1e-15,
+                                       err_msg=f"{direction} layer {j + 1}")
+
+
+def test_a_fresh_lstm_s_biases_are_zero_but_the_forget_gate_s_and_its_weights_are_bounded():
+    """bilm-tf's forget_bias 1.0 (FORGET_BIAS) on block f of [i | f | g | o], 0 on the other
+    gates; W_x and W_h drawn from U(-1/sqrt(C), 1/sqrt(C)), PyTorch's nn.LSTM init."""
+    cfg = ElmoConfig(vocab_size=9, n_embd=16, n_layer=2)
+    params = elmo_init(cfg, np.random.default_rng(0), dtype=np.float64)
+    C = cfg.n_embd
+    for direction in ("fwd", "bwd"):
+        for j in range(cfg.n_layer):
+            pre = f"{direction}.{j}."
+            np.testing.assert_array_equal(params[pre + "b"], [0.0] * C + [1.0] * C + [0.0] * 2 * C)
+            for name in ("w_x", "w_h"):
+                w = params[pre + name]
+                assert np.abs(w).max() <= 1 / math.sqrt(C) and np.abs(w).max() > 0.9 / math.sqrt(C)
+
+
 def test_the_streams_are_the_sentence_and_the_sentence_reversed():
     batch = make_streams([[7, 8, 9], [10]])
     P, X = PAD_ID, IGNORE_INDEX
