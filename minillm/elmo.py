@@ -255,6 +255,11 @@ def scalar_mix_forward(layers, w, gamma):
     layers (L + 1, ..., D), w (L + 1,), gamma (a 0-d array) -> out (..., D), cache. bilm-tf
     starts w at 0 (s_j = 1 / (L + 1)) and γ at 1.
     """
+    if np.shape(w) != layers.shape[:1]:
+        raise ValueError(f"w must have shape {layers.shape[:1]}, one weight per layer, got "
+                         f"{np.shape(w)}")
+    if np.ndim(gamma) != 0:
+        raise ValueError(f"gamma must be one number (a 0-d array), got shape {np.shape(gamma)}")
     s, c_sm = softmax_forward(w)  # (L + 1,)
     mixed = np.tensordot(s, layers, axes=1)  # (..., D) = Σ_j s_j h_j
     out = gamma * mixed

@@ -299,6 +299,16 @@ def test_scalar_mix_gradients_match_central_differences(seed, L, n):
                                   upstream), a, grads)
 
 
+def test_the_mix_refuses_a_weight_per_other_count_of_layers_and_a_gamma_per_channel():
+    """w holds one weight per layer, γ is one number (eq. 1): a γ of shape (D,) would broadcast
+    into a per-channel scale whose gradient came back as one number."""
+    layers = np.zeros((3, 2, 4))  # (L + 1, n, D)
+    with pytest.raises(ValueError, match=r"w must have shape \(3,\), one weight per layer"):
+        scalar_mix_forward(layers, np.zeros(2), np.asarray(1.0))
+    with pytest.raises(ValueError, match=r"gamma must be one number .*got shape \(4,\)"):
+        scalar_mix_forward(layers, np.zeros(3), np.ones(4))
+
+
 def test_the_mix_of_equal_weights_is_gamma_times_the_mean_of_the_layers():
     """w = 0 (bilm-tf's start): s_j = 1/(L+1), so ELMo_k = γ · mean_j h_{k,j}."""
     cfg, params = tiny(L=2)
