@@ -394,6 +394,8 @@ def compare_fills(elmo, bert, tokenizer, grammar, blanks):
     from .generate import fill_mask_distributions
     from .tokenizer import CLS_ID, SEP_ID
 
+    if len(blanks) == 0:  # the means below would be 0/0
+        raise ValueError("blanks must hold at least one sentence, got none")
     names = ("elmo", "elmo_fwd", "elmo_bwd", "bert", "shallow_truth")
     totals = {name: np.zeros(2) for name in names}
     for words in blanks:
@@ -424,6 +426,8 @@ def compare_fill_checkpoints(elmo_path, bert_path, n_blanks=500, seed=0):
     from .checkpoint import load_checkpoint
     from .grammar import default_grammar
 
+    if isinstance(n_blanks, bool) or not isinstance(n_blanks, (int, np.integer)) or n_blanks < 1:
+        raise ValueError(f"n_blanks must be a positive integer, got {n_blanks!r}")
     grammar = default_grammar()
     models = {}
     for name, path, objective in (("elmo", elmo_path, "elmo"), ("bert", bert_path, "mlm")):

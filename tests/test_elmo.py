@@ -410,6 +410,8 @@ def test_compare_fills_scores_every_model_on_every_blank():
     np.testing.assert_allclose(one["elmo"]["kl"], fill_scores(truth, p, tok)[0], rtol=1e-9)
     # the product of the two true one-way conditionals on 今天[MASK]很好。: 天气 5.6 / 6.02
     # against the truth's 10/13 (test_two_perfect_one_way_models_multiplied_are_not_the_posterior)
+    with pytest.raises(ValueError, match="blanks must hold at least one sentence, got none"):
+        compare_fills(elmo, bert, tok, grammar, [])
     shallow = compare_fills(elmo, bert, tok, grammar, [["今天", "[MASK]", "很好", "。"]])
     p_sun = 0.42 / 6.02
     expected = 10 / 13 * math.log(10 / 13 / (1 - p_sun)) + 3 / 13 * math.log(3 / 13 / p_sun)
@@ -460,4 +462,7 @@ def test_train_elmo_lowers_the_loss_and_fill_prints_the_truth(tmp_path, capsys):
     assert result["params"]["elmo"] == V * C + 2 * lstm + C * V + V  # wte, fwd, bwd, softmax
     with pytest.raises(ValueError, match="not a checkpoint of --objective elmo"):
         compare_fill_checkpoints(bert, path)
+    for n in (0, -1, 2.5):  # 0 gave NaN scores (0/0)
+        with pytest.raises(ValueError, match=f"n_blanks must be a positive integer, got {n}$"):
+            compare_fill_checkpoints(path, bert, n_blanks=n)
 
