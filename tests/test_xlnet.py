@@ -187,6 +187,11 @@ def test_the_mask_grids_of_a_hand_written_order():
     ])
 
 
+def test_mask_grids_refuses_tokens_that_do_not_name_every_position():
+    with pytest.raises(ValueError, match=r"tokens must name the 3 positions of order, got 2"):
+        mask_grids([2, 0, 1], tokens=["[BOS]", "今天"])
+
+
 def test_nobody_reads_padding():
     content, query = stream_masks(np.array([[0, 2, 1, 3, 4]]), np.array([[1, 1, 1, 0, 0]]))
     assert not content[0, :, 3:].any() and not query[0, :, 3:].any()
