@@ -211,7 +211,8 @@ def test_older_files_with_the_mask_buffer_and_the_tied_copy_load_as_the_fixture(
     of the tied lm_head are accounted for; a copy that differs is refused."""
     def older(t):
         for layer in range(2):
-            t[f"transformer.h.{layer}.attn.bias"] = np.tril(np.ones((16, 16), np.float32))[None, None]
+            mask = np.tril(np.ones((16, 16), np.float32))  # (T, T): the lower triangle
+            t[f"transformer.h.{layer}.attn.bias"] = mask[None, None]
         t["lm_head.weight"] = t["transformer.tokens_embed.weight"].copy()
         return t
 
