@@ -255,6 +255,11 @@ def scalar_mix_forward(layers, w, gamma):
     layers (L + 1, ..., D), w (L + 1,), gamma (a 0-d array) -> out (..., D), cache. bilm-tf
     starts w at 0 (s_j = 1 / (L + 1)) and γ at 1.
     """
+    if np.shape(w) != layers.shape[:1]:
+        raise ValueError(f"w must have shape {layers.shape[:1]}, one weight per layer, got "
+                         f"{np.shape(w)}")
+    if np.ndim(gamma) != 0:
+        raise ValueError(f"gamma must be one number (a 0-d array), got shape {np.shape(gamma)}")
     s, c_sm = softmax_forward(w)  # (L + 1,)
     mixed = np.tensordot(s, layers, axes=1)  # (..., D) = Σ_j s_j h_j
     out = gamma * mixed
@@ -287,11 +292,15 @@ def direction_log_probs(params, cfg, ids, position):
     The forward LM reads [BOS] w_1 .. w_{k-1}, the backward LM [EOS] w_n .. w_{k+1}: the right
     context is read from the end of the sentence, so ``ids`` is a whole sentence.
     """
-    from .models import check_finite
+    from .models import check_finite, check_ids
 
-    ids = [int(i) for i in ids]
-    if not 0 <= position < len(ids):
-        raise ValueError(f"position must be in [0, {len(ids)}), got {position!r}")
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"ids must be one sentence's word ids, got shape {ids.shape}")
+    ids = check_ids(ids[None], cfg.vocab_size, "ids")[0].tolist()  # (n,): ints, not 7.5 read as 7
+    if (isinstance(position, bool) or not isinstance(position, (int, np.integer))
+            or not 0 <= position < len(ids)):
+        raise ValueError(f"position must be an integer in [0, {len(ids)}), got {position!r}")
     left = [BOS_ID, *ids[:position]]  # the forward stream up to the blank
     right = [EOS_ID, *ids[position + 1:][::-1]]  # the backward stream up to the blank
     streams, _ = right_pad([left, right], PAD_ID)  # (2, T): padding after both changes nothing
@@ -385,6 +394,8 @@ def compare_fills(elmo, bert, tokenizer, grammar, blanks):
     from .generate import fill_mask_distributions
     from .tokenizer import CLS_ID, SEP_ID
 
+    if len(blanks) == 0:  # the means below would be 0/0
+        raise ValueError("blanks must hold at least one sentence, got none")
     names = ("elmo", "elmo_fwd", "elmo_bwd", "bert", "shallow_truth")
     totals = {name: np.zeros(2) for name in names}
     for words in blanks:
@@ -415,6 +426,8 @@ def compare_fill_checkpoints(elmo_path, bert_path, n_blanks=500, seed=0):
     from .checkpoint import load_checkpoint
     from .grammar import default_grammar
 
+    if isinstance(n_blanks, bool) or not isinstance(n_blanks, (int, np.integer)) or n_blanks < 1:
+        raise ValueError(f"n_blanks must be a positive integer, got {n_blanks!r}")
     grammar = default_grammar()
     models = {}
     for name, path, objective in (("elmo", elmo_path, "elmo"), ("bert", bert_path, "mlm")):

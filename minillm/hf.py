@@ -8,8 +8,9 @@ BART, and compute what transformers computes, loss and gradients included.
 
 Names and layouts. minillm stores every projection as (in, out) and fuses q, k, v into one
 (C, 3C) matrix; GPT-2's Conv1D has the same layout, while BERT's and BART's nn.Linear store
-(out, in) with q, k, v apart; GPT-1's Conv1D is GPT-2's, under GPT-2's block names. The tables below list, per architecture, each minillm parameter
-and where it comes from. ``{l}`` is a layer index. The kinds:
+(out, in) with q, k, v apart; GPT-1's Conv1D is GPT-2's, under GPT-2's block names. The tables
+below list, per architecture, each minillm parameter and where it comes from. ``{l}`` is a
+layer index. The kinds:
 
     copy       the same array
     T          transposed: nn.Linear's (out, in) -> (in, out)

@@ -2,11 +2,11 @@
 
 GPT (GPT-2's architecture): pre-LN blocks, causal self-attention, learned positions, a final
 layer norm, and an output layer tied to the token embedding; with ``GPTConfig.arch = "gpt1"``,
-GPT-1's: the same decoder with post-LN blocks and no final layer norm. BERT: post-LN blocks that see both
-sides, segment embeddings, the MLM and NSP heads. The encoder-decoder (BART's architecture): a
-BERT-like encoder and a GPT-like decoder whose blocks also attend to the encoder's output.
-XLNet's config and parameter table are here too; its two-stream forward and backward are in
-xlnet.py.
+GPT-1's: the same decoder with post-LN blocks and no final layer norm. BERT: post-LN blocks
+that see both sides, segment embeddings, the MLM and NSP heads. The encoder-decoder (BART's
+architecture): a BERT-like encoder and a GPT-like decoder whose blocks also attend to the
+encoder's output. XLNet's config and parameter table are here too; its two-stream forward and
+backward are in xlnet.py.
 
 Parameters live in one flat ``dict[str, np.ndarray]`` with dotted names (``gpt_param_shapes``
 and its siblings list them with their shapes). Gradients come back as a new dict with exactly

@@ -104,6 +104,8 @@ def mask_grids(order, tokens=None):
     order = np.asarray(order)[None]  # (1, T)
     content, query = stream_masks(check_order(order, order.shape))
     T = order.shape[1]
+    if tokens is not None and len(tokens) != T:
+        raise ValueError(f"tokens must name the {T} positions of order, got {len(tokens)}")
     lines = ["order z: " + " -> ".join(str(int(i)) for i in order[0])]
     if tokens is not None:
         lines.append("tokens:  " + "  ".join(f"{i}={w}" for i, w in enumerate(tokens)))

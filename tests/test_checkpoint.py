@@ -92,7 +92,7 @@ def meta_cases(meta):
          "do not match"),
         ("objective of another model", [("train_config.objective", "mlm")],
          "does not train a gpt model"),
-        ("unknown objective", [("train_config.objective", "gpt5")], "objective must be one of"),
+        ("unknown objective", [("train_config.objective", "llama")], "got 'llama'"),
         ("masking unknown", [("train_config.masking", "x")], "masking"),
         ("pool negative", [("train_config.pool", -1)], "train_config.pool"),
         ("nsp a string", [("train_config.nsp", "yes")], "train_config.nsp"),

@@ -143,6 +143,39 @@ def test_the_bilm_loss_gradients_match_central_differences_for_every_parameter()
     check_grads(lambda: objective.loss(params, cfg, batch, "sum")[0], params, grads)
 
 
+def test_the_stack_skips_from_the_second_layer_on_and_not_from_the_embedding():
+    """Peters et al. 2018 (bilm-tf's ResidualWrapper on every layer but the first):
+    x^(1) = LSTM_1(x^(0)) and x^(j) = LSTM_j(x^(j-1)) + x^(j-1) for j >= 2, in each direction,
+    recomputed here one layer at a time with lstm_forward. (The gradient check cannot see this:
+    a forward and backward that both skip everywhere, or nowhere, agree with each other.)"""
+    cfg, params = tiny(L=3)
+    ids = make_streams([[7, 8, 7, 8]])["inputs"]  # (2, 1, T)
+    _, cache = elmo_forward(params, cfg, ids)
+    for d, direction in enumerate(("fwd", "bwd")):
+        x = params["wte"][ids[d]]  # x^(0): (1, T, C)
+        for j in range(cfg.n_layer):
+            w = [params[f"{direction}.{j}.{name}"] for name in ("w_x", "w_h", "b")]
+            out, _ = lstm_forward(x, *w)
+            x = out if j == 0 else out + x  # x^(j+1), counting layers from 1
+            np.testing.assert_allclose(cache["outputs"][d][j], x, rtol=0, atol=1e-15,
+                                       err_msg=f"{direction} layer {j + 1}")
+
+
+def test_a_fresh_lstm_s_biases_are_zero_but_the_forget_gate_s_and_its_weights_are_bounded():
+    """bilm-tf's forget_bias 1.0 (FORGET_BIAS) on block f of [i | f | g | o], 0 on the other
+    gates; W_x and W_h drawn from U(-1/sqrt(C), 1/sqrt(C)), PyTorch's nn.LSTM init."""
+    cfg = ElmoConfig(vocab_size=9, n_embd=16, n_layer=2)
+    params = elmo_init(cfg, np.random.default_rng(0), dtype=np.float64)
+    C = cfg.n_embd
+    for direction in ("fwd", "bwd"):
+        for j in range(cfg.n_layer):
+            pre = f"{direction}.{j}."
+            np.testing.assert_array_equal(params[pre + "b"], [0.0] * C + [1.0] * C + [0.0] * 2 * C)
+            for name in ("w_x", "w_h"):
+                w = params[pre + name]
+                assert np.abs(w).max() <= 1 / math.sqrt(C) and np.abs(w).max() > 0.9 / math.sqrt(C)
+
+
 def test_the_streams_are_the_sentence_and_the_sentence_reversed():
     batch = make_streams([[7, 8, 9], [10]])
     P, X = PAD_ID, IGNORE_INDEX
@@ -231,6 +264,12 @@ def test_bad_configs_and_inputs_are_refused_by_name():
         elmo_forward(params, cfg, np.zeros((2, 1, 9), dtype=int))
     with pytest.raises(ValueError, match="exactly one \\[MASK\\] per text, got 2"):
         mask_position([MASK_ID, 7, MASK_ID])
+    with pytest.raises(ValueError, match=r"position must be an integer in \[0, 3\), got 1.5"):
+        direction_log_probs(params, cfg, [7, 8, 7], 1.5)
+    with pytest.raises(ValueError, match="ids must hold integers"):  # not read as 7
+        shallow_fill_distribution(params, cfg, [7.5, 8, 7], 1)
+    with pytest.raises(ValueError, match=r"ids must be one sentence's word ids, got shape \(0,\)"):
+        direction_log_probs(params, cfg, [], 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,6 +297,16 @@ def test_scalar_mix_gradients_match_central_differences(seed, L, n):
         raise AssertionError("no upstream gradient gave every parameter a gradient")
     check_grads(lambda: projected(scalar_mix_forward(a["layers"], a["w"], a["gamma"])[0],
                                   upstream), a, grads)
+
+
+def test_the_mix_refuses_a_weight_per_other_count_of_layers_and_a_gamma_per_channel():
+    """w holds one weight per layer, γ is one number (eq. 1): a γ of shape (D,) would broadcast
+    into a per-channel scale whose gradient came back as one number."""
+    layers = np.zeros((3, 2, 4))  # (L + 1, n, D)
+    with pytest.raises(ValueError, match=r"w must have shape \(3,\), one weight per layer"):
+        scalar_mix_forward(layers, np.zeros(2), np.asarray(1.0))
+    with pytest.raises(ValueError, match=r"gamma must be one number .*got shape \(4,\)"):
+        scalar_mix_forward(layers, np.zeros(3), np.ones(4))
 
 
 def test_the_mix_of_equal_weights_is_gamma_times_the_mean_of_the_layers():
@@ -361,6 +410,8 @@ def test_compare_fills_scores_every_model_on_every_blank():
     np.testing.assert_allclose(one["elmo"]["kl"], fill_scores(truth, p, tok)[0], rtol=1e-9)
     # the product of the two true one-way conditionals on 今天[MASK]很好。: 天气 5.6 / 6.02
     # against the truth's 10/13 (test_two_perfect_one_way_models_multiplied_are_not_the_posterior)
+    with pytest.raises(ValueError, match="blanks must hold at least one sentence, got none"):
+        compare_fills(elmo, bert, tok, grammar, [])
     shallow = compare_fills(elmo, bert, tok, grammar, [["今天", "[MASK]", "很好", "。"]])
     p_sun = 0.42 / 6.02
     expected = 10 / 13 * math.log(10 / 13 / (1 - p_sun)) + 3 / 13 * math.log(3 / 13 / p_sun)
@@ -411,4 +462,7 @@ def test_train_elmo_lowers_the_loss_and_fill_prints_the_truth(tmp_path, capsys):
     assert result["params"]["elmo"] == V * C + 2 * lstm + C * V + V  # wte, fwd, bwd, softmax
     with pytest.raises(ValueError, match="not a checkpoint of --objective elmo"):
         compare_fill_checkpoints(bert, path)
+    for n in (0, -1, 2.5):  # 0 gave NaN scores (0/0)
+        with pytest.raises(ValueError, match=f"n_blanks must be a positive integer, got {n}$"):
+            compare_fill_checkpoints(path, bert, n_blanks=n)
 

@@ -4,6 +4,7 @@ OpenAIGPTLMHeadModel on the fixture in tests/fixtures/hf/openai_gpt/ (its README
 was made), export and import both ways, old checkpoints, and the command line."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -40,6 +41,17 @@ def test_gpt1_has_no_final_layer_norm_and_post_ln_blocks():
     assert set(gpt2_shapes) - set(shapes) == {"ln_f.g", "ln_f.b"}
     assert TINY1.block_spec().pre_ln is False
     assert GPTConfig(vocab_size=11).block_spec().pre_ln is True  # GPT-2, the default
+
+
+def test_gpt1_draws_every_matrix_from_n_0_0_02_without_gpt2_s_residual_scaling():
+    """Radford et al. 2018, section 4.1: weights N(0, 0.02). GPT-2's 1/sqrt(2L) on the residual
+    projections (Radford et al. 2019, section 2.3) would make their std 0.01 here (L = 2). The
+    sample std of n normal draws has standard error 0.02/sqrt(2n): bound 5 of them."""
+    cfg = GPTConfig(vocab_size=11, n_ctx=8, n_embd=64, n_head=2, n_layer=2, arch="gpt1")
+    params = gpt_init(cfg, np.random.default_rng(0), np.float64)
+    for name in ("h.0.attn.c_attn.w", "h.0.attn.c_proj.w", "h.1.mlp.c_proj.w"):
+        n = params[name].size  # 12288, 4096, 16384
+        assert abs(params[name].std() - 0.02) < 5 * 0.02 / math.sqrt(2 * n), name
 
 
 @settings(max_examples=1)
@@ -199,7 +211,8 @@ def test_older_files_with_the_mask_buffer_and_the_tied_copy_load_as_the_fixture(
     of the tied lm_head are accounted for; a copy that differs is refused."""
     def older(t):
         for layer in range(2):
-            t[f"transformer.h.{layer}.attn.bias"] = np.tril(np.ones((16, 16), np.float32))[None, None]
+            mask = np.tril(np.ones((16, 16), np.float32))  # (T, T): the lower triangle
+            t[f"transformer.h.{layer}.attn.bias"] = mask[None, None]
         t["lm_head.weight"] = t["transformer.tokens_embed.weight"].copy()
         return t
 

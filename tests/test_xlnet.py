@@ -157,6 +157,18 @@ def test_neither_stream_reads_a_token_later_in_the_order(seed, t):
     assert not np.array_equal(cache2["h"][0, later], cache["h"][0, later])  # they were read
 
 
+def test_the_query_stream_knows_which_position_it_predicts():
+    """Position 2 in z = 0, 1, 2, 3 and position 3 in z = 0, 1, 3, 2 are predicted from the same
+    context, x_0 and x_1, whose content streams are the same in both orders. Only the position
+    p_i in g^(0)_i = w + p_i tells the two targets apart: without it the two predictions would
+    be bit-identical (Yang et al. 2019, section 2.3, "target position aware")."""
+    _, params, ids, _ = _random_case(seed=0, T=4)
+    a, cache_a = xlnet_forward(params, TINY, ids, [[0, 1, 2, 3]])
+    b, cache_b = xlnet_forward(params, TINY, ids, [[0, 1, 3, 2]])
+    np.testing.assert_array_equal(cache_a["h"][0, :2], cache_b["h"][0, :2])  # the same context
+    assert np.abs(a[0, 2] - b[0, 3]).max() > 1e-2
+
+
 # ----------------------------------------------------------------------------------------------
 # The masks
 
@@ -175,10 +187,32 @@ def test_the_mask_grids_of_a_hand_written_order():
     ])
 
 
+def test_mask_grids_refuses_tokens_that_do_not_name_every_position():
+    with pytest.raises(ValueError, match=r"tokens must name the 3 positions of order, got 2"):
+        mask_grids([2, 0, 1], tokens=["[BOS]", "今天"])
+
+
 def test_nobody_reads_padding():
     content, query = stream_masks(np.array([[0, 2, 1, 3, 4]]), np.array([[1, 1, 1, 0, 0]]))
     assert not content[0, :, 3:].any() and not query[0, :, 3:].any()
     assert content[0, :3, :3].any(axis=-1).all()  # every real position reads something
+
+
+def test_a_given_order_must_be_one_that_sample_order_could_draw():
+    """make_batch's labels take [BOS] to be first in every order and the padding last, as
+    sample_order draws them: a given order that breaks that would have the loss predict [PAD]
+    (or [BOS]), so it is refused by name."""
+    rng = np.random.default_rng(0)
+    sentences = [[7, 8], [9]]  # rows [BOS] 7 8 [EOS] and [BOS] 9 [EOS] [PAD]
+    batch = plm.make_batch(sentences, rng, K=1, orders=[[0, 2, 3, 1], [0, 2, 1, 3]])
+    np.testing.assert_array_equal(batch["order"], [[0, 2, 3, 1], [0, 2, 1, 3]])
+    np.testing.assert_array_equal(batch["labels"][1], [IGNORE_INDEX, 9, EOS_ID, IGNORE_INDEX])
+    with pytest.raises(ValueError, match=r"orders\[1\] = \[0, 1, 3, 2\] must put \[BOS\]"):
+        plm.make_batch(sentences, rng, orders=[[0, 2, 3, 1], [0, 1, 3, 2]])  # [PAD] before 2
+    with pytest.raises(ValueError, match=r"orders\[0\] = \[1, 0, 2, 3\] must put \[BOS\]"):
+        plm.make_batch(sentences, rng, orders=[[1, 0, 2, 3], [0, 2, 1, 3]])
+    with pytest.raises(ValueError, match=r"orders must be a \(2, 4\) integer array"):
+        plm.make_batch(sentences, rng, orders=[[0, 2, 3, 1]])
 
 
 def test_a_wrong_order_is_refused_by_name():

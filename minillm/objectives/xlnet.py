@@ -32,7 +32,7 @@ from ..generate import next_token_probs
 from ..layers import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward, log_softmax
 from ..models import check_finite
 from ..tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, right_pad
-from ..xlnet import xlnet_backward, xlnet_forward
+from ..xlnet import check_order, xlnet_backward, xlnet_forward
 
 NAME = "xlnet"
 TITLE = "permutation language modeling"
@@ -50,8 +50,9 @@ def make_batch(sequences, rng, K=6, orders=None):
     """Token-id sequences -> a batch for permutation language modeling.
 
     inputs (B, T) ``[BOS] w_1 ... w_n [EOS]`` right-padded; order (B, T), each row z drawn by
-    sample_order (or given in ``orders``); labels (B, T): the token at the last ⌈m/K⌉ positions
-    of z's m permuted ones, IGNORE_INDEX elsewhere; attention_mask (B, T).
+    sample_order (or given in ``orders``, each row one that sample_order could draw: [BOS]
+    first, the padding last); labels (B, T): the token at the last ⌈m/K⌉ positions of z's m
+    permuted ones, IGNORE_INDEX elsewhere; attention_mask (B, T).
     """
     if len(sequences) == 0:
         raise ValueError("sequences must hold at least one sequence, got an empty batch")
@@ -59,11 +60,20 @@ def make_batch(sequences, rng, K=6, orders=None):
         raise ValueError(f"K must be a positive integer, got {K!r}")
     inputs, attention_mask = right_pad([[BOS_ID, *seq, EOS_ID] for seq in sequences], PAD_ID)
     B, T = inputs.shape
+    if orders is not None:
+        orders = check_order(orders, (B, T), "orders")
     order = np.zeros((B, T), dtype=np.int64)
     labels = np.full((B, T), IGNORE_INDEX, dtype=np.int64)
     for b in range(B):
         n = int(attention_mask[b].sum())  # real tokens, [BOS] and [EOS] included
-        order[b] = sample_order(n, T, rng) if orders is None else orders[b]
+        if orders is None:
+            order[b] = sample_order(n, T, rng)
+        elif orders[b, 0] != 0 or not np.array_equal(orders[b, n:], np.arange(n, T)):
+            # the labels below would otherwise ask for [BOS] or [PAD]
+            raise ValueError(f"orders[{b}] = {orders[b].tolist()} must put [BOS] (position 0) "
+                             f"first and the padding (from position {n} on) last, in place")
+        else:
+            order[b] = orders[b]
         c = n - math.ceil((n - 1) / K)  # the cutting point: z_0 .. z_{c-1} are only read
         predicted = order[b, c:n]  # the last ⌈m/K⌉ of the m = n - 1 permuted positions
         labels[b, predicted] = inputs[b, predicted]
