@@ -49,7 +49,8 @@ from .objectives import objective_of_model
 # arch="gpt1" (arch_of).
 GPT1_ARCH = "openai-gpt"
 # Each Hugging Face architecture's minillm model family, and its table of parameter shapes.
-ARCH_MODEL = {family.hf_arch: name for name, family in MODELS.items()}
+ARCH_MODEL = {family.hf_arch: name for name, family in MODELS.items()
+              if family.hf_arch is not None}  # ELMo and minillm's XLNet have no twin
 ARCH_MODEL[GPT1_ARCH] = "gpt"
 PARAM_SHAPES = {arch: MODELS[model].param_shapes for arch, model in ARCH_MODEL.items()}
 # The largest config.json read: Hugging Face's are a few kilobytes.
