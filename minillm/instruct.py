@@ -35,6 +35,12 @@ table of the response's kind, decided in this order:
 
 (wrong_slot is decided before too_long: the person 我 is a prefix of the person 我们.)
 
+**Demonstrations.** InstructGPT's demonstrations were written by people, not always right.
+Here a demonstrator writes each kind of candidate with the stated probabilities
+DEMONSTRATION_MIX (correct .55, too_long .2, wrong_slot .15, off_task .1), so supervised
+fine-tuning learns a policy whose expected true reward is .55·2 + .2·1 + .15·0 − .1·1 = 1.2,
+and the preference stages have something to improve.
+
 **The labeler** is Bradley–Terry (Bradley & Terry 1952; the model of InstructGPT's reward
 loss and of DPO's Eq. 1) with temperature τ, the labeler's noise:
 
@@ -71,6 +77,8 @@ TRUE_REWARD = {"correct": 2.0, "too_long": 1.0, "wrong_slot": 0.0, "off_task": -
                "other": -2.0}
 # The labeler's temperature τ: the scale of its noise, in units of the true reward.
 TAU = 1.0
+# How often the demonstrator writes each kind of candidate (sample_demonstrations).
+DEMONSTRATION_MIX = {"correct": 0.55, "too_long": 0.2, "wrong_slot": 0.15, "off_task": 0.1}
 PERIOD = "。"
 
 
@@ -118,6 +126,8 @@ def sample_prompts(rng, n, tasks=TASKS):
     grammar among those the task accepts (grammar.Grammar.sample_task_pairs)."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or len(tasks) == 0:
         raise ValueError(f"tasks must be some of {TASKS}, got {tasks!r}")
@@ -191,6 +201,24 @@ def response_kind(prompt, response):
 def true_reward(prompt, response):
     """r*(x, y) = TRUE_REWARD[kind of y]: the stated function the labeler's choices follow."""
     return TRUE_REWARD[response_kind(prompt, response)]
+
+
+def sample_demonstrations(rng, prompts, mix=None):
+    """One demonstration per prompt: a candidate whose kind is drawn from ``mix`` ({kind:
+    probability}, default DEMONSTRATION_MIX). -> a list of response texts."""
+    mix = DEMONSTRATION_MIX if mix is None else mix
+    if set(mix) - set(KINDS) or not math.isclose(sum(mix.values()), 1.0) or min(
+            mix.values()) < 0:
+        raise ValueError(f"mix must give probabilities of kinds among {KINDS} that sum to 1, "
+                         f"got {mix!r}")
+    kinds = rng.choice(list(mix), size=len(prompts), p=list(mix.values()))
+    return [candidates(prompt)[kind] for prompt, kind in zip(prompts, kinds)]
+
+
+def expected_true_reward(policy):
+    """E_{kind ~ policy}[r*] for a distribution over candidate kinds ({kind: probability}):
+    the true reward of a policy that writes only candidates (1.2 for DEMONSTRATION_MIX)."""
+    return sum(p * TRUE_REWARD[kind] for kind, p in policy.items())
 
 
 # ----------------------------------------------------------------------------------------------

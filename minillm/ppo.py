@@ -30,6 +30,12 @@ from .layers import linear_backward, linear_forward
 BETA, CLIP, GAMMA, LAM, CLIP_VALUE = 0.02, 0.2, 1.0, 0.95, 0.2
 
 
+def _check_in(name, value, low, high):
+    """A number in [low, high], or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+
+
 def _masked_mean(x, mask):
     """Σ mask·x / Σ mask: the mean over the response's tokens."""
     return np.sum(x * mask) / np.sum(mask)
@@ -46,6 +52,7 @@ def kl_penalty_forward(logp, logp_ref, mask, beta=BETA):
 
     logp, logp_ref, mask (B, T) -> P (a float, summed over rows), kl (B, T), cache.
     """
+    _check_in("beta", beta, 0.0, np.inf)
     kl = (logp - logp_ref) * mask  # (B, T)
     return float(beta * kl.sum()), kl, {"mask": mask, "beta": beta}
 
@@ -78,6 +85,8 @@ def gae(rewards, values, mask, gamma=GAMMA, lam=LAM):
     rewards, values, mask (B, T), the mask 1 on a contiguous run of response tokens ->
     advantages (B, T), returns (B, T), both 0 outside the mask. Not whitened.
     """
+    _check_in("gamma", gamma, 0.0, 1.0)
+    _check_in("lam", lam, 0.0, 1.0)
     B, T = rewards.shape
     advantages = np.zeros_like(rewards)  # (B, T)
     next_value = np.zeros(B, dtype=rewards.dtype)  # V_{t+1}
@@ -103,6 +112,7 @@ def ppo_policy_loss_forward(logp, logp_old, advantages, mask, clip=CLIP):
     from the rollout (constants); mask (B, T). -> L (a float), cache. The cache's clip_frac
     is the share of tokens whose ratio lies strictly outside [1 − ε, 1 + ε].
     """
+    _check_in("clip", clip, 0.0, 1.0)
     ratio = np.exp(logp - logp_old)  # (B, T)
     unclipped = -advantages * ratio  # (B, T)
     clipped = -advantages * np.clip(ratio, 1.0 - clip, 1.0 + clip)  # (B, T)
@@ -149,6 +159,7 @@ def value_loss_forward(values, values_old, returns, mask, clip_value=CLIP_VALUE)
     values (B, T) the value head's now; values_old, returns (B, T) from the rollout; mask.
     -> L (a float), cache.
     """
+    _check_in("clip_value", clip_value, 0.0, np.inf)
     values_clipped = np.clip(values, values_old - clip_value, values_old + clip_value)
     loss_unclipped = (values - returns) ** 2  # (B, T)
     loss_clipped = (values_clipped - returns) ** 2  # (B, T)

@@ -146,3 +146,19 @@ def test_bad_input_is_refused_by_name():
         I.response_kind(p, 3)
     with pytest.raises(ValueError, match="prompts"):
         I.bayes_accuracy([])
+    with pytest.raises(ValueError, match="n must"):
+        I.sample_prompts(rng, -1)
+    with pytest.raises(ValueError, match="mix"):
+        I.sample_demonstrations(rng, [p], {"correct": 0.5})
+
+
+def test_demonstrations_follow_the_stated_mix_within_5_sigma():
+    """Each kind's share among n demonstrations has mean mix[kind] and sd
+    sqrt(mix(1 − mix)/n); the mix's expected true reward is .55·2 + .2·1 − .1·1 = 1.2."""
+    rng = np.random.default_rng(7)
+    many = I.sample_prompts(rng, 2000)
+    kinds = [I.response_kind(p, y) for p, y in zip(many, I.sample_demonstrations(rng, many))]
+    for kind, share in I.DEMONSTRATION_MIX.items():
+        sd = math.sqrt(share * (1 - share) / len(many))
+        assert abs(kinds.count(kind) / len(many) - share) < 5 * sd, kind
+    assert I.expected_true_reward(I.DEMONSTRATION_MIX) == pytest.approx(1.2, rel=1e-12)

@@ -216,3 +216,17 @@ def test_value_head_gradient_matches_central_differences():
     dh, dw, db = ppo.value_head_backward(upstream, cache)
     check_grads(lambda: np.sum(ppo.value_head_forward(h, w, b)[0] * upstream),
                 {"h": h, "w": w, "b": b}, {"h": dh, "w": dw, "b": db})
+
+
+def test_bad_settings_are_refused_by_name():
+    x, mask = np.zeros((1, 2)), np.ones((1, 2))
+    with pytest.raises(ValueError, match="clip"):
+        ppo.ppo_policy_loss_forward(x, x, x, mask, clip=1.5)
+    with pytest.raises(ValueError, match="lam"):
+        ppo.gae(x, x, mask, lam=-0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        ppo.gae(x, x, mask, gamma=2)
+    with pytest.raises(ValueError, match="beta"):
+        ppo.kl_penalty_forward(x, x, mask, beta=-1.0)
+    with pytest.raises(ValueError, match="clip_value"):
+        ppo.value_loss_forward(x, x, x, mask, clip_value=-0.2)
