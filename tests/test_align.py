@@ -1,0 +1,73 @@
+"""The SFT → RM → DPO pipeline (minillm/align.py), on a model too small to learn anything: what
+must hold whatever the model is."""
+
+import math
+
+import numpy as np
+import pytest
+
+from minillm import align, instruct, rlhf
+from minillm.grammar import default_grammar
+from minillm.models import GPTConfig, gpt_init
+
+TINY_RUN = align.AlignConfig(n_demonstrations=40, n_rankings=12, n_test=16, sft_steps=3,
+                             rm_steps=3, dpo_steps=3, batch_size=8, n_embd=8, n_layer=1)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return align.run(TINY_RUN, log=lambda line: None)
+
+
+def test_the_run_reports_every_measure_with_the_exact_bayes_limit(result):
+    assert [row["method"] for row in result["rows"]] == ["sft", "dpo"]
+    assert result["bayes_accuracy"] == pytest.approx(
+        instruct.bayes_accuracy(result["test_prompts"]), rel=1e-12)
+    assert 0.0 <= result["rm_accuracy"] <= 1.0
+    for row in result["rows"]:
+        assert -2.0 <= row["true_reward"] <= 2.0
+        assert 0.0 < row["win_rate_vs_sft"] < 1.0
+        assert sum(row["kinds"].values()) == pytest.approx(1.0)
+        assert len(row["responses"]) == TINY_RUN.n_test
+    assert result["rows"][0]["kl_to_sft"] == 0.0  # the SFT model against itself: exactly 0
+
+
+def test_dpo_starts_at_log_2_because_the_policy_starts_as_the_reference(result):
+    """history.md §5.7: at π = π_ref the DPO loss is ln 2 (the weights sum to 1)."""
+    assert result["losses"]["dpo"][0] == pytest.approx(math.log(2), rel=1e-5)
+
+
+def test_ranked_batch_pairs_put_the_better_ranked_response_first():
+    rng = np.random.default_rng(0)
+    tokenizer = default_grammar().tokenizer()
+    prompts = instruct.sample_prompts(rng, 2)
+    rankings = [instruct.rank(rng, p, list(instruct.candidates(p).values())) for p in prompts]
+    x_ids, y_ids, chosen, rejected, weights = align.ranked_batch(tokenizer, prompts, rankings)
+    assert len(y_ids) == 2 * align.K and len(chosen) == 2 * math.comb(align.K, 2)
+    assert weights.sum() == pytest.approx(1.0)
+    for w, l in zip(chosen, rejected):
+        assert w // align.K == l // align.K  # pairs within one prompt
+        ranking = rankings[w // align.K]
+        assert ranking.index(tokenizer.decode(y_ids[w])) < ranking.index(
+            tokenizer.decode(y_ids[l]))
+
+
+def test_reward_model_accuracy_counts_pairs_scored_in_the_labelers_order():
+    """A reward model whose head reads nothing (w = 0) but the bias scores every response the
+    same: no pair is ordered strictly, accuracy 0 (ties count as wrong)."""
+    rng = np.random.default_rng(1)
+    tokenizer = default_grammar().tokenizer()
+    cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=8, n_head=2, n_layer=1)
+    params = rlhf.add_scalar_head(gpt_init(cfg, rng), cfg, "rm", rng)
+    params["rm.w"][:] = 0.0
+    comparisons = instruct.sample_comparisons(rng, instruct.sample_prompts(rng, 5))
+    assert align.reward_model_accuracy(params, cfg, tokenizer, comparisons) == 0.0
+
+
+def test_dpos_optimum_on_the_candidates_by_hand():
+    """β = τ = 1: weights mix · e^{r*} = .55e², .2e, .15, .1/e over correct, too_long,
+    wrong_slot, off_task (r* = 2, 1, 0, −1); the expected r* is their weighted mean."""
+    w = [0.55 * math.e**2, 0.2 * math.e, 0.15, 0.1 / math.e]
+    expected = (2 * w[0] + w[1] - w[3]) / sum(w)
+    assert align.dpo_optimum_true_reward(1.0) == pytest.approx(expected, rel=1e-12)
+    assert align.dpo_optimum_true_reward(1e6) == pytest.approx(1.2, rel=1e-5)  # β → ∞: the mix
