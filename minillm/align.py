@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import instruct, rlhf
+from . import instruct, ppo, rlhf
 from .config import TrainConfig
 from .grammar import default_grammar
-from .models import GPTConfig, gpt_init
+from .models import GPTConfig, gpt_forward, gpt_init
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 from .task_formats import GPTFormat
 from .tokenizer import BOS_ID, SEP_ID
@@ -167,16 +167,86 @@ def dpo(params, ref, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, b
 
 
 # ----------------------------------------------------------------------------------------------
+# PPO with a KL penalty (InstructGPT §3.5; the losses in ppo.py)
+
+
+def rollout(policy, sft_params, rm_params, cfg, tokenizer, prompts, beta, rng):
+    """Sample a response per prompt from the policy, then everything PPO's steps hold fixed:
+
+        logp_old, V_old       the policy's log-probs of the sampled tokens and its values
+        kl_t                  logp_old − log π_SFT, per response token
+        r_t                   −β kl_t, plus the reward model's score at the last token
+        A, R                  GAE (γ = 1, λ = 0.95) on r_t and V_old; A whitened
+
+    -> (batch, arrays for ppo.ppo_loss_and_grads, stats: the mean true reward, the mean RM
+    score, the mean Σ_t kl_t, the responses). A response cut by the context gets an [EOS]
+    appended that was not sampled.
+    """
+    y_ids = sample_response_ids(rlhf.gpt_without(policy, "v"), cfg, tokenizer, prompts, rng)
+    x_ids = [tokenizer.encode(p.text) for p in prompts]
+    batch = rlhf.sft_batch(x_ids, y_ids)
+    logits, cache = gpt_forward(rlhf.gpt_without(policy, "v"), cfg, batch["inputs"],
+                                batch["attention_mask"])
+    logp, lp_cache = rlhf.token_logprobs_forward(logits, batch["targets"])  # (B, T)
+    mask = lp_cache["keep"].reshape(logp.shape).astype(logp.dtype)
+    values, _ = ppo.value_head_forward(cache["h"], policy["v.w"], policy["v.b"])  # (B, T)
+    ref_logits, _ = gpt_forward(sft_params, cfg, batch["inputs"], batch["attention_mask"])
+    logp_ref, _ = rlhf.token_logprobs_forward(ref_logits, batch["targets"])
+    score, _ = rlhf.reward_forward(rm_params, cfg, rlhf.sequence_batch(x_ids, y_ids))  # (B,)
+    _, kl, _ = ppo.kl_penalty_forward(logp, logp_ref, mask, beta)
+    rewards = ppo.per_token_rewards(score, kl, mask, beta)
+    advantages, returns = ppo.gae(rewards, values * mask, mask)
+    responses = [tokenizer.decode(ids) for ids in y_ids]
+    stats = {"true_reward": float(np.mean([instruct.true_reward(p, y)
+                                           for p, y in zip(prompts, responses)])),
+             "rm_reward": float(score.mean()), "kl": float(kl.sum(axis=1).mean()),
+             "responses": responses}
+    arrays = {"logp_old": logp, "values_old": values, "returns": returns,
+              "advantages": ppo.whiten(advantages, mask)}
+    return batch, arrays, stats
+
+
+def ppo_train(policy, sft_params, rm_params, cfg, tokenizer, prompts, iterations, batch_size,
+              lr, beta, epochs, rng, log=print):
+    """PPO in place on ``policy`` (the SFT model with a value head "v"): each iteration one
+    rollout of batch_size prompts, then ``epochs`` steps on it (one minibatch, as
+    lm-human-preferences' default). -> one stats dict per iteration: true reward, RM
+    reward, KL to SFT, clip fraction (of the last epoch)."""
+    opt = adamw_init(policy)
+    history = []
+    for it in range(iterations):
+        pick = rng.integers(0, len(prompts), size=batch_size)
+        batch, arrays, stats = rollout(policy, sft_params, rm_params, cfg, tokenizer,
+                                       [prompts[i] for i in pick], beta, rng)
+        for epoch in range(epochs):
+            _, step_stats, grads = ppo.ppo_loss_and_grads(policy, cfg, batch, arrays)
+            _step(policy, grads, opt, it * epochs + epoch, iterations * epochs, lr)
+        stats = {**stats, "clip_frac": step_stats["clip_frac"]}
+        history.append(stats)
+        log(f"PPO {it + 1}/{iterations}: true reward {stats['true_reward']:+.3f}, RM reward "
+            f"{stats['rm_reward']:+.3f}, KL to SFT {stats['kl']:.3f}, clip fraction "
+            f"{stats['clip_frac']:.3f}")
+    return history
+
+
+# ----------------------------------------------------------------------------------------------
 # Judging a policy against the truth
 
 
-def sample_responses(params, cfg, tokenizer, prompts, rng):
-    """One response per prompt, sampled at temperature 1 after [BOS] prompt [SEP] until [EOS]
-    or the context is full. -> texts (special tokens kept: such a response scores "other")."""
+def sample_response_ids(params, cfg, tokenizer, prompts, rng):
+    """One response per prompt, sampled at temperature 1 after [BOS] prompt [SEP] until [EOS],
+    at most as long as leaves room for the [EOS] in n_ctx (the reward model reads
+    [BOS] x [SEP] y [EOS]). -> lists of ids, without the [EOS]."""
     rows = [[BOS_ID, *tokenizer.encode(p.text), SEP_ID] for p in prompts]
     # GPTFormat's sampling loop reads only the config (its vocabulary serves other tasks).
     outputs = GPTFormat(None, cfg).continue_prompts(params, rows, cfg.n_ctx, rng)
-    return [tokenizer.decode(ids) for ids in outputs]
+    return [ids[: cfg.n_ctx - len(row) - 1] for ids, row in zip(outputs, rows)]
+
+
+def sample_responses(params, cfg, tokenizer, prompts, rng):
+    """sample_response_ids as texts (special tokens kept: such a response scores "other")."""
+    return [tokenizer.decode(ids) for ids in sample_response_ids(params, cfg, tokenizer,
+                                                                 prompts, rng)]
 
 
 def sequence_logprobs_of(params, cfg, tokenizer, prompts, responses):

@@ -24,10 +24,16 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import linear_backward, linear_forward
+from .models import check_finite, gpt_backward, gpt_forward
+from .rlhf import gpt_without, token_logprobs_backward, token_logprobs_forward
 
 # InstructGPT's settings (Ouyang et al. 2022, App. C.4): β = 0.02, ε = 0.2, γ = 1; GAE's
 # λ = 0.95 and the value clip 0.2 are lm-human-preferences' and TRL's defaults.
 BETA, CLIP, GAMMA, LAM, CLIP_VALUE = 0.02, 0.2, 1.0, 0.95, 0.2
+# The value loss's weight in L = L_pg + c_vf L_vf (both reference codes' vf_coef).
+VF_COEF = 0.1
+# The variance floor of whitening: TRL's and lm-human-preferences' 1e-8.
+WHITEN_EPS = 1e-8
 
 
 def _check_in(name, value, low, high):
@@ -179,3 +185,44 @@ def value_loss_backward(dL, cache):
     mask = cache["mask"]
     grad = (cache["values"] - cache["returns"]) * cache["use_unclipped"]  # (B, T)
     return dL * grad * mask / np.sum(mask)
+
+
+# ----------------------------------------------------------------------------------------------
+# One PPO loss on a GPT whose value head shares the trunk
+
+
+def whiten(x, mask):
+    """(x − mean) / sqrt(var + 1e-8) over the masked entries (TRL whitens the advantages so;
+    the mean and the biased variance over the response tokens). 0 outside the mask."""
+    mean = _masked_mean(x, mask)
+    var = _masked_mean((x - mean) ** 2, mask)
+    return (x - mean) / np.sqrt(var + WHITEN_EPS) * mask
+
+
+def ppo_loss_and_grads(params, cfg, batch, rollout, clip=CLIP, clip_value=CLIP_VALUE,
+                       vf_coef=VF_COEF, name="v"):
+    """L = L_pg + c_vf L_vf on a GPT with the value head ``name`` on its final hidden states
+    (the trunk shared, as TRL's model with a value head), and dL/dθ for every parameter.
+
+    batch: an sft_batch of the rollout's prompts and responses (its targets mark the
+    response); rollout: logp_old, values_old, advantages, returns (B, T) from the rollout.
+    The two heads read the same h: the output layer's gradient and the value head's add in
+    gpt_backward. -> (L, stats {pg_loss, vf_loss, clip_frac}, grads).
+    """
+    logits, cache = gpt_forward(gpt_without(params, name), cfg, batch["inputs"],
+                                batch["attention_mask"])
+    logp, lp_cache = token_logprobs_forward(check_finite(logits), batch["targets"])  # (B, T)
+    values, head_cache = value_head_forward(cache["h"], params[f"{name}.w"],
+                                            params[f"{name}.b"])  # (B, T)
+    mask = lp_cache["keep"].reshape(logp.shape).astype(logp.dtype)  # the response's tokens
+    pg, pg_cache = ppo_policy_loss_forward(logp, rollout["logp_old"], rollout["advantages"],
+                                           mask, clip)
+    vf, vf_cache = value_loss_forward(values, rollout["values_old"], rollout["returns"], mask,
+                                      clip_value)
+    # Backward, in reverse: L = pg + c_vf vf.
+    dlogits = token_logprobs_backward(ppo_policy_loss_backward(1.0, pg_cache), lp_cache)
+    dh, dw, db = value_head_backward(value_loss_backward(vf_coef, vf_cache), head_cache)
+    grads = gpt_backward(dlogits, cache, dh_head=dh)
+    grads[f"{name}.w"], grads[f"{name}.b"] = dw, db
+    stats = {"pg_loss": pg, "vf_loss": vf, "clip_frac": pg_cache["clip_frac"]}
+    return pg + vf_coef * vf, stats, grads

@@ -71,3 +71,48 @@ def test_dpos_optimum_on_the_candidates_by_hand():
     expected = (2 * w[0] + w[1] - w[3]) / sum(w)
     assert align.dpo_optimum_true_reward(1.0) == pytest.approx(expected, rel=1e-12)
     assert align.dpo_optimum_true_reward(1e6) == pytest.approx(1.2, rel=1e-5)  # β → ∞: the mix
+
+
+def _tiny_models(seed):
+    """A tiny SFT model, a reward model and a policy with a value head, all untrained."""
+    rng = np.random.default_rng(seed)
+    tokenizer = default_grammar().tokenizer()
+    cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=8, n_head=2, n_layer=1)
+    sft_params = gpt_init(cfg, rng)
+    rm = rlhf.add_scalar_head(gpt_init(cfg, rng), cfg, "rm", rng)
+    policy = rlhf.add_scalar_head({k: v.copy() for k, v in sft_params.items()}, cfg, "v", rng)
+    return tokenizer, cfg, sft_params, rm, policy, rng
+
+
+def test_a_rollout_of_the_sft_model_has_kl_exactly_0_and_the_rewards_add_up():
+    """At the start the policy is the SFT model: every kl_t is 0, so Σ_t r_t = the RM score
+    (history.md §4.7); the returns are the un-whitened advantages plus the values."""
+    tokenizer, cfg, sft_params, rm, policy, rng = _tiny_models(2)
+    prompts = instruct.sample_prompts(rng, 6)
+    batch, arrays, stats = align.rollout(policy, sft_params, rm, cfg, tokenizer, prompts, 0.1,
+                                         rng)
+    assert stats["kl"] == 0.0
+    mask = batch["targets"] != rlhf.IGNORE_INDEX
+    assert arrays["advantages"][mask].mean() == pytest.approx(0.0, abs=1e-6)  # whitened
+    assert np.all(arrays["advantages"][~mask] == 0.0)
+    # With kl 0 the only reward is the score, at the last token, where V after it is 0:
+    # R_last = A_last + V_last = δ_last + V_last = score.
+    scores = align.rewards_of(rm, cfg, tokenizer, prompts, stats["responses"])
+    last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    np.testing.assert_allclose(arrays["returns"][np.arange(6), last], scores, rtol=1e-5,
+                               atol=1e-6)
+    assert stats["rm_reward"] == pytest.approx(float(scores.mean()), rel=1e-5, abs=1e-6)
+
+
+def test_ppo_train_reports_every_measure_per_iteration():
+    tokenizer, cfg, sft_params, rm, policy, rng = _tiny_models(3)
+    prompts = instruct.sample_prompts(rng, 10)
+    before = {k: v.copy() for k, v in policy.items()}
+    history = align.ppo_train(policy, sft_params, rm, cfg, tokenizer, prompts, 2, 4, 1e-3, 0.1,
+                              2, rng, log=lambda line: None)
+    assert len(history) == 2
+    for stats in history:
+        assert set(stats) >= {"true_reward", "rm_reward", "kl", "clip_frac"}
+        assert -2.0 <= stats["true_reward"] <= 2.0 and 0.0 <= stats["clip_frac"] <= 1.0
+    assert history[0]["kl"] == 0.0  # the first rollout is the SFT model's
+    assert any(np.any(policy[k] != before[k]) for k in policy)

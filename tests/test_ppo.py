@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minillm import ppo, rlhf
-from minillm.gradcheck import STEP, check_grads, numerical_gradient
+from minillm.gradcheck import STEP, check_grads, key_bias_zeros
 from minillm.layers import log_softmax
 from minillm.models import GPTConfig, gpt_forward, gpt_init
 from minillm.tokenizer import BOS_ID
@@ -230,3 +230,48 @@ def test_bad_settings_are_refused_by_name():
         ppo.kl_penalty_forward(x, x, mask, beta=-1.0)
     with pytest.raises(ValueError, match="clip_value"):
         ppo.value_loss_forward(x, x, x, mask, clip_value=-0.2)
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole PPO loss on a GPT with a value head
+
+
+def test_whiten_gives_mean_0_and_variance_1_over_the_mask_and_0_outside():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 4)) * 3 + 2
+    mask = np.array([[1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 0, 0]], dtype=float)
+    w = ppo.whiten(x, mask)
+    on = mask == 1
+    assert w[on].mean() == pytest.approx(0.0, abs=1e-12)
+    assert w[on].var() == pytest.approx(x[on].var() / (x[on].var() + 1e-8), rel=1e-12)
+    assert np.all(w[~on] == 0.0)
+
+
+def test_ppo_loss_gradient_through_a_gpt_with_a_value_head_matches_central_differences():
+    """L_pg + c_vf L_vf, the trunk shared by the output layer and the value head. The rollout's
+    old log-probs and values are moved away from the current ones so that some ratios and
+    values are clipped, none within 1e-3 of a kink."""
+    cfg = GPTConfig(vocab_size=11, n_ctx=9, n_embd=8, n_head=2, n_layer=1)
+    rng = np.random.default_rng(8)
+    params = {k: v + 0.3 * rng.normal(size=v.shape)
+              for k, v in gpt_init(cfg, rng, np.float64).items()}
+    params = rlhf.add_scalar_head(params, cfg, "v", rng)
+    params["v.w"] += rng.normal(size=params["v.w"].shape)
+    batch = rlhf.sft_batch([[7, 8], [9], [7, 8, 10]], [[10], [8, 9, 7], [9, 9]])
+    shape = batch["targets"].shape
+    logits, cache = gpt_forward(rlhf.gpt_without(params, "v"), cfg, batch["inputs"],
+                                batch["attention_mask"])
+    logp, _ = rlhf.token_logprobs_forward(logits, batch["targets"])
+    values, _ = ppo.value_head_forward(cache["h"], params["v.w"], params["v.b"])
+    rollout = {"logp_old": logp + rng.choice([-0.5, -0.1, 0.1, 0.5], size=shape),
+               "values_old": values + rng.choice([-0.5, -0.1, 0.1, 0.5], size=shape),
+               "advantages": rng.normal(size=shape), "returns": values + rng.normal(size=shape)}
+    ratio = np.exp(logp - rollout["logp_old"])
+    assert np.abs(np.abs(ratio - 1) - ppo.CLIP).min() > 1e-3
+    assert np.abs(np.abs(values - rollout["values_old"]) - ppo.CLIP_VALUE).min() > 1e-3
+    L, stats, grads = ppo.ppo_loss_and_grads(params, cfg, batch, rollout)
+    assert 0 < stats["clip_frac"] < 1
+    assert L == pytest.approx(stats["pg_loss"] + ppo.VF_COEF * stats["vf_loss"], rel=1e-14)
+    zero = {**key_bias_zeros(params, cfg.n_embd), "wpe": np.s_[shape[1]:]}
+    check_grads(lambda: ppo.ppo_loss_and_grads(params, cfg, batch, rollout)[0], params, grads,
+                zero)
