@@ -19,12 +19,15 @@ Every policy is judged on held-out prompts by responses sampled at temperature 1
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from . import instruct, ppo, rlhf
+from . import instruct, ppo, rlhf, safetensors
 from .config import TrainConfig
 from .grammar import default_grammar
 from .models import GPTConfig, gpt_forward, gpt_init
@@ -51,11 +54,21 @@ class AlignConfig:
     # "other" at 1e-3, a KL of 5 nats), the leak DPO's loss does not see; these held it at 5%.
     dpo_lr: float = 3e-4
     beta: float = 1.0  # DPO's β: the optimum is π_SFT · exp(r/β) / Z with r = r*/τ
+    ppo_iterations: int = 40  # rollouts of batch_size prompts, each followed by ppo_epochs steps
+    ppo_epochs: int = 4  # lm-human-preferences' and TRL's default
+    ppo_lr: float = 1e-4
+    ppo_beta: float = 0.02  # InstructGPT's β (App. C.4)
+    hack_beta: float = 0.0  # a second PPO run with β too small: the reward model is exploited
     n_embd: int = 64
     n_layer: int = 2
     seed: int = 0
 
 
+# Settings that run in seconds: the tests' pipeline, on a model too small to learn.
+TINY = AlignConfig(n_demonstrations=40, n_rankings=12, n_test=16, sft_steps=3, rm_steps=3,
+                   dpo_steps=3, ppo_iterations=2, ppo_epochs=2, batch_size=8, n_embd=8,
+                   n_layer=1)
+SIZES = {"demo": AlignConfig(), "tiny": TINY}
 # Rows of the four candidates per ranked prompt (instruct.KINDS).
 K = len(instruct.KINDS)
 # Global gradient-norm cap of the RM and DPO steps, as TrainConfig's for SFT.
@@ -287,55 +300,287 @@ def dpo_optimum_true_reward(beta, tau=instruct.TAU):
     return instruct.expected_true_reward(dict(zip(kinds, pi)))
 
 
-def run(settings=AlignConfig(), log=print):
-    """SFT → RM → DPO on the built-in data. -> a dict with each stage's losses, the RM's
-    held-out accuracy and the Bayes limit, and the rows {method, true_reward,
-    win_rate_vs_sft, kl_to_sft, ...} of SFT and DPO."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline: data from the seed, then each stage from the one before
+
+
+@dataclass
+class Data:
+    """Everything the stages read, drawn from one seed (the same for every stage of a run)."""
+
+    demo_prompts: list
+    demonstrations: list
+    ranked_prompts: list
+    rankings: list
+    test_prompts: list
+    test_comparisons: list
+
+
+def make_data(settings):
+    """The tokenizer, the GPT's config and the Data of ``settings``; every draw from the seed."""
     s = settings
     tokenizer = default_grammar().tokenizer()
     cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=s.n_embd, n_head=4,
                     n_layer=s.n_layer)
-    rng = np.random.default_rng(s.seed)
+    rng = np.random.default_rng([s.seed, 0])
     demo_prompts = instruct.sample_prompts(rng, s.n_demonstrations)
     demonstrations = instruct.sample_demonstrations(rng, demo_prompts)
     ranked_prompts = instruct.sample_prompts(rng, s.n_rankings)
     rankings = [instruct.rank(rng, p, list(instruct.candidates(p).values()))
                 for p in ranked_prompts]
     test_prompts = instruct.sample_prompts(rng, s.n_test)
-    test_comparisons = instruct.sample_comparisons(rng, test_prompts)
+    data = Data(demo_prompts, demonstrations, ranked_prompts, rankings, test_prompts,
+                instruct.sample_comparisons(rng, test_prompts))
+    return tokenizer, cfg, data
 
-    sft_params = gpt_init(cfg, rng)
-    losses = {"sft": sft(sft_params, cfg, tokenizer, demo_prompts, demonstrations, s.sft_steps,
-                         s.batch_size, s.sft_lr, rng)}
-    log(f"SFT: {s.sft_steps} steps, last loss {losses['sft'][-1]:.3f}")
 
-    rm_params = rlhf.add_scalar_head({k: v.copy() for k, v in sft_params.items()}, cfg, "rm",
-                                     rng)
-    losses["rm"] = train_reward_model(rm_params, cfg, tokenizer, ranked_prompts, rankings,
-                                      s.rm_steps, s.batch_size, s.rm_lr, rng)
-    accuracy = reward_model_accuracy(rm_params, cfg, tokenizer, test_comparisons)
-    bayes = instruct.bayes_accuracy(test_prompts)
-    se = math.sqrt(accuracy * (1 - accuracy) / len(test_comparisons))
-    log(f"RM: held-out accuracy {accuracy:.3f} ± {se:.3f} (Bayes limit {bayes:.3f}); "
-        f"loss {losses['rm'][-1]:.3f} (log 2 = {math.log(2):.3f} at chance)")
+# Each stage draws from its own stream of the seed, so a stage run alone (--method) draws what
+# it draws inside the whole pipeline.
+STREAMS = {"sft": 1, "rm": 2, "dpo": 3, "ppo": 4, "judge": 5}
 
-    dpo_params = {k: v.copy() for k, v in sft_params.items()}
-    losses["dpo"] = dpo(dpo_params, sft_params, cfg, tokenizer, ranked_prompts, rankings,
-                        s.dpo_steps, s.batch_size, s.dpo_lr, s.beta, rng)
-    log(f"DPO: {s.dpo_steps} steps, last loss {losses['dpo'][-1]:.3f}")
 
-    sft_responses = sample_responses(sft_params, cfg, tokenizer, test_prompts, rng)
-    rows = []
-    for method, params in (("sft", sft_params), ("dpo", dpo_params)):
-        row = {"method": method, **judge(params, sft_params, cfg, tokenizer, test_prompts,
-                                         sft_responses, rng)}
-        rows.append(row)
-        log(f"{method}: true reward {row['true_reward']:.3f} ± {row['true_reward_se']:.3f}, "
-            f"win rate vs SFT {row['win_rate_vs_sft']:.3f}, KL to SFT {row['kl_to_sft']:.3f}, "
-            f"kinds " + " ".join(f"{k} {v:.2f}" for k, v in row["kinds"].items()))
-    optimum = dpo_optimum_true_reward(s.beta)
-    log(f"DPO's optimum on the candidates, from the demonstrators' mix: true reward "
-        f"{optimum:.3f}")
-    return {"losses": losses, "rm_accuracy": accuracy, "rm_accuracy_se": se,
-            "bayes_accuracy": bayes, "dpo_optimum_true_reward": optimum, "rows": rows,
-            "test_prompts": test_prompts}
+def stage_rng(settings, stage):
+    return np.random.default_rng([settings.seed, STREAMS[stage]])
+
+
+def stage_sft(settings, tokenizer, cfg, data, log=print):
+    """A fresh GPT fine-tuned on the demonstrations. -> params"""
+    s, rng = settings, stage_rng(settings, "sft")
+    params = gpt_init(cfg, rng)
+    losses = sft(params, cfg, tokenizer, data.demo_prompts, data.demonstrations, s.sft_steps,
+                 s.batch_size, s.sft_lr, rng)
+    log(f"SFT: {s.sft_steps} steps, last loss {losses[-1]:.3f} (mean per response token)")
+    return params
+
+
+def stage_rm(settings, tokenizer, cfg, data, sft_params, log=print):
+    """The reward model from the SFT model. -> (params, accuracy, its standard error, the
+    Bayes limit)"""
+    s, rng = settings, stage_rng(settings, "rm")
+    params = rlhf.add_scalar_head({k: v.copy() for k, v in sft_params.items()}, cfg, "rm", rng)
+    losses = train_reward_model(params, cfg, tokenizer, data.ranked_prompts, data.rankings,
+                                s.rm_steps, s.batch_size, s.rm_lr, rng)
+    accuracy = reward_model_accuracy(params, cfg, tokenizer, data.test_comparisons)
+    se = math.sqrt(accuracy * (1 - accuracy) / len(data.test_comparisons))
+    bayes = instruct.bayes_accuracy(data.test_prompts)
+    log(f"RM: held-out accuracy {accuracy:.3f} ± {se:.3f} beside the Bayes limit {bayes:.3f} "
+        f"({len(data.test_comparisons)} comparisons); last loss {losses[-1]:.3f} "
+        f"(log 2 = {math.log(2):.3f} at chance)")
+    return params, accuracy, se, bayes
+
+
+def stage_dpo(settings, tokenizer, cfg, data, sft_params, log=print):
+    """DPO from the SFT model, on the reward model's rankings. -> params"""
+    s, rng = settings, stage_rng(settings, "dpo")
+    params = {k: v.copy() for k, v in sft_params.items()}
+    losses = dpo(params, sft_params, cfg, tokenizer, data.ranked_prompts, data.rankings,
+                 s.dpo_steps, s.batch_size, s.dpo_lr, s.beta, rng)
+    log(f"DPO: {s.dpo_steps} steps, loss {losses[0]:.3f} (log 2 at the start) -> "
+        f"{losses[-1]:.3f}; its optimum on the candidates would score "
+        f"{dpo_optimum_true_reward(s.beta):.3f}")
+    return params
+
+
+def stage_ppo(settings, tokenizer, cfg, data, sft_params, rm_params, beta, log=print):
+    """PPO from the SFT model against the reward model, KL penalty β. -> (params without
+    the value head, the per-iteration history)"""
+    s, rng = settings, stage_rng(settings, "ppo")
+    policy = rlhf.add_scalar_head({k: v.copy() for k, v in sft_params.items()}, cfg, "v", rng)
+    history = ppo_train(policy, sft_params, rm_params, cfg, tokenizer, data.ranked_prompts,
+                        s.ppo_iterations, s.batch_size, s.ppo_lr, beta, s.ppo_epochs, rng, log)
+    return rlhf.gpt_without(policy, "v"), history
+
+
+def drift(history, window=10):
+    """The RM reward and the true reward of PPO's rollouts, mean of the first ``window``
+    iterations and of the last: reward hacking is the first rising while the second falls."""
+    n = min(window, len(history))
+    first, last = history[:n], history[-n:]
+    return {f"{key}_{when}": float(np.mean([h[key] for h in part]))
+            for key in ("rm_reward", "true_reward") for when, part in (("first", first),
+                                                                      ("last", last))}
+
+
+def run(settings=AlignConfig(), log=print):
+    """SFT → RM → DPO and PPO (β = ppo_beta and β = hack_beta), each judged against the truth.
+    -> {"rows": [{method, true_reward, win_rate_vs_sft, kl_to_sft, ...}], "rm_accuracy",
+    "rm_accuracy_se", "bayes_accuracy", "hacking" (drift of the β = hack_beta run), and
+    "example": one held-out prompt with each method's response}."""
+    s = settings
+    tokenizer, cfg, data = make_data(s)
+    sft_params = stage_sft(s, tokenizer, cfg, data, log)
+    rm_params, accuracy, se, bayes = stage_rm(s, tokenizer, cfg, data, sft_params, log)
+    policies = {"sft": sft_params, "dpo": stage_dpo(s, tokenizer, cfg, data, sft_params, log)}
+    policies["ppo"], _ = stage_ppo(s, tokenizer, cfg, data, sft_params, rm_params, s.ppo_beta,
+                                   log)
+    hack_name = f"ppo β={s.hack_beta:g}"
+    policies[hack_name], hack_history = stage_ppo(s, tokenizer, cfg, data, sft_params,
+                                                  rm_params, s.hack_beta, log)
+    rng = stage_rng(s, "judge")
+    sft_responses = sample_responses(sft_params, cfg, tokenizer, data.test_prompts, rng)
+    rows = [{"method": method, **judge(params, sft_params, cfg, tokenizer, data.test_prompts,
+                                       sft_responses, rng)}
+            for method, params in policies.items()]
+    example = {"prompt": data.test_prompts[0].text,
+               "responses": {row["method"]: row["responses"][0] for row in rows}}
+    return {"rows": rows, "rm_accuracy": accuracy, "rm_accuracy_se": se,
+            "bayes_accuracy": bayes, "hacking": drift(hack_history), "hack_method": hack_name,
+            "dpo_optimum_true_reward": dpo_optimum_true_reward(s.beta), "example": example}
+
+
+def format_table(rows):
+    """Method, true reward, win rate against SFT, KL to SFT: one line a judged policy."""
+    lines = [f"{'method':<12} {'true reward':>16} {'win rate vs SFT':>17} {'KL to SFT':>15}"]
+    for row in rows:
+        lines.append(f"{row['method']:<12} {row['true_reward']:>+9.3f} ± "
+                     f"{row['true_reward_se']:.3f} {row['win_rate_vs_sft']:>10.3f} ± "
+                     f"{row['win_rate_se']:.3f} {row['kl_to_sft']:>8.3f} ± {row['kl_se']:.3f}")
+    return "\n".join(lines)
+
+
+def format_report(result):
+    """The demo's table, the reward model beside the Bayes limit, the hacking run's drift, and
+    one prompt's responses."""
+    lines = [format_table(result["rows"])]
+    lines.append(f"true reward: r*(x, y) of instruct.py, 2 correct .. -2 anything else; "
+                 f"DPO's optimum on the candidates {result['dpo_optimum_true_reward']:.3f}")
+    lines.append(f"reward model: held-out accuracy {result['rm_accuracy']:.3f} ± "
+                 f"{result['rm_accuracy_se']:.3f}, Bayes limit {result['bayes_accuracy']:.3f}")
+    h = result["hacking"]
+    lines.append(f"{result['hack_method']}, first → last 10 rollouts: RM reward "
+                 f"{h['rm_reward_first']:+.3f} → {h['rm_reward_last']:+.3f}, true reward "
+                 f"{h['true_reward_first']:+.3f} → {h['true_reward_last']:+.3f}")
+    lines.append(f"prompt: {result['example']['prompt']}")
+    for method, response in result["example"]["responses"].items():
+        lines.append(f"  {method:<12} {response}")
+    return "\n".join(lines)
+
+
+def json_summary(result):
+    """The --json document: {"rows": [{method, true_reward, win_rate_vs_sft, kl_to_sft, and
+    their standard errors}], and the reward model's accuracy beside the Bayes limit}."""
+    keys = ("method", "true_reward", "true_reward_se", "win_rate_vs_sft", "win_rate_se",
+            "kl_to_sft", "kl_se", "kinds")
+    return {"rows": [{k: row[k] for k in keys} for row in result["rows"]],
+            "rm_accuracy": result["rm_accuracy"], "bayes_accuracy": result["bayes_accuracy"],
+            "hacking": result["hacking"], "example": result["example"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# python -m minillm align
+
+
+def save_stage(path, stage, params, settings):
+    """One stage's parameters and the settings that made them, in a safetensors file."""
+    meta = {"stage": stage, "settings": asdict(settings)}
+    safetensors.save_file(params, path, metadata={"minillm_align": json.dumps(meta)})
+
+
+def load_stage(path, stage, flag):
+    """(params, settings) of a file save_stage wrote for ``stage``; AlignError (one line)
+    naming the flag and the file otherwise."""
+    try:
+        params, metadata = safetensors.load_file_with_metadata(path)
+    except (OSError, ValueError) as err:
+        raise AlignError(f"{flag} {path}: {err}") from None
+    try:
+        meta = json.loads(metadata["minillm_align"])
+        settings = AlignConfig(**meta["settings"])
+    except (KeyError, TypeError, ValueError):
+        raise AlignError(f"{flag} {path}: not a file written by minillm align") from None
+    if meta.get("stage") != stage:
+        raise AlignError(f"{flag} {path}: holds the {meta.get('stage')!r} stage, "
+                         f"{flag} needs the {stage!r} one")
+    return params, settings
+
+
+class AlignError(Exception):
+    """A bad option or input file: printed as one line, exit status 2."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="minillm align",
+        description="第四代 InstructGPT: supervised fine-tuning, a reward model, PPO with a KL "
+        "penalty, and DPO, on the built-in grammar's tasks, judged by a true reward and a "
+        "Bradley–Terry labeler whose preferences are known (instruct.py).")
+    parser.add_argument("--demo", action="store_true",
+                        help="run the whole pipeline and print the table (a few minutes)")
+    parser.add_argument("--method", choices=("sft", "rm", "ppo", "dpo"),
+                        help="run one stage: sft (writes --out), rm and dpo (read --sft), ppo "
+                        "(reads --sft and --rm)")
+    parser.add_argument("--sft", metavar="FILE", help="the sft stage's file")
+    parser.add_argument("--rm", metavar="FILE", help="the rm stage's file")
+    parser.add_argument("--out", metavar="FILE", help="where the stage's parameters go")
+    parser.add_argument("--beta", type=float, default=None,
+                        help="the KL penalty (ppo) or DPO's β (default: the settings')")
+    parser.add_argument("--size", choices=sorted(SIZES), default="demo",
+                        help="demo: the models of the table; tiny: seconds, for the tests")
+    parser.add_argument("--json", metavar="FILE", help="--demo: also write the table as JSON")
+    return parser
+
+
+def _run_stage(args):
+    """--method: one stage, from the files of the stages before it."""
+    if args.out is None:
+        raise AlignError(f"--method {args.method} needs --out FILE")
+    if args.method == "sft":
+        settings = SIZES[args.size]
+        tokenizer, cfg, data = make_data(settings)
+        save_stage(args.out, "sft", stage_sft(settings, tokenizer, cfg, data), settings)
+        return
+    if args.sft is None:
+        raise AlignError(f"--method {args.method} needs --sft FILE (from --method sft)")
+    sft_params, settings = load_stage(args.sft, "sft", "--sft")
+    if args.beta is not None:
+        settings = replace(settings, **{"ppo_beta" if args.method == "ppo" else "beta":
+                                        args.beta})
+    tokenizer, cfg, data = make_data(settings)
+    if args.method == "rm":
+        params = stage_rm(settings, tokenizer, cfg, data, sft_params)[0]
+    elif args.method == "dpo":
+        params = stage_dpo(settings, tokenizer, cfg, data, sft_params)
+    else:
+        if args.rm is None:
+            raise AlignError("--method ppo needs --rm FILE (from --method rm)")
+        rm_params, _ = load_stage(args.rm, "rm", "--rm")
+        params, _ = stage_ppo(settings, tokenizer, cfg, data, sft_params, rm_params,
+                              settings.ppo_beta)
+    if args.method != "rm":
+        sft_responses = sample_responses(sft_params, cfg, tokenizer, data.test_prompts,
+                                         stage_rng(settings, "judge"))
+        row = judge(params, sft_params, cfg, tokenizer, data.test_prompts, sft_responses,
+                    stage_rng(settings, "judge"))
+        print(format_table([{"method": args.method, **row}]))
+    save_stage(args.out, args.method, params, settings)
+
+
+def main(argv=None):
+    """-> exit status: 0 done, 2 a bad option or file."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return int(exit.code or 0)
+    try:
+        if args.demo == (args.method is not None):
+            raise AlignError("give --demo or --method, one of them")
+        for flag in ("out", "json"):
+            if getattr(args, flag) is not None:
+                safetensors.check_writable(getattr(args, flag))
+        if args.method is not None:
+            _run_stage(args)
+            return 0
+        if args.beta is not None:
+            raise AlignError("--beta goes with --method dpo or ppo; --demo runs the settings'")
+        result = run(SIZES[args.size])
+        print(format_report(result))
+        if args.json is not None:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(json_summary(result), f, ensure_ascii=False, indent=1)
+        return 0
+    except (AlignError, OSError, safetensors.SafetensorsError, safetensors.TargetError) as err:
+        print(f"minillm align: error: {err}", file=sys.stderr)
+        return 2

@@ -1,40 +1,57 @@
 """The SFT → RM → DPO pipeline (minillm/align.py), on a model too small to learn anything: what
 must hold whatever the model is."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from minillm import align, instruct, rlhf
+from minillm.cli import main as cli_main
 from minillm.grammar import default_grammar
 from minillm.models import GPTConfig, gpt_init
 
-TINY_RUN = align.AlignConfig(n_demonstrations=40, n_rankings=12, n_test=16, sft_steps=3,
-                             rm_steps=3, dpo_steps=3, batch_size=8, n_embd=8, n_layer=1)
-
-
 @pytest.fixture(scope="module")
 def result():
-    return align.run(TINY_RUN, log=lambda line: None)
+    return align.run(align.TINY, log=lambda line: None)
 
 
 def test_the_run_reports_every_measure_with_the_exact_bayes_limit(result):
-    assert [row["method"] for row in result["rows"]] == ["sft", "dpo"]
+    assert [row["method"] for row in result["rows"]] == ["sft", "dpo", "ppo", "ppo β=0"]
+    _, _, data = align.make_data(align.TINY)
     assert result["bayes_accuracy"] == pytest.approx(
-        instruct.bayes_accuracy(result["test_prompts"]), rel=1e-12)
+        instruct.bayes_accuracy(data.test_prompts), rel=1e-12)
     assert 0.0 <= result["rm_accuracy"] <= 1.0
     for row in result["rows"]:
         assert -2.0 <= row["true_reward"] <= 2.0
         assert 0.0 < row["win_rate_vs_sft"] < 1.0
         assert sum(row["kinds"].values()) == pytest.approx(1.0)
-        assert len(row["responses"]) == TINY_RUN.n_test
+        assert len(row["responses"]) == align.TINY.n_test
     assert result["rows"][0]["kl_to_sft"] == 0.0  # the SFT model against itself: exactly 0
+    assert result["example"]["prompt"] == data.test_prompts[0].text
+    assert set(result["hacking"]) == {"rm_reward_first", "rm_reward_last", "true_reward_first",
+                                      "true_reward_last"}
+    report = align.format_report(result)
+    assert "Bayes limit" in report and "ppo β=0" in report
 
 
-def test_dpo_starts_at_log_2_because_the_policy_starts_as_the_reference(result):
+def test_dpo_starts_at_log_2_because_the_policy_starts_as_the_reference():
     """history.md §5.7: at π = π_ref the DPO loss is ln 2 (the weights sum to 1)."""
-    assert result["losses"]["dpo"][0] == pytest.approx(math.log(2), rel=1e-5)
+    tokenizer, cfg, data = align.make_data(align.TINY)
+    ref = gpt_init(cfg, np.random.default_rng(0))
+    params = {k: v.copy() for k, v in ref.items()}
+    losses = align.dpo(params, ref, cfg, tokenizer, data.ranked_prompts, data.rankings, 2, 8,
+                       1e-3, 0.5, np.random.default_rng(1))
+    assert losses[0] == pytest.approx(math.log(2), rel=1e-6)
+    assert losses[1] != pytest.approx(math.log(2), rel=1e-6)  # one step later it moved
+
+
+def test_drift_averages_the_first_and_last_iterations():
+    history = [{"rm_reward": float(i), "true_reward": -float(i)} for i in range(30)]
+    d = align.drift(history, window=10)
+    assert d == {"rm_reward_first": 4.5, "rm_reward_last": 24.5, "true_reward_first": -4.5,
+                 "true_reward_last": -24.5}
 
 
 def test_ranked_batch_pairs_put_the_better_ranked_response_first():
@@ -116,3 +133,58 @@ def test_ppo_train_reports_every_measure_per_iteration():
         assert -2.0 <= stats["true_reward"] <= 2.0 and 0.0 <= stats["clip_frac"] <= 1.0
     assert history[0]["kl"] == 0.0  # the first rollout is the SFT model's
     assert any(np.any(policy[k] != before[k]) for k in policy)
+
+
+# ----------------------------------------------------------------------------------------------
+# python -m minillm align
+
+
+def test_align_demo_writes_the_table_as_json(tmp_path, capsys):
+    path = tmp_path / "align.json"
+    assert cli_main(["align", "--demo", "--size", "tiny", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert [row["method"] for row in doc["rows"]] == ["sft", "dpo", "ppo", "ppo β=0"]
+    for row in doc["rows"]:
+        assert {"method", "true_reward", "win_rate_vs_sft", "kl_to_sft"} <= set(row)
+    out = capsys.readouterr().out
+    assert "win rate vs SFT" in out and "Bayes limit" in out and doc["example"]["prompt"] in out
+
+
+def test_align_stages_each_read_the_previous_stages_file(tmp_path, capsys):
+    sft, rm, dpo, ppo = (str(tmp_path / f"{m}.safetensors") for m in ("sft", "rm", "dpo", "ppo"))
+    assert align.main(["--method", "sft", "--size", "tiny", "--out", sft]) == 0
+    assert align.main(["--method", "rm", "--sft", sft, "--out", rm]) == 0
+    assert align.main(["--method", "dpo", "--sft", sft, "--out", dpo, "--beta", "0.3"]) == 0
+    assert align.main(["--method", "ppo", "--sft", sft, "--rm", rm, "--out", ppo]) == 0
+    params, settings = align.load_stage(ppo, "ppo", "--x")
+    assert settings == align.TINY and "v.w" not in params
+    _, settings = align.load_stage(dpo, "dpo", "--x")
+    assert settings.beta == 0.3
+    rm_params, _ = align.load_stage(rm, "rm", "--x")
+    assert "rm.w" in rm_params
+    assert "KL to SFT" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "give --demo or --method"),
+    (["--demo", "--method", "sft"], "give --demo or --method"),
+    (["--method", "sft"], "needs --out"),
+    (["--method", "rm", "--out", "{tmp}/rm"], "needs --sft"),
+    (["--method", "ppo", "--sft", "{sft}", "--out", "{tmp}/p"], "needs --rm"),
+    (["--method", "ppo", "--sft", "{sft}", "--rm", "{sft}", "--out", "{tmp}/p"],
+     "holds the 'sft' stage"),
+    (["--method", "dpo", "--sft", "{tmp}/missing", "--out", "{tmp}/p"], "--sft"),
+    (["--method", "dpo", "--sft", "{tmp}/not.safetensors", "--out", "{tmp}/p"], "--sft"),
+    (["--demo", "--beta", "0.1"], "--beta goes with"),
+])
+def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
+    sft = str(tmp_path / "sft.safetensors")
+    (tmp_path / "not.safetensors").write_text("hello")
+    if "{sft}" in " ".join(argv):
+        assert align.main(["--method", "sft", "--size", "tiny", "--out", sft]) == 0
+        capsys.readouterr()
+    argv = [a.format(tmp=tmp_path, sft=sft) for a in argv]
+    assert align.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minillm align: error:") and message in err
+    assert err.count("\n") == 1
