@@ -56,8 +56,10 @@ class AlignConfig:
     beta: float = 1.0  # DPO's β: the optimum is π_SFT · exp(r/β) / Z with r = r*/τ
     ppo_iterations: int = 40  # rollouts of batch_size prompts, each followed by ppo_epochs steps
     ppo_epochs: int = 4  # lm-human-preferences' and TRL's default
-    ppo_lr: float = 1e-4
-    ppo_beta: float = 0.02  # InstructGPT's β (App. C.4)
+    ppo_lr: float = 3e-4
+    # lm-human-preferences' kl_coef. InstructGPT's 0.02 let this small policy drift to a KL of
+    # 1–3 nats in 10 rollouts, its true reward swinging between 0.6 and 1.7 (measured).
+    ppo_beta: float = 0.2
     hack_beta: float = 0.0  # a second PPO run with β too small: the reward model is exploited
     n_embd: int = 64
     n_layer: int = 2
@@ -220,7 +222,7 @@ def rollout(policy, sft_params, rm_params, cfg, tokenizer, prompts, beta, rng):
 
 
 def ppo_train(policy, sft_params, rm_params, cfg, tokenizer, prompts, iterations, batch_size,
-              lr, beta, epochs, rng, log=print):
+              lr, beta, epochs, rng, log=print, log_every=5):
     """PPO in place on ``policy`` (the SFT model with a value head "v"): each iteration one
     rollout of batch_size prompts, then ``epochs`` steps on it (one minibatch, as
     lm-human-preferences' default). -> one stats dict per iteration: true reward, RM
@@ -236,9 +238,10 @@ def ppo_train(policy, sft_params, rm_params, cfg, tokenizer, prompts, iterations
             _step(policy, grads, opt, it * epochs + epoch, iterations * epochs, lr)
         stats = {**stats, "clip_frac": step_stats["clip_frac"]}
         history.append(stats)
-        log(f"PPO {it + 1}/{iterations}: true reward {stats['true_reward']:+.3f}, RM reward "
-            f"{stats['rm_reward']:+.3f}, KL to SFT {stats['kl']:.3f}, clip fraction "
-            f"{stats['clip_frac']:.3f}")
+        if it % log_every == 0 or it + 1 == iterations:
+            log(f"PPO {it + 1}/{iterations}: true reward {stats['true_reward']:+.3f}, "
+                f"RM reward {stats['rm_reward']:+.3f}, KL to SFT {stats['kl']:.3f}, "
+                f"clip fraction {stats['clip_frac']:.3f}")
     return history
 
 
@@ -388,6 +391,7 @@ def stage_ppo(settings, tokenizer, cfg, data, sft_params, rm_params, beta, log=p
     the value head, the per-iteration history)"""
     s, rng = settings, stage_rng(settings, "ppo")
     policy = rlhf.add_scalar_head({k: v.copy() for k, v in sft_params.items()}, cfg, "v", rng)
+    log(f"PPO with β = {beta:g} (true and RM reward: the mean over one rollout's responses)")
     history = ppo_train(policy, sft_params, rm_params, cfg, tokenizer, data.ranked_prompts,
                         s.ppo_iterations, s.batch_size, s.ppo_lr, beta, s.ppo_epochs, rng, log)
     return rlhf.gpt_without(policy, "v"), history
@@ -423,8 +427,12 @@ def run(settings=AlignConfig(), log=print):
     rows = [{"method": method, **judge(params, sft_params, cfg, tokenizer, data.test_prompts,
                                        sft_responses, rng)}
             for method, params in policies.items()]
-    example = {"prompt": data.test_prompts[0].text,
-               "responses": {row["method"]: row["responses"][0] for row in rows}}
+    # The first held-out prompt the SFT model answered wrong (the first prompt if none).
+    wrong = [i for i, (p, y) in enumerate(zip(data.test_prompts, rows[0]["responses"]))
+             if instruct.response_kind(p, y) != "correct"]
+    first = wrong[0] if wrong else 0
+    example = {"prompt": data.test_prompts[first].text,
+               "responses": {row["method"]: row["responses"][first] for row in rows}}
     return {"rows": rows, "rm_accuracy": accuracy, "rm_accuracy_se": se,
             "bayes_accuracy": bayes, "hacking": drift(hack_history), "hack_method": hack_name,
             "dpo_optimum_true_reward": dpo_optimum_true_reward(s.beta), "example": example}
@@ -452,7 +460,7 @@ def format_report(result):
     lines.append(f"{result['hack_method']}, first → last 10 rollouts: RM reward "
                  f"{h['rm_reward_first']:+.3f} → {h['rm_reward_last']:+.3f}, true reward "
                  f"{h['true_reward_first']:+.3f} → {h['true_reward_last']:+.3f}")
-    lines.append(f"prompt: {result['example']['prompt']}")
+    lines.append(f"the first held-out prompt SFT answered wrong: {result['example']['prompt']}")
     for method, response in result["example"]["responses"].items():
         lines.append(f"  {method:<12} {response}")
     return "\n".join(lines)

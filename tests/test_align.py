@@ -29,7 +29,11 @@ def test_the_run_reports_every_measure_with_the_exact_bayes_limit(result):
         assert sum(row["kinds"].values()) == pytest.approx(1.0)
         assert len(row["responses"]) == align.TINY.n_test
     assert result["rows"][0]["kl_to_sft"] == 0.0  # the SFT model against itself: exactly 0
-    assert result["example"]["prompt"] == data.test_prompts[0].text
+    sft_row = result["rows"][0]
+    kinds = [instruct.response_kind(p, y) for p, y in zip(data.test_prompts,
+                                                          sft_row["responses"])]
+    wrong = [i for i, kind in enumerate(kinds) if kind != "correct"]  # the example's prompt
+    assert result["example"]["prompt"] == data.test_prompts[wrong[0] if wrong else 0].text
     assert set(result["hacking"]) == {"rm_reward_first", "rm_reward_last", "true_reward_first",
                                       "true_reward_last"}
     report = align.format_report(result)
