@@ -1,5 +1,5 @@
-"""The InstructGPT pipeline on the built-in data: SFT → reward model → DPO, measured against the
-truth (instruct.py's true reward and labeler). The PPO stage and the command line come later.
+"""The InstructGPT pipeline on the built-in data, measured against the truth (instruct.py's
+true reward and labeler): ``python -m minillm align``.
 
     1. SFT    a fresh GPT fine-tuned on demonstrations (instruct.sample_demonstrations: right
               55% of the time) with the loss on the response only (rlhf.sft_batch).
@@ -7,6 +7,8 @@ truth (instruct.py's true reward and labeler). The PPO stage and the command lin
               four candidates with InstructGPT's K-choose-2 loss; its accuracy on held-out
               comparisons is printed beside the Bayes limit (instruct.bayes_accuracy).
     3. DPO    the SFT model trained on the same rankings' pairs, with the SFT model as π_ref.
+    4. PPO    the SFT model with a value head, on the reward model's score minus β times the
+              per-token KL to the SFT model (ppo.py); once with β = 0.2, once with β = 0.
 
 Every policy is judged on held-out prompts by responses sampled at temperature 1:
 
@@ -15,6 +17,10 @@ Every policy is judged on held-out prompts by responses sampled at temperature 1
                    prefer the policy's response to the SFT model's for the same prompt
     KL to SFT      mean log π(y|x) − log π_SFT(y|x) over the policy's own samples (the
                    sequence-level estimator; its mean is KL(π ‖ π_SFT), ppo.py's kl_t summed)
+
+Measured by ``align --demo`` (seed 0, 300 held-out prompts; walkthrough.md 🎓): true reward
+SFT 1.06, DPO 1.68, PPO 1.55, PPO with β = 0 −1.24 (its KL 67 nats, its reward model score
+rising while the truth falls); the reward model 0.780 held-out accuracy, the Bayes limit 0.818.
 """
 
 from __future__ import annotations
@@ -50,15 +56,15 @@ class AlignConfig:
     batch_size: int = 32  # rows per step; RM and DPO: batch_size / 4 prompts of 4 candidates
     sft_lr: float = 3e-3  # the demo's GPT learning rate (config.TrainConfig)
     rm_lr: float = 1e-3
-    # DPO: with 1e-3 or β = 0.5 the policy drifted to responses outside the candidates (half
-    # "other" at 1e-3, a KL of 5 nats), the leak DPO's loss does not see; these held it at 5%.
+    # DPO with β = 0.5 leaked mass to responses outside the candidates, which its loss does not
+    # see (at lr 1e-3 half were "other", a KL of 5 nats; at 3e-4 a fifth); these held it at 5%.
     dpo_lr: float = 3e-4
     beta: float = 1.0  # DPO's β: the optimum is π_SFT · exp(r/β) / Z with r = r*/τ
     ppo_iterations: int = 40  # rollouts of batch_size prompts, each followed by ppo_epochs steps
     ppo_epochs: int = 4  # lm-human-preferences' and TRL's default
     ppo_lr: float = 3e-4
-    # lm-human-preferences' kl_coef. InstructGPT's 0.02 let this small policy drift to a KL of
-    # 1–3 nats in 10 rollouts, its true reward swinging between 0.6 and 1.7 (measured).
+    # lm-human-preferences' kl_coef. InstructGPT's 0.02 let this small policy reach a KL of
+    # 3.3 nats in 10 rollouts, its rollouts' true reward between 0.6 and 1.7 (measured).
     ppo_beta: float = 0.2
     hack_beta: float = 0.0  # a second PPO run with β too small: the reward model is exploited
     n_embd: int = 64
