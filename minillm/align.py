@@ -71,6 +71,20 @@ class AlignConfig:
     n_layer: int = 2
     seed: int = 0
 
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if name.endswith(("beta", "lr")):
+                low_ok = value >= 0 if name in ("ppo_beta", "hack_beta") else value > 0
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                    low_ok and value < math.inf)
+            else:
+                low = 0 if name == "seed" else 1
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+            if not ok:
+                raise ValueError(f"AlignConfig.{name} must be a "
+                                 f"{'number' if name.endswith(('beta', 'lr')) else 'integer'} "
+                                 f"in range, got {value!r}")
+
 
 # Settings that run in seconds: the tests' pipeline, on a model too small to learn.
 TINY = AlignConfig(n_demonstrations=40, n_rankings=12, n_test=16, sft_steps=3, rm_steps=3,
@@ -549,8 +563,11 @@ def _run_stage(args):
         raise AlignError(f"--method {args.method} needs --sft FILE (from --method sft)")
     sft_params, settings = load_stage(args.sft, "sft", "--sft")
     if args.beta is not None:
-        settings = replace(settings, **{"ppo_beta" if args.method == "ppo" else "beta":
-                                        args.beta})
+        try:
+            settings = replace(settings, **{"ppo_beta" if args.method == "ppo" else "beta":
+                                            args.beta})
+        except ValueError as err:
+            raise AlignError(f"--beta: {err}") from None
     tokenizer, cfg, data = make_data(settings)
     if args.method == "rm":
         params = stage_rm(settings, tokenizer, cfg, data, sft_params)[0]

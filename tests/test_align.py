@@ -180,6 +180,7 @@ def test_align_stages_each_read_the_previous_stages_file(tmp_path, capsys):
     (["--method", "dpo", "--sft", "{tmp}/missing", "--out", "{tmp}/p"], "--sft"),
     (["--method", "dpo", "--sft", "{tmp}/not.safetensors", "--out", "{tmp}/p"], "--sft"),
     (["--demo", "--beta", "0.1"], "--beta goes with"),
+    (["--method", "dpo", "--sft", "{sft}", "--out", "{tmp}/p", "--beta", "0"], "--beta"),
 ])
 def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
     sft = str(tmp_path / "sft.safetensors")
@@ -192,3 +193,10 @@ def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("minillm align: error:") and message in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("field, value", [("sft_steps", 0), ("beta", 0.0), ("dpo_lr", 0.0),
+                                          ("n_test", 2.5), ("seed", -1), ("ppo_beta", True)])
+def test_align_settings_refuse_bad_values_by_name(field, value):
+    with pytest.raises(ValueError, match=f"AlignConfig.{field} "):
+        align.AlignConfig(**{field: value})
