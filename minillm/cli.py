@@ -12,6 +12,8 @@
     bench          training-step speed against the machine's own matmul floor (bench.py)
     compare        the tutorial's capability table, measured (compare.py)
     scale          scaling laws against the true entropy, and in-context learning (scale.py)
+    align          InstructGPT's SFT, reward model and PPO, and DPO, against a known labeler
+                   (align.py)
 
 A user error (a bad option, a missing file, a malformed input) prints one line starting with
 ``minillm: error:`` and exits with status 2; there is no traceback. What the user should know
@@ -324,6 +326,9 @@ def build_parser():
                    help="fit scaling laws over a sweep of GPT sizes and token budgets, beside "
                    "the source's true entropy; measure in-context learning "
                    "(python -m minillm scale --help)")
+    sub.add_parser("align", add_help=False,
+                   help="SFT, a reward model, PPO and DPO against a labeler whose true reward "
+                   "is known (python -m minillm align --help)")
     return parser
 
 
@@ -1430,6 +1435,10 @@ def _run(argv):
         from .scale import main as scale_main
 
         return scale_main(argv[1:])
+    if argv[:1] == ["align"]:
+        from .align import main as align_main
+
+        return align_main(argv[1:])
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

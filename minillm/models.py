@@ -299,14 +299,21 @@ def gpt_forward(params, cfg, ids, attention_mask=None, past=None):
     return logits, cache
 
 
-def gpt_backward(dlogits, cache):
-    """dlogits (B, T, V) -> grads, a dict with the same keys as the parameters."""
+def gpt_backward(dlogits, cache, dh_head=None):
+    """dlogits (B, T, V) -> grads, a dict with the same keys as the parameters.
+
+    ``dh_head`` (B, T, C), optional: the gradient that another head reading the final hidden
+    states ``h = cache["h"]`` sends back (the scalar heads of rlhf.py: the reward model's and
+    the value function's). It is added to the output layer's: both read the same h.
+    """
     grads = {}
     h, wte = cache["h"], cache["wte"]
     V, C = wte.shape
     # logits = h wte^T: the output layer's part of the tied embedding's gradient.
     dwte_out = dlogits.reshape(-1, V).T @ h.reshape(-1, C)  # (V, C)
     dh = dlogits @ wte  # (B, T, C)
+    if dh_head is not None:
+        dh = dh + dh_head  # h feeds the output layer and the other head: the gradients add
     if cache["lnf"] is not None:  # GPT-2: h = LN_f(x)
         dx, grads["ln_f.g"], grads["ln_f.b"] = layernorm_backward(dh, cache["lnf"])
     else:  # GPT-1: h = x

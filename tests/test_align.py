@@ -1,0 +1,202 @@
+"""The SFT → RM → DPO pipeline (minillm/align.py), on a model too small to learn anything: what
+must hold whatever the model is."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from minillm import align, instruct, rlhf
+from minillm.cli import main as cli_main
+from minillm.grammar import default_grammar
+from minillm.models import GPTConfig, gpt_init
+
+@pytest.fixture(scope="module")
+def result():
+    return align.run(align.TINY, log=lambda line: None)
+
+
+def test_the_run_reports_every_measure_with_the_exact_bayes_limit(result):
+    assert [row["method"] for row in result["rows"]] == ["sft", "dpo", "ppo", "ppo β=0"]
+    _, _, data = align.make_data(align.TINY)
+    assert result["bayes_accuracy"] == pytest.approx(
+        instruct.bayes_accuracy(data.test_prompts), rel=1e-12)
+    assert 0.0 <= result["rm_accuracy"] <= 1.0
+    for row in result["rows"]:
+        assert -2.0 <= row["true_reward"] <= 2.0
+        assert 0.0 < row["win_rate_vs_sft"] < 1.0
+        assert sum(row["kinds"].values()) == pytest.approx(1.0)
+        assert len(row["responses"]) == align.TINY.n_test
+    assert result["rows"][0]["kl_to_sft"] == 0.0  # the SFT model against itself: exactly 0
+    sft_row = result["rows"][0]
+    kinds = [instruct.response_kind(p, y) for p, y in zip(data.test_prompts,
+                                                          sft_row["responses"])]
+    wrong = [i for i, kind in enumerate(kinds) if kind != "correct"]  # the example's prompt
+    assert result["example"]["prompt"] == data.test_prompts[wrong[0] if wrong else 0].text
+    assert set(result["hacking"]) == {"rm_reward_first", "rm_reward_last", "true_reward_first",
+                                      "true_reward_last"}
+    report = align.format_report(result)
+    assert "Bayes limit" in report and "ppo β=0" in report
+
+
+def test_dpo_starts_at_log_2_because_the_policy_starts_as_the_reference():
+    """history.md §5.7: at π = π_ref the DPO loss is ln 2 (the weights sum to 1)."""
+    tokenizer, cfg, data = align.make_data(align.TINY)
+    ref = gpt_init(cfg, np.random.default_rng(0))
+    params = {k: v.copy() for k, v in ref.items()}
+    losses = align.dpo(params, ref, cfg, tokenizer, data.ranked_prompts, data.rankings, 2, 8,
+                       1e-3, 0.5, np.random.default_rng(1))
+    assert losses[0] == pytest.approx(math.log(2), rel=1e-6)
+    assert losses[1] != pytest.approx(math.log(2), rel=1e-6)  # one step later it moved
+
+
+def test_drift_averages_the_first_and_last_iterations():
+    history = [{"rm_reward": float(i), "true_reward": -float(i)} for i in range(30)]
+    d = align.drift(history, window=10)
+    assert d == {"rm_reward_first": 4.5, "rm_reward_last": 24.5, "true_reward_first": -4.5,
+                 "true_reward_last": -24.5}
+
+
+def test_ranked_batch_pairs_put_the_better_ranked_response_first():
+    rng = np.random.default_rng(0)
+    tokenizer = default_grammar().tokenizer()
+    prompts = instruct.sample_prompts(rng, 2)
+    rankings = [instruct.rank(rng, p, list(instruct.candidates(p).values())) for p in prompts]
+    x_ids, y_ids, chosen, rejected, weights = align.ranked_batch(tokenizer, prompts, rankings)
+    assert len(y_ids) == 2 * align.K and len(chosen) == 2 * math.comb(align.K, 2)
+    assert weights.sum() == pytest.approx(1.0)
+    for w, l in zip(chosen, rejected):
+        assert w // align.K == l // align.K  # pairs within one prompt
+        ranking = rankings[w // align.K]
+        assert ranking.index(tokenizer.decode(y_ids[w])) < ranking.index(
+            tokenizer.decode(y_ids[l]))
+
+
+def test_reward_model_accuracy_counts_pairs_scored_in_the_labelers_order():
+    """A reward model whose head reads nothing (w = 0) but the bias scores every response the
+    same: no pair is ordered strictly, accuracy 0 (ties count as wrong)."""
+    rng = np.random.default_rng(1)
+    tokenizer = default_grammar().tokenizer()
+    cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=8, n_head=2, n_layer=1)
+    params = rlhf.add_scalar_head(gpt_init(cfg, rng), cfg, "rm", rng)
+    params["rm.w"][:] = 0.0
+    comparisons = instruct.sample_comparisons(rng, instruct.sample_prompts(rng, 5))
+    assert align.reward_model_accuracy(params, cfg, tokenizer, comparisons) == 0.0
+
+
+def test_dpos_optimum_on_the_candidates_by_hand():
+    """β = τ = 1: weights mix · e^{r*} = .55e², .2e, .15, .1/e over correct, too_long,
+    wrong_slot, off_task (r* = 2, 1, 0, −1); the expected r* is their weighted mean."""
+    w = [0.55 * math.e**2, 0.2 * math.e, 0.15, 0.1 / math.e]
+    expected = (2 * w[0] + w[1] - w[3]) / sum(w)
+    assert align.dpo_optimum_true_reward(1.0) == pytest.approx(expected, rel=1e-12)
+    assert align.dpo_optimum_true_reward(1e6) == pytest.approx(1.2, rel=1e-5)  # β → ∞: the mix
+
+
+def _tiny_models(seed):
+    """A tiny SFT model, a reward model and a policy with a value head, all untrained."""
+    rng = np.random.default_rng(seed)
+    tokenizer = default_grammar().tokenizer()
+    cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=8, n_head=2, n_layer=1)
+    sft_params = gpt_init(cfg, rng)
+    rm = rlhf.add_scalar_head(gpt_init(cfg, rng), cfg, "rm", rng)
+    policy = rlhf.add_scalar_head({k: v.copy() for k, v in sft_params.items()}, cfg, "v", rng)
+    return tokenizer, cfg, sft_params, rm, policy, rng
+
+
+def test_a_rollout_of_the_sft_model_has_kl_exactly_0_and_the_rewards_add_up():
+    """At the start the policy is the SFT model: every kl_t is 0, so Σ_t r_t = the RM score
+    (history.md §4.7); the returns are the un-whitened advantages plus the values."""
+    tokenizer, cfg, sft_params, rm, policy, rng = _tiny_models(2)
+    prompts = instruct.sample_prompts(rng, 6)
+    batch, arrays, stats = align.rollout(policy, sft_params, rm, cfg, tokenizer, prompts, 0.1,
+                                         rng)
+    assert stats["kl"] == 0.0
+    mask = batch["targets"] != rlhf.IGNORE_INDEX
+    assert arrays["advantages"][mask].mean() == pytest.approx(0.0, abs=1e-6)  # whitened
+    assert np.all(arrays["advantages"][~mask] == 0.0)
+    # With kl 0 the only reward is the score, at the last token, where V after it is 0:
+    # R_last = A_last + V_last = δ_last + V_last = score.
+    scores = align.rewards_of(rm, cfg, tokenizer, prompts, stats["responses"])
+    last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    np.testing.assert_allclose(arrays["returns"][np.arange(6), last], scores, rtol=1e-5,
+                               atol=1e-6)
+    assert stats["rm_reward"] == pytest.approx(float(scores.mean()), rel=1e-5, abs=1e-6)
+
+
+def test_ppo_train_reports_every_measure_per_iteration():
+    tokenizer, cfg, sft_params, rm, policy, rng = _tiny_models(3)
+    prompts = instruct.sample_prompts(rng, 10)
+    before = {k: v.copy() for k, v in policy.items()}
+    history = align.ppo_train(policy, sft_params, rm, cfg, tokenizer, prompts, 2, 4, 1e-3, 0.1,
+                              2, rng, log=lambda line: None)
+    assert len(history) == 2
+    for stats in history:
+        assert set(stats) >= {"true_reward", "rm_reward", "kl", "clip_frac"}
+        assert -2.0 <= stats["true_reward"] <= 2.0 and 0.0 <= stats["clip_frac"] <= 1.0
+    assert history[0]["kl"] == 0.0  # the first rollout is the SFT model's
+    assert any(np.any(policy[k] != before[k]) for k in policy)
+
+
+# ----------------------------------------------------------------------------------------------
+# python -m minillm align
+
+
+def test_align_demo_writes_the_table_as_json(tmp_path, capsys):
+    path = tmp_path / "align.json"
+    assert cli_main(["align", "--demo", "--size", "tiny", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert [row["method"] for row in doc["rows"]] == ["sft", "dpo", "ppo", "ppo β=0"]
+    for row in doc["rows"]:
+        assert {"method", "true_reward", "win_rate_vs_sft", "kl_to_sft"} <= set(row)
+    out = capsys.readouterr().out
+    assert "win rate vs SFT" in out and "Bayes limit" in out and doc["example"]["prompt"] in out
+
+
+def test_align_stages_each_read_the_previous_stages_file(tmp_path, capsys):
+    sft, rm, dpo, ppo = (str(tmp_path / f"{m}.safetensors") for m in ("sft", "rm", "dpo", "ppo"))
+    assert align.main(["--method", "sft", "--size", "tiny", "--out", sft]) == 0
+    assert align.main(["--method", "rm", "--sft", sft, "--out", rm]) == 0
+    assert align.main(["--method", "dpo", "--sft", sft, "--out", dpo, "--beta", "0.3"]) == 0
+    assert align.main(["--method", "ppo", "--sft", sft, "--rm", rm, "--out", ppo]) == 0
+    params, settings = align.load_stage(ppo, "ppo", "--x")
+    assert settings == align.TINY and "v.w" not in params
+    _, settings = align.load_stage(dpo, "dpo", "--x")
+    assert settings.beta == 0.3
+    rm_params, _ = align.load_stage(rm, "rm", "--x")
+    assert "rm.w" in rm_params
+    assert "KL to SFT" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "give --demo or --method"),
+    (["--demo", "--method", "sft"], "give --demo or --method"),
+    (["--method", "sft"], "needs --out"),
+    (["--method", "rm", "--out", "{tmp}/rm"], "needs --sft"),
+    (["--method", "ppo", "--sft", "{sft}", "--out", "{tmp}/p"], "needs --rm"),
+    (["--method", "ppo", "--sft", "{sft}", "--rm", "{sft}", "--out", "{tmp}/p"],
+     "holds the 'sft' stage"),
+    (["--method", "dpo", "--sft", "{tmp}/missing", "--out", "{tmp}/p"], "--sft"),
+    (["--method", "dpo", "--sft", "{tmp}/not.safetensors", "--out", "{tmp}/p"], "--sft"),
+    (["--demo", "--beta", "0.1"], "--beta goes with"),
+    (["--method", "dpo", "--sft", "{sft}", "--out", "{tmp}/p", "--beta", "0"], "--beta"),
+])
+def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
+    sft = str(tmp_path / "sft.safetensors")
+    (tmp_path / "not.safetensors").write_text("hello")
+    if "{sft}" in " ".join(argv):
+        assert align.main(["--method", "sft", "--size", "tiny", "--out", sft]) == 0
+        capsys.readouterr()
+    argv = [a.format(tmp=tmp_path, sft=sft) for a in argv]
+    assert align.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minillm align: error:") and message in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("field, value", [("sft_steps", 0), ("beta", 0.0), ("dpo_lr", 0.0),
+                                          ("n_test", 2.5), ("seed", -1), ("ppo_beta", True)])
+def test_align_settings_refuse_bad_values_by_name(field, value):
+    with pytest.raises(ValueError, match=f"AlignConfig.{field} "):
+        align.AlignConfig(**{field: value})
