@@ -31,7 +31,7 @@ import sys
 from . import interrupt
 from .objectives import run_path
 
-OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "xlnet", "elmo")
+OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "xlnet", "elmo", "caption")
 
 # What each objective's model is for: the commands that read its checkpoints, and the inputs
 # it learned to answer. A command refuses a checkpoint trained for another job, naming the
@@ -49,10 +49,12 @@ JOBS = {  # objective: (commands, inputs: keys of INPUTS)
     "bart": (("seq2seq",), ("mask",)),
     "xlnet": (("fill",), ("mask",)),
     "elmo": (("fill",), ("mask",)),  # the two directions' predictions combined (elmo.py)
+    "caption": (("caption",), ("picture",)),  # a fresh picture: its caption and answers
 }
 INPUTS = {"text": "any text", "mask": "a text with [MASK] where words are missing",
           "task": "a task (总结：TEXT, 翻译：TEXT or 问：TEXT QUESTION)",
-          "sentinel": "a text with <extra_id_0>, <extra_id_1>, ... where words are missing"}
+          "sentinel": "a text with <extra_id_0>, <extra_id_1>, ... where words are missing",
+          "picture": "a picture drawn from the grammar (pictures.py)"}
 DEMO_OBJECTIVES = ("clm", "mlm", "tasks")  # the demo's three models
 
 
@@ -156,7 +158,10 @@ def build_parser():
         "corruption together (T5's unified framework); xlnet, XLNet's permutation language "
         "modeling (a random factorization order per sentence, two-stream attention); elmo, "
         "ELMo's biLM: a forward and a backward LSTM language model, L = -Σ [log P(w_k | w_<k) "
-        "+ log P(w_k | w_>k)]. The "
+        "+ log P(w_k | w_>k)]; caption, a GPT that reads a picture's patches before the text "
+        "(GPT-4's 多模态融合: LLaVA's prefix fusion, or with --fusion cross Flamingo's "
+        "cross-attention), trained on pictures drawn from the grammar with their captions and "
+        "answers. The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
         "per line). Progress lines show the loss in nats per token (and, for clm on the "
         "grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
@@ -165,7 +170,8 @@ def build_parser():
     # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
     t.add_argument("--objective", choices=OBJECTIVES,
                    help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder); "
-                   "xlnet (XLNet); elmo (a biLM of LSTMs; no --n-head) (default clm)")
+                   "xlnet (XLNet); elmo (a biLM of LSTMs; no --n-head); caption (pictures and "
+                   "text) (default clm)")
     t.add_argument("--masking", choices=("dynamic", "static"),
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
@@ -204,6 +210,10 @@ def build_parser():
     t.add_argument("--arch", choices=("gpt2", "gpt1"),
                    help="clm: which GPT, gpt2 (pre-LN blocks and a final layer norm) or gpt1 "
                    "(GPT-1: post-LN blocks, no final layer norm) (default gpt2)")
+    t.add_argument("--fusion", choices=("prefix", "cross"),
+                   help="caption: how the text reads the picture, prefix (its patch tokens "
+                   "first in the one sequence) or cross (every block attends to them) "
+                   "(default prefix)")
     t.add_argument("--dtype", choices=("float32", "float64"),
                    help="parameter dtype (default float32)")
     t.add_argument("--log-every", type=_positive_int,
@@ -1116,7 +1126,7 @@ STORED_SETTINGS = {
     "log_every": ("train", 25), "masking": ("train", "dynamic"), "pool": ("train", 0),
     "nsp": ("train", False), "plm_k": ("train", 6),
     "n_layer": ("model", 2), "n_embd": ("model", 64), "n_head": ("model", 4),
-    "n_ctx": ("model", 32), "arch": ("model", "gpt2"),
+    "n_ctx": ("model", 32), "arch": ("model", "gpt2"), "fusion": ("model", "prefix"),
 }
 
 
@@ -1137,6 +1147,13 @@ def _refuse_arch(given, objective):
     if "arch" in given and objective != "clm":
         raise UserError(f"--arch chooses the GPT of --objective clm; --objective {objective} "
                         "trains another model: drop --arch")
+
+
+def _refuse_fusion(given, objective):
+    """--fusion picks how a caption run's model reads the picture; no other model reads one."""
+    if "fusion" in given and objective != "caption":
+        raise UserError(f"--fusion chooses how the model of --objective caption reads its "
+                        f"picture; --objective {objective} reads no picture: drop --fusion")
 
 
 def _check_resume_options(args, given, out, model_cfg, train_cfg, state, source):
@@ -1218,6 +1235,8 @@ def _configs_from_options(args, objective):
                  **blocks(objective.MODEL, args.n_layer))
     if objective.MODEL == "gpt":
         shape["arch"] = args.arch  # GPT-2's blocks or GPT-1's
+    if objective.MODEL == "caption":
+        shape["fusion"] = args.fusion  # the picture's tokens first, or attended to
     if objective.MODEL == "elmo":
         del shape["n_head"]  # LSTMs, no attention
     try:
@@ -1254,6 +1273,7 @@ def cmd_train(args, threads=None):
     out = args.out or run_path(args.objective)
     if not args.resume:  # every rule on the options is checked before the data is read
         _refuse_arch(given, args.objective)
+        _refuse_fusion(given, args.objective)
         train_cfg, model_cfg = _configs_from_options(args, objective)
     documents = source = None
     if args.data is not None:
@@ -1282,6 +1302,7 @@ def cmd_train(args, threads=None):
         model_cfg, train_cfg, tokenizer, state = _read_checkpoint(out, "--out")
         _refuse_ids_only(tokenizer, out, "--out")
         _refuse_arch(given, train_cfg.objective)
+        _refuse_fusion(given, train_cfg.objective)
         if "n_head" in given and not hasattr(model_cfg, "n_head"):
             raise UserError(f"--n-head: {out!r} holds an ELMo, whose LSTMs have no attention heads")
         _check_resume_options(args, given, out, model_cfg, train_cfg, state, source)
@@ -1295,6 +1316,10 @@ def cmd_train(args, threads=None):
             from .grammar import default_grammar
 
             tokenizer = default_grammar().tokenizer()
+            if objective.MODEL == "caption":  # and the words of the pictures' questions
+                from .pictures import caption_tokenizer
+
+                tokenizer = caption_tokenizer()
         model_cfg = dataclasses.replace(model_cfg, vocab_size=len(tokenizer))
         _check_memory(model_cfg, train_cfg, objective, "options")
         state = None
@@ -1330,6 +1355,8 @@ def cmd_train(args, threads=None):
     elif objective.MODEL == "elmo":  # its backward LM reads the text as a whole sentence
         text = "今天[MASK]很好。" if words is None else _example_text(words, "[MASK]")
         print(try_it.format("fill", shlex.quote(text)))
+    elif objective.MODEL == "caption":  # a fresh picture, its caption and answers
+        print(try_it.format("caption", "--png picture.png"))
     elif train_cfg.objective in TASK_OBJECTIVES:
         print(try_it.format("seq2seq", shlex.quote("总结：今天天气很好，我们去公园玩。")))
     elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks

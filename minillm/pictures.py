@@ -188,6 +188,37 @@ def sample_pictures(rng, n):
     return [draw_picture(s, rng) for s in sample_kind_a(rng, n)]
 
 
+def picture_text(picture, rng):
+    """One text about a picture, each of four equally likely: its caption, or one of its three
+    questions followed by its answer (图里天气怎么样？很好)."""
+    k = rng.integers(0, 1 + len(SLOTS))
+    if k == 0:
+        return picture.caption
+    question, answer = picture.questions()[k - 1]
+    return question + answer
+
+
+class PictureData:
+    """What ``train --objective caption`` trains on: fresh pictures every step, each with one
+    text (picture_text), encoded. ``sample`` returns (None, [(image, ids), ...]); with
+    ``text_only`` the examples are the texts' ids alone (the text-only baseline, a GPT trained
+    on the same texts without their pictures)."""
+
+    def __init__(self, tokenizer, text_only=False):
+        self.tokenizer, self.text_only = tokenizer, text_only
+        self.floor = None
+        self.name = "pictures drawn from the grammar, each with its caption or a question and answer"
+        if text_only:
+            self.name = "the captions, questions and answers of pictures drawn from the grammar"
+
+    def sample(self, rng, n):
+        examples = []
+        for picture in sample_pictures(rng, n):
+            ids = self.tokenizer.encode(picture_text(picture, rng))
+            examples.append(ids if self.text_only else (picture.image, ids))
+        return None, examples
+
+
 # ----------------------------------------------------------------------------------------------
 # The hand-written classifier
 
