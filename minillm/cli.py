@@ -7,6 +7,7 @@
     next           the top next words after a prompt, beside the grammar's true ones
     fill           fill the [MASK] of a text with a trained BERT (or ELMo's two directions)
     seq2seq        turn one text into another with a trained encoder-decoder
+    caption        draw a fresh picture: a fused model's caption and answers beside the truth
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
     import         read such a folder back into a minillm checkpoint
     bench          training-step speed against the machine's own matmul floor (bench.py)
@@ -210,9 +211,10 @@ def build_parser():
     t.add_argument("--arch", choices=("gpt2", "gpt1"),
                    help="clm: which GPT, gpt2 (pre-LN blocks and a final layer norm) or gpt1 "
                    "(GPT-1: post-LN blocks, no final layer norm) (default gpt2)")
-    t.add_argument("--fusion", choices=("prefix", "cross"),
+    t.add_argument("--fusion", choices=("prefix", "cross", "none"),
                    help="caption: how the text reads the picture, prefix (its patch tokens "
-                   "first in the one sequence) or cross (every block attends to them) "
+                   "first in the one sequence), cross (every block attends to them) or none "
+                   "(the text-only baseline: the picture is never read) "
                    "(default prefix)")
     t.add_argument("--dtype", choices=("float32", "float64"),
                    help="parameter dtype (default float32)")
@@ -296,6 +298,33 @@ def build_parser():
                    help="print the N best hypotheses of the beam (N <= --beam), each with its "
                    "log P(y | x), its length in tokens and the score it is ranked by")
     _json_option(q)
+
+    cp = sub.add_parser(
+        "caption", help="draw a fresh picture: a fused model's caption and answers beside the "
+        "truth and a text-only model's",
+        description="Draw a fresh picture from the grammar (pictures.py), show it with coloured "
+        "blocks, and print the caption and answers of the fused image-text GPT in --checkpoint "
+        "(train --objective caption) beside the truth and beside those of the text-only model "
+        "in --text-only (train --objective caption --fusion none: the same GPT on the same "
+        "texts, never shown the picture). Then the slot accuracy of both on --pictures more "
+        "fresh pictures, and chance: the grammar's most likely answer to each question.")
+    cp.add_argument("--checkpoint", default=default_checkpoint("caption"), metavar="FILE",
+                    help="a checkpoint of --objective caption with --fusion prefix or cross "
+                    f"(default: {default_checkpoint('caption')})")
+    cp.add_argument("--text-only", default=run_path("caption_text"), metavar="FILE",
+                    help="a checkpoint of --objective caption --fusion none (default: "
+                    f"{run_path('caption_text')}, left out if there is none)")
+    cp.add_argument("--seed", type=_non_negative_int,
+                    help="the seed of the pictures, an integer >= 0 (default: a fresh one)")
+    cp.add_argument("--pictures", type=_positive_int, default=200, metavar="N",
+                    help="how many more fresh pictures the slot accuracy is measured on "
+                    "(default 200)")
+    cp.add_argument("--png", metavar="FILE",
+                    help="also write the picture as a PNG file, each pixel 8×8")
+    cp.add_argument("--json", metavar="FILE",
+                    help="write the slot accuracy as JSON to FILE: {\"slot_accuracy\": "
+                    "{\"fused\": ..., \"text_only\": ...}, \"chance\": ..., ...}")
+    cp.set_defaults(hf=None)  # no Hugging Face architecture reads pictures
 
     e = sub.add_parser(
         "export", help="write a trained model as a Hugging Face folder",
@@ -1034,6 +1063,82 @@ def _check_out(path, what):
     safetensors.check_writable(path)
 
 
+def _caption_model(path, fused):
+    """The (params, cfg) of a caption checkpoint: a fused one (fusion prefix or cross), or
+    the text-only baseline (fusion none)."""
+    cfg, _, tokenizer, state = _load(path, "caption")
+    flag = "--checkpoint" if fused else "--text-only"
+    if fused and cfg.fusion == "none":
+        raise UserError(f"--checkpoint {path!r} holds the text-only baseline (--fusion none), "
+                        "which never reads the picture: give it as --text-only")
+    if not fused and cfg.fusion != "none":
+        raise UserError(f"--text-only {path!r} reads the picture (--fusion {cfg.fusion}): give "
+                        "a checkpoint of train --objective caption --fusion none")
+    return (state["params"], cfg), tokenizer, flag
+
+
+def cmd_caption(args):
+    """A fresh picture, its caption and answers by the fused model, the truth and the text-only
+    model beside them; the slot accuracy of both on --pictures more pictures, and chance."""
+    import json
+
+    import numpy as np
+
+    from .multimodal import answers, compare_slot_accuracy, greedy_caption
+    from .pictures import (CAPTION_QUESTION, QUESTIONS, enlarged, sample_pictures,
+                           terminal_blocks, write_png)
+    from .tokenizer import pad
+
+    for flag, path in (("--png", args.png), ("--json", args.json)):
+        if path is not None:
+            _check_out(path, flag)
+    fused, tokenizer, _ = _caption_model(args.checkpoint, fused=True)
+    text_only = None
+    if os.path.exists(args.text_only) or args.text_only != run_path("caption_text"):
+        text_only, text_tokenizer, _ = _caption_model(args.text_only, fused=False)
+        if text_tokenizer.vocab != tokenizer.vocab:
+            raise UserError(f"--text-only {args.text_only!r} has another vocabulary than "
+                            f"--checkpoint {args.checkpoint!r}")
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+    rng = np.random.default_rng(seed)
+    (picture,) = sample_pictures(rng, 1)
+    print(f"a fresh picture (--seed {seed}):")
+    print(terminal_blocks(picture.image))
+    if args.png is not None:
+        write_png(args.png, enlarged(picture.image, 8))
+        print(f"written to {args.png}")
+    rows = [(CAPTION_QUESTION, picture.caption, [greedy_caption(*m, tokenizer, picture.image)
+                                                 for m in (fused, text_only) if m is not None])]
+    for question, truth in picture.questions():
+        said = [answers(*m, tokenizer, picture.image[None], question)[0]
+                for m in (fused, text_only) if m is not None]
+        rows.append((question, truth, said))
+    print(f"\n{pad('question', 18)}{pad('fused model', 30)}{pad('truth', 30)}text-only model")
+    for question, truth, said in rows:
+        other = said[1] if text_only is not None else "(no --text-only model)"
+        print(f"{pad(question, 18)}{pad(said[0], 30)}{pad(truth, 30)}{other}")
+    numbers = compare_slot_accuracy(fused, text_only, tokenizer,
+                                    sample_pictures(rng, args.pictures))
+    print(f"\nslot accuracy on {args.pictures} more fresh pictures (chance: the grammar's most "
+          "likely answer, what a model that never reads the picture can reach):")
+    print(f"    {'slot':<10}{'fused':>8}{'text-only':>11}{'chance':>8}")
+    by_slot = numbers["by_slot"]
+    for slot in (*QUESTIONS, "mean"):
+        if slot == "mean":
+            values = [numbers["slot_accuracy"]["fused"], numbers["slot_accuracy"]["text_only"],
+                      numbers["chance"]]
+        else:
+            values = [by_slot["fused"][slot],
+                      None if text_only is None else by_slot["text_only"][slot],
+                      by_slot["chance"][slot]]
+        cells = "".join(f"{'—' if v is None else f'{v:.3f}':>{w}}"
+                        for v, w in zip(values, (8, 11, 8)))
+        print(f"    {slot:<10}{cells}")
+    if args.json is not None:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({**numbers, "seed": seed}, f, ensure_ascii=False, indent=1)
+
+
 def cmd_export(args):
     import json
 
@@ -1355,6 +1460,8 @@ def cmd_train(args, threads=None):
     elif objective.MODEL == "elmo":  # its backward LM reads the text as a whole sentence
         text = "今天[MASK]很好。" if words is None else _example_text(words, "[MASK]")
         print(try_it.format("fill", shlex.quote(text)))
+    elif objective.MODEL == "caption" and model_cfg.fusion == "none":  # the baseline
+        print(try_it.replace("--checkpoint", "--text-only").format("caption", "--png picture.png"))
     elif objective.MODEL == "caption":  # a fresh picture, its caption and answers
         print(try_it.format("caption", "--png picture.png"))
     elif train_cfg.objective in TASK_OBJECTIVES:
@@ -1468,7 +1575,7 @@ def _run(argv):
             run_demo(threads=blas.adaptive_threads)
         elif args.command == "train":
             cmd_train(args, threads=blas.adaptive_threads())
-        elif args.command in ("generate", "score", "next", "fill", "seq2seq"):
+        elif args.command in ("generate", "score", "next", "fill", "seq2seq", "caption"):
             blas.use_one_thread()  # one input at a time: a second thread would not pay
             _run_model(args)
         elif args.command == "export":
@@ -1520,7 +1627,7 @@ def _run_model(args):
     from .models import NonFiniteOutput
 
     commands = {"generate": cmd_generate, "score": cmd_score, "next": cmd_next,
-                "fill": cmd_fill, "seq2seq": cmd_seq2seq}
+                "fill": cmd_fill, "seq2seq": cmd_seq2seq, "caption": cmd_caption}
     if args.hf is not None:
         commands = HF_COMMANDS
     try:

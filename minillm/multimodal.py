@@ -34,12 +34,18 @@ model (CaptionConfig.fusion):
 
        y = block_l(y, z)    causal self-attention, then attention over z_1 .. z_N, then the MLP
 
+4. **No fusion** (``fusion="none"``), the baseline: the same GPT on the same texts, the picture
+   never read (no patch embedding at all). It can learn what the grammar makes likely (很好 is
+   the most likely weather), never what this picture shows: what the fused model answers
+   better than it, it answers by reading the picture.
+
 There is no vision encoder: the patch tokens go straight into the decoder, whose blocks do all
 the reading. (LLaVA puts a frozen CLIP ViT and a projector between the two; at 16×16 pixels and
 patches of 4 a token already holds a whole object.)
 
 Parameters: ``img.w`` (P·P·3, C), ``img.b`` (C,), ``img.wpe`` (N, C), then a GPT-2's (``wte``,
-``wpe``, ``h.<l>.*``, ``ln_f.*``); with cross fusion each block also has ``ln_x`` and ``xattn``.
+``wpe``, ``h.<l>.*``, ``ln_f.*``); with cross fusion each block also has ``ln_x`` and ``xattn``;
+without fusion there is no ``img.*``.
 """
 
 from __future__ import annotations
@@ -60,12 +66,13 @@ from .layers import (
     position_embedding_backward,
     position_embedding_forward,
 )
-from .models import (INIT_STD, MODELS, GPTConfig, ModelFamily, _block_shapes, check_inputs,
-                     init_params)
-from .pictures import SIZE
+from .models import (INIT_STD, MODELS, GPTConfig, ModelFamily, _block_shapes, check_finite,
+                     check_inputs, init_params)
+from .pictures import CAPTION_QUESTION, QUESTIONS, SIZE, slot_priors
+from .tokenizer import BOS_ID, EOS_ID
 from .transformer import BlockSpec, stack_backward, stack_forward
 
-FUSIONS = ("prefix", "cross")
+FUSIONS = ("prefix", "cross", "none")
 CHANNELS = 3  # RGB
 
 
@@ -139,7 +146,8 @@ class CaptionConfig:
     ln_eps: float = 1e-5  # GPT-2's
     image_size: int = SIZE  # pictures are image_size × image_size RGB (pictures.py: 16)
     patch: int = 4  # P: a patch is P×P pixels; N = (image_size / P)² image tokens
-    fusion: str = "prefix"  # "prefix": image tokens before the text; "cross": attended to
+    # "prefix": image tokens before the text; "cross": attended to; "none": never read
+    fusion: str = "prefix"
 
     def __post_init__(self):
         GPTConfig.__post_init__(self)
@@ -167,11 +175,14 @@ class CaptionConfig:
 
 
 def caption_param_shapes(cfg):
-    """Every parameter of the fused model with its shape: the patch embedding, then a GPT-2's
-    (with cross-attention in every block when cfg.fusion is "cross")."""
+    """Every parameter of the fused model with its shape: the patch embedding (none without
+    fusion), then a GPT-2's (with cross-attention in every block when cfg.fusion is "cross")."""
     C, P = cfg.n_embd, cfg.patch
-    shapes = {"img.w": (P * P * CHANNELS, C), "img.b": (C,), "img.wpe": (cfg.n_image_tokens, C),
-              "wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)}
+    shapes = {}
+    if cfg.fusion != "none":
+        shapes.update({"img.w": (P * P * CHANNELS, C), "img.b": (C,),
+                       "img.wpe": (cfg.n_image_tokens, C)})
+    shapes.update({"wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)})
     for layer in range(cfg.n_layer):
         shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner, cross=cfg.fusion == "cross"))
     shapes.update({"ln_f.g": (C,), "ln_f.b": (C,)})
@@ -197,14 +208,16 @@ def check_images(images, cfg, B):
 def fused_forward(params, cfg, images, ids, attention_mask=None):
     """The fused model (module docstring).  images (B, side, side, 3), ids (B, T) -> logits,
     cache; logits (B, N + T, V) with prefix fusion (the first N rows at the image tokens),
-    (B, T, V) with cross fusion."""
+    (B, T, V) with cross fusion or none (which never reads ``images``)."""
     ids, attention_mask = check_inputs(cfg, ids, attention_mask)
     B, T = ids.shape
     N = cfg.n_image_tokens
     dtype = params["wte"].dtype
     images = check_images(images, cfg, B).astype(dtype)
-    z, c_img = patch_embed_forward(images, params["img.w"], params["img.b"], params["img.wpe"],
-                                   cfg.patch)  # (B, N, C)
+    z = c_img = None
+    if cfg.fusion != "none":
+        z, c_img = patch_embed_forward(images, params["img.w"], params["img.b"],
+                                       params["img.wpe"], cfg.patch)  # (B, N, C)
     tok, c_tok = embedding_forward(ids, params["wte"])  # (B, T, C)
     pos, c_pos = position_embedding_forward(T, params["wpe"])  # (T, C)
     text = tok + pos  # (B, T, C)
@@ -214,11 +227,14 @@ def fused_forward(params, cfg, images, ids, attention_mask=None):
         real = np.concatenate([np.ones((B, N), dtype=bool), attention_mask], axis=1)  # (B, N+T)
         allowed = causal_mask(N + T)[None, None] & real[:, None, None, :]
         x, blocks = stack_forward(x, params, "h.", cfg.n_layer, cfg.block_spec(), allowed)
-    else:  # cross: the text is the sequence, the image tokens are what it attends to
+    elif cfg.fusion == "cross":  # the text is the sequence, the image tokens what it attends to
         allowed = causal_mask(T)[None, None] & attention_mask[:, None, None, :]
         every_patch = np.ones((B, 1, 1, N), dtype=bool)  # (B, 1, 1, N)
         x, blocks = stack_forward(text, params, "h.", cfg.n_layer, cfg.block_spec(), allowed,
                                   z, every_patch)
+    else:  # none: a GPT on the text alone
+        allowed = causal_mask(T)[None, None] & attention_mask[:, None, None, :]
+        x, blocks = stack_forward(text, params, "h.", cfg.n_layer, cfg.block_spec(), allowed)
     h, c_lnf = layernorm_forward(x, params["ln_f.g"], params["ln_f.b"], cfg.ln_eps)
     logits = h @ params["wte"].T  # (B, N + T, V) or (B, T, V)
     cache = {"img": c_img, "tok": c_tok, "pos": c_pos, "blocks": blocks, "lnf": c_lnf, "h": h,
@@ -239,15 +255,90 @@ def fused_backward(dlogits, cache):
         dx, _ = stack_backward(dx, cache["blocks"], "h.", grads)  # (B, N + T, C)
         dz, dtext = dx[:, :N], dx[:, N:]
     else:
-        # The text went through the blocks; z reached every block's cross-attention.
+        # The text went through the blocks; with cross fusion z reached every block's
+        # cross-attention (without fusion there is no z: dz is None).
         dtext, dz = stack_backward(dx, cache["blocks"], "h.", grads)
     # text = wte[ids] + wpe[t]
     grads["wpe"] = position_embedding_backward(dtext, cache["pos"])
     grads["wte"] = embedding_backward(dtext, cache["tok"]) + dwte_out  # tied: lookup + output
     # z = patches E + b + E_pos (the pictures are data: their gradient is dropped)
-    _, grads["img.w"], grads["img.b"], grads["img.wpe"] = patch_embed_backward(dz, cache["img"])
+    if cache["fusion"] != "none":
+        _, grads["img.w"], grads["img.b"], grads["img.wpe"] = patch_embed_backward(dz,
+                                                                                   cache["img"])
     return grads
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a picture: answers, a caption, and how often the answers are right
+
+
+def next_token_logits(params, cfg, images, ids):
+    """The logits of the token after [BOS] w_1 .. w_n, for each picture.
+    images (B, side, side, 3), ids: the n ids of one text -> (B, V)."""
+    inputs = np.tile([BOS_ID, *ids], (len(images), 1))  # (B, n + 1): the same text for each
+    logits, _ = fused_forward(params, cfg, images, inputs)
+    return check_finite(logits[:, -1])  # (B, V)
+
+
+def answers(params, cfg, tokenizer, images, question):
+    """The model's answer to ``question`` about each picture: the most probable next token after
+    [BOS] question (an answer is one token: pictures.py). -> a list of B words."""
+    logits = next_token_logits(params, cfg, images, tokenizer.encode(question))  # (B, V)
+    return [tokenizer.vocab[i] for i in logits.argmax(axis=-1)]
+
+
+def greedy_caption(params, cfg, tokenizer, image):
+    """The caption greedy decoding writes for one picture (side, side, 3) after 图里有什么？: each
+    next token the most probable, until [EOS] or the context is full."""
+    question = tokenizer.encode(CAPTION_QUESTION)
+    ids = []
+    while 1 + len(question) + len(ids) < cfg.n_ctx:
+        next_id = int(next_token_logits(params, cfg, image[None], question + ids)[0].argmax())
+        if next_id == EOS_ID:
+            break
+        ids.append(next_id)
+    return tokenizer.decode(ids)
+
+
+def slot_accuracy(params, cfg, tokenizer, pictures):
+    """For each slot, the fraction of ``pictures`` whose question (图里天气怎么样？ ...) the model
+    answers with the slot's true value; "mean", their mean. -> {slot: fraction, "mean": ...}."""
+    images = np.stack([p.image for p in pictures])  # (B, side, side, 3)
+    accuracy = {}
+    for slot, question in QUESTIONS.items():
+        said = answers(params, cfg, tokenizer, images, question)
+        accuracy[slot] = float(np.mean([w == p.slots[slot] for w, p in zip(said, pictures)]))
+    accuracy["mean"] = float(np.mean([accuracy[slot] for slot in QUESTIONS]))
+    return accuracy
+
+
+def chance_accuracy():
+    """The accuracy of the best answer that does not look: for each slot the grammar's most
+    likely value, right with its probability max_v P(v) (pictures.slot_priors); "mean", their
+    mean. A model that never reads the picture can at best reach this."""
+    chance = {slot: float(max(prior.values())) for slot, prior in slot_priors().items()}
+    chance["mean"] = float(np.mean([chance[slot] for slot in QUESTIONS]))
+    return chance
+
+
+def compare_slot_accuracy(fused, text_only, tokenizer, pictures):
+    """The fused model's slot accuracy on ``pictures`` beside the text-only model's and chance:
+
+        {"slot_accuracy": {"fused": mean, "text_only": mean}, "chance": mean,
+         "by_slot": {"fused": {slot: ...}, "text_only": {slot: ...}, "chance": {slot: ...}},
+         "pictures": n}
+
+    ``fused`` and ``text_only`` are (params, cfg) pairs; ``text_only`` may be None (its numbers
+    are then None). Chance is chance_accuracy's: what no model that ignores the picture can
+    beat, but for the luck of the sample."""
+    by_slot = {"fused": slot_accuracy(*fused, tokenizer, pictures),
+               "text_only": None if text_only is None else slot_accuracy(*text_only, tokenizer,
+                                                                         pictures),
+               "chance": chance_accuracy()}
+    means = {name: None if acc is None else acc.pop("mean") for name, acc in by_slot.items()}
+    return {"slot_accuracy": {"fused": means["fused"], "text_only": means["text_only"]},
+            "chance": means["chance"], "by_slot": by_slot, "pictures": len(pictures)}
 
 # The fused model is one of models.MODELS's families; it registers itself there (models.py
 # imports this module at its end, so the family is there whichever module is imported first).

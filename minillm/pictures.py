@@ -28,6 +28,7 @@ still says, drawn from the grammar: a model can only learn its distribution.
 Each picture has its true caption (the sentence) and question–answer pairs:
 
     图里天气怎么样？  ->  很好          他们在哪里？  ->  公园          图里有多少人？  ->  一个人 / 几个人
+    图里有什么？      ->  the caption, 今天天气很好，我们去公园玩。
 
 ``write_png`` writes a picture as a PNG file with the standard library's zlib.
 """
@@ -72,10 +73,19 @@ ONE, SEVERAL = "一个人", "几个人"
 PEOPLE_OF = {"我": ONE, "小明": ONE, "我们": SEVERAL, "他们": SEVERAL}
 MOST_PEOPLE = 4  # "several" is 2 .. MOST_PEOPLE figures, uniformly
 
-# The questions, one per slot, and the words they add to the grammar's tokenizer.
+# The questions, one per slot; the caption's own question (its answer: the whole caption); the
+# words they add to the grammar's tokenizer.
 QUESTIONS = {"weather": "图里天气怎么样？", "place": "他们在哪里？", "people": "图里有多少人？"}
-CAPTION_WORDS = ("图里", "怎么样", "在", "有", "多少", "人", ONE, SEVERAL)
+CAPTION_QUESTION = "图里有什么？"
+CAPTION_WORDS = ("图里", "怎么样", "在", "有", "什么", "多少", "人", ONE, SEVERAL)
 SLOTS = tuple(QUESTIONS)
+
+
+def slots_of(sentence):
+    """What the picture of a kind-A sentence shows: {"weather": 很好/不错/不好/很热, "place":
+    公园/海边/学校/商店/图书馆, "people": 一个人/几个人}."""
+    return {"weather": sentence.predicate, "place": sentence.place,
+            "people": PEOPLE_OF[sentence.person]}
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,14 +103,28 @@ class Picture:
 
     @property
     def slots(self):
-        """What the picture shows: {"weather": 很好/不错/不好/很热, "place": 公园/..., "people":
-        一个人/几个人}."""
-        s = self.sentence
-        return {"weather": s.predicate, "place": s.place, "people": PEOPLE_OF[s.person]}
+        """What the picture shows: slots_of(its sentence)."""
+        return slots_of(self.sentence)
 
     def questions(self):
         """The (question, answer) pairs of the picture, one per slot, in SLOTS order."""
         return [(QUESTIONS[slot], answer) for slot, answer in self.slots.items()]
+
+
+def slot_priors():
+    """P(value) of each slot under the grammar, given kind A (what a picture shows), exactly:
+    Σ of P(s) over the kind-A sentences s with that value, over Σ of P(s) over all of them.
+    -> {slot: {value: probability}}."""
+    grammar = default_grammar()
+    priors = {slot: {} for slot in SLOTS}
+    total = 0.0
+    for sentence, p in zip(grammar.sentences, grammar.probs):
+        if sentence.kind != "A":
+            continue
+        total += float(p)
+        for slot, value in slots_of(sentence).items():
+            priors[slot][value] = priors[slot].get(value, 0.0) + float(p)
+    return {slot: {v: p / total for v, p in values.items()} for slot, values in priors.items()}
 
 
 def caption_tokenizer():
@@ -189,12 +213,10 @@ def sample_pictures(rng, n):
 
 
 def picture_text(picture, rng):
-    """One text about a picture, each of four equally likely: its caption, or one of its three
-    questions followed by its answer (图里天气怎么样？很好)."""
-    k = rng.integers(0, 1 + len(SLOTS))
-    if k == 0:
-        return picture.caption
-    question, answer = picture.questions()[k - 1]
+    """One text about a picture, a question followed by its answer, each of the four equally
+    likely: 图里有什么？ and the caption, or one of the slots' questions (图里天气怎么样？很好)."""
+    pairs = [(CAPTION_QUESTION, picture.caption), *picture.questions()]
+    question, answer = pairs[rng.integers(0, len(pairs))]
     return question + answer
 
 
@@ -265,6 +287,26 @@ def classify(image):
         place = max(counts, key=counts.get)
     heads = int((ground == "head").sum())
     return {"weather": weather, "place": place, "people": ONE if heads == 1 else SEVERAL}, heads
+
+
+# ----------------------------------------------------------------------------------------------
+# The picture in a terminal
+
+
+def terminal_blocks(image):
+    """The picture as text for a terminal: each pixel two spaces on its colour (the 24-bit
+    background colour escape ESC[48;2;R;G;Bm), each row a line, the colour reset at its end."""
+    pixels = np.round(np.clip(np.asarray(image), 0.0, 1.0) * 255).astype(int)  # (H, W, 3)
+    lines = []
+    for row in pixels:
+        cells = "".join(f"\x1b[48;2;{r};{g};{b}m  " for r, g, b in row)
+        lines.append(cells + "\x1b[0m")
+    return "\n".join(lines)
+
+
+def enlarged(image, k):
+    """Each pixel as a k×k square: (H, W, 3) -> (kH, kW, 3), so that a 16×16 picture is seen."""
+    return np.repeat(np.repeat(np.asarray(image), k, axis=0), k, axis=1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -134,3 +134,16 @@ def test_the_png_decodes_back_to_the_same_bytes(tmp_path):
     assert pixels.shape == (5, 7, 3)
     with pytest.raises(ValueError, match="image must have shape"):
         png_bytes(np.zeros((4, 4)))
+
+
+def test_the_terminal_picture_is_one_coloured_cell_a_pixel():
+    from minillm.pictures import enlarged, terminal_blocks
+
+    image = np.random.default_rng(7).uniform(size=(3, 5, 3))
+    lines = terminal_blocks(image).split("\n")
+    assert len(lines) == 3 and all(line.count("\x1b[48;2;") == 5 for line in lines)
+    r, g, b = np.round(image[2, 4] * 255).astype(int)
+    assert lines[2].endswith(f"\x1b[48;2;{r};{g};{b}m  \x1b[0m")
+    big = enlarged(image, 4)
+    assert big.shape == (12, 20, 3)
+    np.testing.assert_array_equal(big[4:8, 8:12], np.broadcast_to(image[1, 2], (4, 4, 3)))
