@@ -1113,10 +1113,10 @@ def cmd_caption(args):
         said = [answers(*m, tokenizer, picture.image[None], question)[0]
                 for m in (fused, text_only) if m is not None]
         rows.append((question, truth, said))
-    print(f"\n{pad('question', 18)}{pad('fused model', 30)}{pad('truth', 30)}text-only model")
+    print(f"\n{pad('question', 18)}{pad('fused model', 32)}{pad('truth', 32)}text-only model")
     for question, truth, said in rows:
         other = said[1] if text_only is not None else "(no --text-only model)"
-        print(f"{pad(question, 18)}{pad(said[0], 30)}{pad(truth, 30)}{other}")
+        print(f"{pad(question, 18)}{pad(said[0], 32)}{pad(truth, 32)}{other}")
     numbers = compare_slot_accuracy(fused, text_only, tokenizer,
                                     sample_pictures(rng, args.pictures))
     print(f"\nslot accuracy on {args.pictures} more fresh pictures (chance: the grammar's most "

@@ -230,6 +230,8 @@ def test_train_caption_from_the_command_line(tmp_path, capsys):
     assert main(["train", *small, "--fusion", "cross", "--out", whole]) == 0
     out = capsys.readouterr().out
     assert "training a fused image–text GPT" in out and "step     4/4" in out
+    assert main(["train", *small, "--fusion", "none", "--out", str(tmp_path / "t.safetensors")]) == 0
+    assert "training a text-only GPT (never shown the pictures)" in capsys.readouterr().out
     assert "minillm caption --checkpoint" in out
     model_cfg, train_cfg, tokenizer, state = load_checkpoint(whole)
     assert train_cfg.objective == "caption" and model_cfg.fusion == "cross"

@@ -20,7 +20,7 @@ from ..multimodal import fused_backward, fused_forward
 from .clm import make_batch as make_text_batch
 
 NAME = "caption"
-TITLE = "next-token prediction of a picture's caption and answers, the picture read first"
+TITLE = "next-token prediction of pictures' captions and answers"
 MODEL, MODEL_TITLE = "caption", "fused image–text GPT"
 RESERVED = 1  # positions a text gives up to special tokens: [BOS] (the targets add [EOS])
 
