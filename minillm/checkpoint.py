@@ -42,6 +42,7 @@ from .config import TrainConfig
 from .files import loads_json
 from .files import show as _short
 from .models import GPT_ARCHS, MODELS
+from .multimodal import FUSIONS
 from .objectives import get_objective
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -187,6 +188,9 @@ def read_metadata(metadata, entries, path):
         elif name == "arch":  # which GPT (models.GPT_ARCHS); a GPT checkpoint without it: GPT-2
             if value not in GPT_ARCHS:
                 raise fail(f"model_config.arch is {_short(value)}, not one of {GPT_ARCHS}")
+        elif name == "fusion":  # how the fused image-text GPT reads its picture (multimodal.py)
+            if value not in FUSIONS:
+                raise fail(f"model_config.fusion is {_short(value)}, not one of {FUSIONS}")
         else:
             _integer(value, f"model_config.{name}", fail, low=1)
     for name in ("n_layer", "n_enc_layer", "n_dec_layer"):

@@ -7,6 +7,7 @@
     next           the top next words after a prompt, beside the grammar's true ones
     fill           fill the [MASK] of a text with a trained BERT (or ELMo's two directions)
     seq2seq        turn one text into another with a trained encoder-decoder
+    caption        draw a fresh picture: a fused model's caption and answers beside the truth
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
     import         read such a folder back into a minillm checkpoint
     bench          training-step speed against the machine's own matmul floor (bench.py)
@@ -33,7 +34,7 @@ import sys
 from . import interrupt
 from .objectives import run_path
 
-OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "xlnet", "elmo")
+OBJECTIVES = ("clm", "mlm", "span", "t5", "bart", "tasks", "mix", "xlnet", "elmo", "caption")
 
 # What each objective's model is for: the commands that read its checkpoints, and the inputs
 # it learned to answer. A command refuses a checkpoint trained for another job, naming the
@@ -51,10 +52,12 @@ JOBS = {  # objective: (commands, inputs: keys of INPUTS)
     "bart": (("seq2seq",), ("mask",)),
     "xlnet": (("fill",), ("mask",)),
     "elmo": (("fill",), ("mask",)),  # the two directions' predictions combined (elmo.py)
+    "caption": (("caption",), ("picture",)),  # a fresh picture: its caption and answers
 }
 INPUTS = {"text": "any text", "mask": "a text with [MASK] where words are missing",
           "task": "a task (总结：TEXT, 翻译：TEXT or 问：TEXT QUESTION)",
-          "sentinel": "a text with <extra_id_0>, <extra_id_1>, ... where words are missing"}
+          "sentinel": "a text with <extra_id_0>, <extra_id_1>, ... where words are missing",
+          "picture": "a picture drawn from the grammar (pictures.py)"}
 DEMO_OBJECTIVES = ("clm", "mlm", "tasks")  # the demo's three models
 
 
@@ -158,7 +161,10 @@ def build_parser():
         "corruption together (T5's unified framework); xlnet, XLNet's permutation language "
         "modeling (a random factorization order per sentence, two-stream attention); elmo, "
         "ELMo's biLM: a forward and a backward LSTM language model, L = -Σ [log P(w_k | w_<k) "
-        "+ log P(w_k | w_>k)]. The "
+        "+ log P(w_k | w_>k)]; caption, a GPT that reads a picture's patches before the text "
+        "(GPT-4's 多模态融合: LLaVA's prefix fusion, or with --fusion cross Flamingo's "
+        "cross-attention), trained on pictures drawn from the grammar with their captions and "
+        "answers. The "
         "data is the built-in grammar unless --data names a UTF-8 text file (one document "
         "per line). Progress lines show the loss in nats per token (and, for clm and elmo on "
         "the grammar, the entropy floor). The checkpoint (a safetensors file) is written to --out.",
@@ -167,7 +173,8 @@ def build_parser():
     # option the user gave from one left out. TRAIN_DEFAULTS fills them in afterwards.
     t.add_argument("--objective", choices=OBJECTIVES,
                    help="clm (GPT); mlm, span (BERT); t5, bart, tasks, mix (encoder-decoder); "
-                   "xlnet (XLNet); elmo (a biLM of LSTMs; no --n-head) (default clm)")
+                   "xlnet (XLNet); elmo (a biLM of LSTMs; no --n-head); caption (pictures and "
+                   "text) (default clm)")
     t.add_argument("--masking", choices=("dynamic", "static"),
                    help="mlm/span: a new mask every time a sentence is seen (RoBERTa) or one "
                    "mask per sentence for the whole run (BERT; needs --pool) (default dynamic)")
@@ -207,6 +214,11 @@ def build_parser():
     t.add_argument("--arch", choices=("gpt2", "gpt1"),
                    help="clm: which GPT, gpt2 (pre-LN blocks and a final layer norm) or gpt1 "
                    "(GPT-1: post-LN blocks, no final layer norm) (default gpt2)")
+    t.add_argument("--fusion", choices=("prefix", "cross", "none"),
+                   help="caption: how the text reads the picture, prefix (its patch tokens "
+                   "first in the one sequence), cross (every block attends to them) or none "
+                   "(the text-only baseline: the picture is never read) "
+                   "(default prefix)")
     t.add_argument("--dtype", choices=("float32", "float64"),
                    help="parameter dtype (default float32)")
     t.add_argument("--log-every", type=_positive_int,
@@ -289,6 +301,33 @@ def build_parser():
                    help="print the N best hypotheses of the beam (N <= --beam), each with its "
                    "log P(y | x), its length in tokens and the score it is ranked by")
     _json_option(q)
+
+    cp = sub.add_parser(
+        "caption", help="draw a fresh picture: a fused model's caption and answers beside the "
+        "truth and a text-only model's",
+        description="Draw a fresh picture from the grammar (pictures.py), show it with coloured "
+        "blocks, and print the caption and answers of the fused image-text GPT in --checkpoint "
+        "(train --objective caption) beside the truth and beside those of the text-only model "
+        "in --text-only (train --objective caption --fusion none: the same GPT on the same "
+        "texts, never shown the picture). Then the slot accuracy of both on --pictures more "
+        "fresh pictures, and chance: the grammar's most likely answer to each question.")
+    cp.add_argument("--checkpoint", default=default_checkpoint("caption"), metavar="FILE",
+                    help="a checkpoint of --objective caption with --fusion prefix or cross "
+                    f"(default: {default_checkpoint('caption')})")
+    cp.add_argument("--text-only", default=run_path("caption_text"), metavar="FILE",
+                    help="a checkpoint of --objective caption --fusion none (default: "
+                    f"{run_path('caption_text')}, left out if there is none)")
+    cp.add_argument("--seed", type=_non_negative_int,
+                    help="the seed of the pictures, an integer >= 0 (default: a fresh one)")
+    cp.add_argument("--pictures", type=_positive_int, default=200, metavar="N",
+                    help="how many more fresh pictures the slot accuracy is measured on "
+                    "(default 200)")
+    cp.add_argument("--png", metavar="FILE",
+                    help="also write the picture as a PNG file, each pixel 8×8")
+    cp.add_argument("--json", metavar="FILE",
+                    help="write the slot accuracy as JSON to FILE: {\"slot_accuracy\": "
+                    "{\"fused\": ..., \"text_only\": ...}, \"chance\": ..., ...}")
+    cp.set_defaults(hf=None)  # no Hugging Face architecture reads pictures
 
     e = sub.add_parser(
         "export", help="write a trained model as a Hugging Face folder",
@@ -1030,6 +1069,82 @@ def _check_out(path, what):
     safetensors.check_writable(path)
 
 
+def _caption_model(path, fused):
+    """The (params, cfg) of a caption checkpoint: a fused one (fusion prefix or cross), or
+    the text-only baseline (fusion none)."""
+    cfg, _, tokenizer, state = _load(path, "caption")
+    flag = "--checkpoint" if fused else "--text-only"
+    if fused and cfg.fusion == "none":
+        raise UserError(f"--checkpoint {path!r} holds the text-only baseline (--fusion none), "
+                        "which never reads the picture: give it as --text-only")
+    if not fused and cfg.fusion != "none":
+        raise UserError(f"--text-only {path!r} reads the picture (--fusion {cfg.fusion}): give "
+                        "a checkpoint of train --objective caption --fusion none")
+    return (state["params"], cfg), tokenizer, flag
+
+
+def cmd_caption(args):
+    """A fresh picture, its caption and answers by the fused model, the truth and the text-only
+    model beside them; the slot accuracy of both on --pictures more pictures, and chance."""
+    import json
+
+    import numpy as np
+
+    from .multimodal import answers, compare_slot_accuracy, greedy_caption
+    from .pictures import (CAPTION_QUESTION, QUESTIONS, enlarged, sample_pictures,
+                           terminal_blocks, write_png)
+    from .tokenizer import pad
+
+    for flag, path in (("--png", args.png), ("--json", args.json)):
+        if path is not None:
+            _check_out(path, flag)
+    fused, tokenizer, _ = _caption_model(args.checkpoint, fused=True)
+    text_only = None
+    if os.path.exists(args.text_only) or args.text_only != run_path("caption_text"):
+        text_only, text_tokenizer, _ = _caption_model(args.text_only, fused=False)
+        if text_tokenizer.vocab != tokenizer.vocab:
+            raise UserError(f"--text-only {args.text_only!r} has another vocabulary than "
+                            f"--checkpoint {args.checkpoint!r}")
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+    rng = np.random.default_rng(seed)
+    (picture,) = sample_pictures(rng, 1)
+    print(f"a fresh picture (--seed {seed}):")
+    print(terminal_blocks(picture.image))
+    if args.png is not None:
+        write_png(args.png, enlarged(picture.image, 8))
+        print(f"written to {args.png}")
+    rows = [(CAPTION_QUESTION, picture.caption, [greedy_caption(*m, tokenizer, picture.image)
+                                                 for m in (fused, text_only) if m is not None])]
+    for question, truth in picture.questions():
+        said = [answers(*m, tokenizer, picture.image[None], question)[0]
+                for m in (fused, text_only) if m is not None]
+        rows.append((question, truth, said))
+    print(f"\n{pad('question', 18)}{pad('fused model', 32)}{pad('truth', 32)}text-only model")
+    for question, truth, said in rows:
+        other = said[1] if text_only is not None else "(no --text-only model)"
+        print(f"{pad(question, 18)}{pad(said[0], 32)}{pad(truth, 32)}{other}")
+    numbers = compare_slot_accuracy(fused, text_only, tokenizer,
+                                    sample_pictures(rng, args.pictures))
+    print(f"\nslot accuracy on {args.pictures} more fresh pictures (chance: the grammar's most "
+          "likely answer, what a model that never reads the picture can reach):")
+    print(f"    {'slot':<10}{'fused':>8}{'text-only':>11}{'chance':>8}")
+    by_slot = numbers["by_slot"]
+    for slot in (*QUESTIONS, "mean"):
+        if slot == "mean":
+            values = [numbers["slot_accuracy"]["fused"], numbers["slot_accuracy"]["text_only"],
+                      numbers["chance"]]
+        else:
+            values = [by_slot["fused"][slot],
+                      None if text_only is None else by_slot["text_only"][slot],
+                      by_slot["chance"][slot]]
+        cells = "".join(f"{'—' if v is None else f'{v:.3f}':>{w}}"
+                        for v, w in zip(values, (8, 11, 8)))
+        print(f"    {slot:<10}{cells}")
+    if args.json is not None:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({**numbers, "seed": seed}, f, ensure_ascii=False, indent=1)
+
+
 def cmd_export(args):
     import json
 
@@ -1122,7 +1237,7 @@ STORED_SETTINGS = {
     "log_every": ("train", 25), "masking": ("train", "dynamic"), "pool": ("train", 0),
     "nsp": ("train", False), "plm_k": ("train", 6),
     "n_layer": ("model", 2), "n_embd": ("model", 64), "n_head": ("model", 4),
-    "n_ctx": ("model", 32), "arch": ("model", "gpt2"),
+    "n_ctx": ("model", 32), "arch": ("model", "gpt2"), "fusion": ("model", "prefix"),
 }
 
 
@@ -1138,10 +1253,11 @@ def _fill_defaults(args):
 
 
 # The options that only some objectives read: --arch picks a clm run's GPT, --plm-k XLNet's
-# partial prediction, --masking BERT's masks. Given with another objective they would be
-# silently ignored, so they are refused, even at their defaults (which TrainConfig's rules
-# cannot tell from a choice).
-READ_ONLY_BY = {"arch": ("clm",), "plm_k": ("xlnet",), "masking": ("mlm", "span")}
+# partial prediction, --masking BERT's masks, --fusion how a caption model reads its picture.
+# Given with another objective they would be silently ignored, so they are refused, even at
+# their defaults (which TrainConfig's rules cannot tell from a choice).
+READ_ONLY_BY = {"arch": ("clm",), "plm_k": ("xlnet",), "masking": ("mlm", "span"),
+                "fusion": ("caption",)}
 
 
 def _refuse_unread(given, args, objective):
@@ -1231,6 +1347,8 @@ def _configs_from_options(args, objective):
                  **blocks(objective.MODEL, args.n_layer))
     if objective.MODEL == "gpt":
         shape["arch"] = args.arch  # GPT-2's blocks or GPT-1's
+    if objective.MODEL == "caption":
+        shape["fusion"] = args.fusion  # the picture's tokens first, or attended to
     if objective.MODEL == "elmo":
         del shape["n_head"]  # LSTMs, no attention
     try:
@@ -1308,6 +1426,10 @@ def cmd_train(args, threads=None):
             from .grammar import default_grammar
 
             tokenizer = default_grammar().tokenizer()
+            if objective.MODEL == "caption":  # and the words of the pictures' questions
+                from .pictures import caption_tokenizer
+
+                tokenizer = caption_tokenizer()
         model_cfg = dataclasses.replace(model_cfg, vocab_size=len(tokenizer))
         _check_memory(model_cfg, train_cfg, objective, "options")
         state = None
@@ -1343,6 +1465,10 @@ def cmd_train(args, threads=None):
     elif objective.MODEL == "elmo":  # its backward LM reads the text as a whole sentence
         text = "今天[MASK]很好。" if words is None else _example_text(words, "[MASK]")
         print(try_it.format("fill", shlex.quote(text)))
+    elif objective.MODEL == "caption" and model_cfg.fusion == "none":  # the baseline
+        print(try_it.replace("--checkpoint", "--text-only").format("caption", "--png picture.png"))
+    elif objective.MODEL == "caption":  # a fresh picture, its caption and answers
+        print(try_it.format("caption", "--png picture.png"))
     elif train_cfg.objective in TASK_OBJECTIVES:
         print(try_it.format("seq2seq", shlex.quote("总结：今天天气很好，我们去公园玩。")))
     elif train_cfg.objective == "t5":  # it learned span corruption, not the tasks
@@ -1458,7 +1584,7 @@ def _run(argv):
             run_demo(threads=blas.adaptive_threads)
         elif args.command == "train":
             cmd_train(args, threads=blas.adaptive_threads())
-        elif args.command in ("generate", "score", "next", "fill", "seq2seq"):
+        elif args.command in ("generate", "score", "next", "fill", "seq2seq", "caption"):
             blas.use_one_thread()  # one input at a time: a second thread would not pay
             _run_model(args)
         elif args.command == "export":
@@ -1510,7 +1636,7 @@ def _run_model(args):
     from .models import NonFiniteOutput
 
     commands = {"generate": cmd_generate, "score": cmd_score, "next": cmd_next,
-                "fill": cmd_fill, "seq2seq": cmd_seq2seq}
+                "fill": cmd_fill, "seq2seq": cmd_seq2seq, "caption": cmd_caption}
     if args.hf is not None:
         commands = HF_COMMANDS
     try:

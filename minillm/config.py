@@ -87,6 +87,10 @@ class TrainConfig:
             raise OptionError("{objective} trains on the grammar's text-to-text tasks (总结/翻译/问), "
                               "which a text file does not have; drop {data} or use {objective:t5} "
                               "or {objective:bart}", objective=self.objective, data=data)
+        if data is not None and self.objective == "caption":
+            raise OptionError("{objective} trains on pictures drawn from the grammar with their "
+                              "captions (pictures.py), which a text file does not have; drop "
+                              "{data}", objective=self.objective, data=data)
         if data is not None and self.nsp:
             raise OptionError("{nsp} trains on the grammar's two-sentence documents; it cannot "
                               "read {data}", nsp=True, data=data)

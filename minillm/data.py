@@ -162,6 +162,10 @@ def make_data(train_cfg, model_cfg, tokenizer, documents=None, name=None, source
 
     if train_cfg.nsp:
         return DocumentData(default_grammar(), tokenizer)
+    if train_cfg.objective == "caption":  # pictures with their captions and answers
+        from .pictures import PictureData
+
+        return PictureData(tokenizer)
     if train_cfg.objective in TASK_OBJECTIVES:
         return TaskData(default_grammar(), tokenizer, packed)
     pool_rng = np.random.default_rng([train_cfg.seed, 2])

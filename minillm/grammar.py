@@ -187,14 +187,16 @@ class Grammar:
         choices of its derivation (enumerated once, in __init__). Σ_s P(s) = 1."""
         return dict(self._support)
 
-    def tokenizer(self):
+    def tokenizer(self, extra_words=()):
         """The project's default tokenizer: the grammar's words, the task words and the
-        English words of the translation task as the lexicon."""
+        English words of the translation task as the lexicon (and ``extra_words``: the words of
+        the picture questions, pictures.caption_tokenizer)."""
         from .tokenizer import Tokenizer
 
         english = {w for phrase in ENGLISH.values() for w in phrase.split()} | {"went", "to"}
         english = sorted(english)
-        return Tokenizer(self.words + TASK_WORDS + tuple(english), extra_chars=" .")
+        return Tokenizer(self.words + TASK_WORDS + tuple(english) + tuple(extra_words),
+                         extra_chars=" .")
 
     # ------------------------------------------------------------------------------------------
     # Text-to-text tasks

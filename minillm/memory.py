@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-MODEL_KINDS = ("gpt", "bert", "seq2seq", "xlnet", "elmo")  # models.MODELS's families
+MODEL_KINDS = ("gpt", "bert", "seq2seq", "xlnet", "elmo", "caption")  # models.MODELS's families
 # Parameters, their gradients and AdamW's two moments.
 PARAMETER_COPIES = 4
 # The backward pass holds the cache and, beside it, gradients of about the same size.
@@ -106,10 +106,12 @@ def parameter_count(model, cfg):
 
 
 def training_step_bytes(model, cfg, batch_size, itemsize):
-    """An upper bound on the memory of training ``model`` ("gpt", "bert", "seq2seq", "elmo") with
+    """An upper bound on the memory of training ``model`` (one of MODEL_KINDS) with
     config ``cfg`` on batches of ``batch_size`` sequences of up to n_ctx tokens."""
+    # The fused image-text GPT's sequence holds its N image tokens too (multimodal.py).
+    T = cfg.n_ctx + getattr(cfg, "n_image_tokens", 0)
     return (PARAMETER_COPIES * parameter_count(model, cfg) * itemsize
-            + forward_backward_bytes(model, cfg, batch_size, cfg.n_ctx, itemsize))
+            + forward_backward_bytes(model, cfg, batch_size, T, itemsize))
 
 
 def forward_backward_bytes(model, cfg, batch_size, T, itemsize):
@@ -160,6 +162,11 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
               the embedding 2C, the top layer 2C, the softmax 2V (both directions'
               positions of one token)                                  + 2 ids, 2 targets
 
+        fused image-text GPT (T = N image tokens + the text): a BART decoder block with S ≤ T,
+              which bounds both fusions (prefix: a GPT block over T; cross: the text's blocks
+              attend over N), + ln_f (C+1) + h C + softmax V + a patch's pixels 3P²
+              = L·(12C + 3F + 2H·T + 2C + 3) + 2C + V + 3P² + 1       + ids, targets
+
     Token ids and targets are int64 (8 bytes each). The loss adds, per predicted token, its
     log-probability (a float: the per-step terms of the chain rule) and whether it counts
     (1 byte). BART here has S = T.
@@ -186,6 +193,10 @@ def analytic_cache_bytes_per_token(model, cfg, T, itemsize=4):
     elif model == "xlnet":
         floats = cfg.n_layer * (block + 6 * C + 3 * F + H * T + 2) + C + V + 2 * T / itemsize
         ints = 3
+    elif model == "caption":
+        floats = (cfg.n_layer * (12 * C + 3 * F + 2 * H * T + 2 * C + 3) + (C + 1) + C + V
+                  + 3 * cfg.patch ** 2)
+        ints = 2
     else:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}, got {model!r}")
     return itemsize * (floats + 1) + 8 * ints + 1

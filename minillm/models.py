@@ -655,3 +655,7 @@ def _register_elmo():
 
 
 _register_elmo()
+
+# The fused image–text GPT of GPT-4's 多模态融合 (multimodal.py, which imports this module)
+# registers itself in MODELS as "caption".
+from . import multimodal  # noqa: E402,F401

@@ -153,6 +153,8 @@ def train(model_cfg, train_cfg, data, tokenizer, state=None, log=print, checkpoi
              else f" | floor {data.floor:.3f}")
     # A GPT with GPT-1's blocks (models.GPTConfig.arch) says so.
     model_title = "GPT-1" if getattr(model_cfg, "arch", None) == "gpt1" else objective.MODEL_TITLE
+    if getattr(model_cfg, "fusion", None) == "none":  # caption's baseline (multimodal.py)
+        model_title = "text-only GPT (never shown the pictures)"
     article = "an" if model_title[0] in "AEIOUaeiouX" else "a"
     nsp = " + next-sentence prediction" if train_cfg.nsp else ""
     n_params = sum(value.size for value in params.values())

@@ -489,7 +489,7 @@ def test_a_long_text_on_a_long_context_model_is_refused_before_the_forward_pass(
 
 @pytest.mark.parametrize("model, objective", [("gpt", "clm"), ("bert", "mlm"),
                                               ("seq2seq", "tasks"), ("xlnet", "xlnet"),
-                                              ("elmo", "elmo")])
+                                              ("elmo", "elmo"), ("caption", "caption")])
 def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     """memory.training_step_bytes is an upper bound: measured with tracemalloc over one
     training step (loss, gradients, AdamW) at a shape where attention dominates."""
@@ -512,6 +512,8 @@ def test_the_memory_estimate_bounds_a_real_training_step(model, objective):
     long_text = [[int(x) for x in rng.integers(tok.first_ordinary_id, len(tok), size=90)]
                  for _ in range(6)]
     examples = [(ids, ids[:80]) for ids in long_text] if objective == "tasks" else long_text
+    if objective == "caption":  # each text after a picture: 16 image tokens more per sequence
+        examples = [(rng.uniform(size=(16, 16, 3)), ids) for ids in long_text]
     batch = get_objective(objective).training_batch(examples, None, rng, tok, train_cfg)
     tracemalloc.start()
     try:

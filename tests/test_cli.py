@@ -131,6 +131,9 @@ BROKEN_RULES = {
     "tasks on a text file": (
         lambda: make_data(TrainConfig(objective="tasks"), None, TOKENIZER, ["今天"], name="c.txt"),
         ["--objective", "tasks", "--data", "c.txt"], ["objective", "data"]),
+    "caption on a text file": (
+        lambda: make_data(TrainConfig(objective="caption"), None, TOKENIZER, ["今天"], name="c.txt"),
+        ["--objective", "caption", "--data", "c.txt"], ["objective", "data"]),
     "nsp on a text file": (
         lambda: make_data(TrainConfig(objective="mlm", nsp=True), None, TOKENIZER, ["今天"],
                           name="c.txt"),

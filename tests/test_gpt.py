@@ -16,10 +16,11 @@ from minillm.tokenizer import BOS_ID, EOS_ID
 TINY = GPTConfig(vocab_size=11, n_ctx=6, n_embd=8, n_head=2, n_layer=2)
 
 
-def random_params(cfg, seed):
-    """float64 parameters with every bias and gain away from 0 and 1, so no term is trivial."""
+def random_params(cfg, seed, init=gpt_init):
+    """float64 parameters with every bias and gain away from 0 and 1, so no term is trivial
+    (``init``: the model family's init, a GPT's unless told)."""
     rng = np.random.default_rng(seed)
-    params = gpt_init(cfg, rng, dtype=np.float64)
+    params = init(cfg, rng, dtype=np.float64)
     for name, value in params.items():
         if name.endswith(".g"):
             params[name] = 1.0 + 0.2 * rng.normal(size=value.shape)

@@ -19,6 +19,7 @@ train.py is the same for all of them. An objective module provides:
     mix       tasks and span corruption together: T5's unified framework
     xlnet     permutation language modeling (XLNet): a random factorization order, two streams
     elmo      ELMo's biLM: a forward and a backward LSTM language model (elmo.py)
+    caption   next-token prediction after a picture: GPT-4's 多模态融合 (multimodal.py)
 """
 
 import importlib
@@ -38,7 +39,7 @@ def run_path(name):
 # objective name -> the module that implements it (span masking is a setting of mlm.py)
 _REGISTRY = {"clm": "clm", "mlm": "mlm", "span": "mlm",
              "t5": "seq2seq", "bart": "seq2seq", "tasks": "seq2seq", "mix": "seq2seq",
-             "xlnet": "xlnet", "elmo": "elmo"}
+             "xlnet": "xlnet", "elmo": "elmo", "caption": "caption"}
 
 
 def get_objective(name):
@@ -64,7 +65,7 @@ def title(name):
 # a model's loss and gradients through it, so each model's forward, loss and backward are
 # called in one place.
 _MODULE_OF_MODEL = {"gpt": "clm", "bert": "mlm", "seq2seq": "seq2seq", "xlnet": "xlnet",
-                    "elmo": "elmo"}
+                    "elmo": "elmo", "caption": "caption"}
 
 
 def objective_of_model(model):
