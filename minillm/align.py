@@ -285,21 +285,21 @@ def sample_responses(params, cfg, tokenizer, prompts, rng):
                                                                  prompts, rng)]
 
 
-def sequence_logprobs_of(params, cfg, tokenizer, prompts, responses):
-    """log π(y [EOS] | x) of each (prompt, response), in one batch. -> (N,)"""
-    batch = rlhf.sft_batch(*_encode(tokenizer, prompts, responses))
-    return rlhf.sequence_logprobs(params, cfg, batch)[0]
-
-
 def judge(params, sft_params, cfg, tokenizer, prompts, sft_responses, rng, tau=instruct.TAU):
     """A policy's true reward, win rate against the SFT model's responses and KL to the SFT
-    model, with standard errors, and the share of each kind among its responses."""
-    responses = sample_responses(params, cfg, tokenizer, prompts, rng)
+    model, with standard errors, and the share of each kind among its responses.
+
+    The KL is log π(y [EOS] | x) − log π_SFT(y [EOS] | x) on the sampled token ids y, whose
+    mean under π is KL(π ‖ π_SFT); not on the re-encoded text, whose tokens may differ (a
+    sampled 今 天 re-encodes as 今天)."""
+    y_ids = sample_response_ids(params, cfg, tokenizer, prompts, rng)
+    responses = [tokenizer.decode(ids) for ids in y_ids]
     reward = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, responses)])
     sft_reward = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, sft_responses)])
     wins = 1.0 / (1.0 + np.exp(-(reward - sft_reward) / tau))
-    kl = (sequence_logprobs_of(params, cfg, tokenizer, prompts, responses)
-          - sequence_logprobs_of(sft_params, cfg, tokenizer, prompts, responses))
+    batch = rlhf.sft_batch([tokenizer.encode(p.text) for p in prompts], y_ids)
+    kl = (rlhf.sequence_logprobs(params, cfg, batch)[0]
+          - rlhf.sequence_logprobs(sft_params, cfg, batch)[0])  # (N,)
     kinds = [instruct.response_kind(p, y) for p, y in zip(prompts, responses)]
     n = len(prompts)
     return {"true_reward": float(reward.mean()), "true_reward_se": float(reward.std() / n**.5),

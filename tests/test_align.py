@@ -200,3 +200,31 @@ def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
 def test_align_settings_refuse_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=f"AlignConfig.{field} "):
         align.AlignConfig(**{field: value})
+
+
+def test_judges_kl_is_read_on_the_sampled_tokens_not_on_a_re_encoding_of_their_text(
+        monkeypatch):
+    """The estimator log π(y|x) − log π_SFT(y|x) has the mean KL(π ‖ π_SFT) only if y is the
+    token sequence that was sampled. A sample may spell a word by its characters (今 天 for
+    今天): its text re-encodes to other tokens, of another probability. Here every sampled
+    response is the answer spelled by characters."""
+    tokenizer, cfg, sft_params, _, policy, rng = _tiny_models(4)
+    params = rlhf.gpt_without(policy, "v")
+    params = {k: v + 0.1 * rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()}
+    prompts = instruct.sample_prompts(rng, 4, tasks=("question",))  # short answers
+    spelled = [[tokenizer.id_of[ch] for ch in p.answer] for p in prompts]
+    assert any(s != tokenizer.encode(p.answer) for s, p in zip(spelled, prompts))
+
+    def sample_spelled(params, cfg, tokenizer, prompts, rng):
+        return [list(s) for s in spelled]
+
+    monkeypatch.setattr(align, "sample_response_ids", sample_spelled)
+    row = align.judge(params, sft_params, cfg, tokenizer, prompts, [p.answer for p in prompts],
+                      rng)
+    batch = rlhf.sft_batch([tokenizer.encode(p.text) for p in prompts], spelled)
+    kl = (rlhf.sequence_logprobs(params, cfg, batch)[0]
+          - rlhf.sequence_logprobs(sft_params, cfg, batch)[0])
+    assert abs(kl.mean()) > 1e-3
+    assert row["kl_to_sft"] == pytest.approx(float(kl.mean()), rel=1e-5)
+    assert row["responses"] == [p.answer for p in prompts]
+    assert row["true_reward"] == instruct.TRUE_REWARD["correct"]
