@@ -10,7 +10,8 @@ true reward and labeler): ``python -m minillm align``.
     4. PPO    the SFT model with a value head, on the reward model's score minus β times the
               per-token KL to the SFT model (ppo.py); once with β = 0.2, once with β = 0.
 
-Every policy is judged on held-out prompts by responses sampled at temperature 1:
+Every policy is judged on held-out prompts (made from a tenth of the grammar's sentences that
+no stage trains on: HELD_OUT) by responses sampled at temperature 1:
 
     true reward    mean r*(x, y), the stated function (any response: "other" scores −2)
     win rate       mean σ((r*(x, y) − r*(x, y_SFT)) / τ): how often the true labeler would
@@ -91,6 +92,10 @@ TINY = AlignConfig(n_demonstrations=40, n_rankings=12, n_test=16, sft_steps=3, r
                    dpo_steps=3, ppo_iterations=2, ppo_epochs=2, batch_size=8, n_embd=8,
                    n_layer=1)
 SIZES = {"demo": AlignConfig(), "tiny": TINY}
+# The share of the grammar's sentences (of each kind) that no stage trains on: the test
+# prompts are made from them only (instruct.split_sentences). Drawn i.i.d. from the whole
+# grammar instead, 266 of 300 test prompts were also training prompts.
+HELD_OUT = 0.1
 # Rows of the four candidates per ranked prompt (instruct.KINDS).
 K = len(instruct.KINDS)
 # Global gradient-norm cap of the RM and DPO steps, as TrainConfig's for SFT.
@@ -342,18 +347,21 @@ class Data:
 
 
 def make_data(settings):
-    """The tokenizer, the GPT's config and the Data of ``settings``; every draw from the seed."""
+    """The tokenizer, the GPT's config and the Data of ``settings``; every draw from the seed.
+    The training prompts (demonstrations, rankings) and the test prompts are made from two
+    disjoint sets of the grammar's sentences (instruct.split_sentences, HELD_OUT)."""
     s = settings
     tokenizer = default_grammar().tokenizer()
     cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=s.n_embd, n_head=4,
                     n_layer=s.n_layer)
     rng = np.random.default_rng([s.seed, 0])
-    demo_prompts = instruct.sample_prompts(rng, s.n_demonstrations)
+    train, held_out = instruct.split_sentences(rng, HELD_OUT)
+    demo_prompts = instruct.sample_prompts(rng, s.n_demonstrations, within=train)
     demonstrations = instruct.sample_demonstrations(rng, demo_prompts)
-    ranked_prompts = instruct.sample_prompts(rng, s.n_rankings)
+    ranked_prompts = instruct.sample_prompts(rng, s.n_rankings, within=train)
     rankings = [instruct.rank(rng, p, list(instruct.candidates(p).values()))
                 for p in ranked_prompts]
-    test_prompts = instruct.sample_prompts(rng, s.n_test)
+    test_prompts = instruct.sample_prompts(rng, s.n_test, within=held_out)
     data = Data(demo_prompts, demonstrations, ranked_prompts, rankings, test_prompts,
                 instruct.sample_comparisons(rng, test_prompts))
     return tokenizer, cfg, data

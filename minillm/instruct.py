@@ -121,9 +121,28 @@ def make_prompt(text, answer, sentences=None):
     raise ValueError(f"text must be a task input of the grammar, got {text!r}")
 
 
-def sample_prompts(rng, n, tasks=TASKS):
+def split_sentences(rng, fraction):
+    """(training texts, held-out texts): the sentences a prompt can be made from (kinds A and
+    B, grammar.Grammar.task_pair), a ``fraction`` of each kind held out, drawn uniformly. Two
+    disjoint frozensets; a prompt made from a held-out sentence was never trained on."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+            0 < fraction < 1):
+        raise ValueError(f"fraction must be a number in (0, 1), got {fraction!r}")
+    train, held_out = set(), set()
+    for kind in ("A", "B"):
+        texts = sorted(s.text for s in default_grammar().sentences if s.kind == kind)
+        order = rng.permutation(len(texts))
+        n_out = math.ceil(fraction * len(texts))  # at least one of each kind
+        held_out |= {texts[i] for i in order[:n_out]}
+        train |= {texts[i] for i in order[n_out:]}
+    return frozenset(train), frozenset(held_out)
+
+
+def sample_prompts(rng, n, tasks=TASKS, within=None):
     """n prompts, each of a task drawn uniformly from ``tasks`` and a sentence drawn from the
-    grammar among those the task accepts (grammar.Grammar.sample_task_pairs)."""
+    grammar among those the task accepts (grammar.Grammar.sample_task_pairs); with ``within``
+    (a set of sentence texts, as split_sentences gives), only prompts whose sentence is in it:
+    the grammar's distribution conditioned on it (the others are drawn again)."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -132,8 +151,17 @@ def sample_prompts(rng, n, tasks=TASKS):
     if unknown or len(tasks) == 0:
         raise ValueError(f"tasks must be some of {TASKS}, got {tasks!r}")
     sentences = _sentence_by_text()
-    pairs = default_grammar().sample_task_pairs(rng, n, tasks)
-    return [make_prompt(text, answer, sentences) for text, answer in pairs]
+    if within is not None:
+        kinds = {sentences[t].kind for t in within if t in sentences}
+        if "A" not in kinds or "B" not in kinds:  # summary needs kind A, translation kind B
+            raise ValueError(f"within must hold sentences of the grammar of kinds A and B, got "
+                             f"{len(within)} texts of kinds {sorted(kinds)}")
+    prompts = []
+    while len(prompts) < n:
+        pairs = default_grammar().sample_task_pairs(rng, n - len(prompts), tasks)
+        drawn = [make_prompt(text, answer, sentences) for text, answer in pairs]
+        prompts += [p for p in drawn if within is None or p.sentence.text in within]
+    return prompts
 
 
 # ----------------------------------------------------------------------------------------------

@@ -228,3 +228,18 @@ def test_judges_kl_is_read_on_the_sampled_tokens_not_on_a_re_encoding_of_their_t
     assert row["kl_to_sft"] == pytest.approx(float(kl.mean()), rel=1e-5)
     assert row["responses"] == [p.answer for p in prompts]
     assert row["true_reward"] == instruct.TRUE_REWARD["correct"]
+
+
+@pytest.mark.parametrize("size", ["tiny", "demo"])
+def test_held_out_prompts_share_no_sentence_with_any_training_prompt(size):
+    """The policies are judged, and the reward model's accuracy measured, on prompts whose
+    sentence no stage trained on (no demonstration's, no ranking's): held out, not redrawn
+    from the same small space (the grammar has 970 sentences; 4000 prompts cover most of
+    its mass)."""
+    _, _, data = align.make_data(align.SIZES[size])
+    trained = {p.sentence.text for p in data.demo_prompts + data.ranked_prompts}
+    tested = {p.sentence.text for p in data.test_prompts}
+    tested |= {c.prompt.sentence.text for c in data.test_comparisons}
+    assert len(data.test_prompts) == align.SIZES[size].n_test
+    assert not trained & tested
+    assert {p.task for p in data.test_prompts} == set(instruct.TASKS)

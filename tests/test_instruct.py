@@ -162,3 +162,24 @@ def test_demonstrations_follow_the_stated_mix_within_5_sigma():
         sd = math.sqrt(share * (1 - share) / len(many))
         assert abs(kinds.count(kind) / len(many) - share) < 5 * sd, kind
     assert I.expected_true_reward(I.DEMONSTRATION_MIX) == pytest.approx(1.2, rel=1e-12)
+
+
+def test_split_sentences_holds_out_a_fraction_of_each_kind_and_prompts_stay_within():
+    grammar = default_grammar()
+    train, held_out = I.split_sentences(np.random.default_rng(8), 0.1)
+    for kind, n in (("A", 760), ("B", 180)):
+        texts = {s.text for s in grammar.sentences if s.kind == kind}
+        assert len(texts) == n
+        assert len(texts & held_out) == math.ceil(0.1 * n)
+        assert texts <= train | held_out
+    assert not train & held_out
+    rng = np.random.default_rng(9)
+    for within in (train, held_out):
+        prompts = I.sample_prompts(rng, 60, within=within)
+        assert len(prompts) == 60 and all(p.sentence.text in within for p in prompts)
+        assert {p.task for p in prompts} == set(I.TASKS)
+    with pytest.raises(ValueError, match="fraction"):
+        I.split_sentences(rng, 1.0)
+    only_a = {s.text for s in grammar.sentences if s.kind == "A"}
+    with pytest.raises(ValueError, match="within"):
+        I.sample_prompts(rng, 3, within=only_a)  # no translation could ever be drawn
