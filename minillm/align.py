@@ -237,10 +237,10 @@ def rollout(policy, sft_params, rm_params, cfg, tokenizer, prompts, beta, rng):
     rewards = ppo.per_token_rewards(score, kl, mask, beta)
     advantages, returns = ppo.gae(rewards, values * mask, mask)
     responses = [tokenizer.decode(ids) for ids in y_ids]
-    stats = {"true_reward": float(np.mean([instruct.true_reward(p, y)
-                                           for p, y in zip(prompts, responses)])),
-             "rm_reward": float(score.mean()), "kl": float(kl.sum(axis=1).mean()),
-             "responses": responses}
+    true_rewards = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, responses)])
+    stats = {"true_reward": float(true_rewards.mean()), "rm_reward": float(score.mean()),
+             "kl": float(kl.sum(axis=1).mean()), "responses": responses,
+             "true_rewards": true_rewards, "rm_rewards": score}
     arrays = {"logp_old": logp, "values_old": values, "returns": returns,
               "advantages": ppo.whiten(advantages, mask)}
     return batch, arrays, stats
@@ -426,13 +426,18 @@ def stage_ppo(settings, tokenizer, cfg, data, sft_params, rm_params, beta, log=p
 
 
 def drift(history, window=10):
-    """The RM reward and the true reward of PPO's rollouts, mean of the first ``window``
-    iterations and of the last: reward hacking is the first rising while the second falls."""
+    """The RM reward and the true reward of PPO's rollouts: the mean over the responses of the
+    first ``window`` rollouts and over those of the last, each with its standard error
+    (std / sqrt(number of responses)). Reward hacking is the first rising while the second
+    falls, each by more than its errors."""
     n = min(window, len(history))
-    first, last = history[:n], history[-n:]
-    return {f"{key}_{when}": float(np.mean([h[key] for h in part]))
-            for key in ("rm_reward", "true_reward") for when, part in (("first", first),
-                                                                      ("last", last))}
+    out = {}
+    for key in ("rm_reward", "true_reward"):
+        for when, part in (("first", history[:n]), ("last", history[-n:])):
+            values = np.concatenate([h[key + "s"] for h in part])  # every response's
+            out[f"{key}_{when}"] = float(values.mean())
+            out[f"{key}_{when}_se"] = float(values.std() / math.sqrt(len(values)))
+    return out
 
 
 def run(settings=AlignConfig(), log=print):
@@ -486,8 +491,10 @@ def format_report(result):
                  f"{result['rm_accuracy_se']:.3f}, Bayes limit {result['bayes_accuracy']:.3f}")
     h = result["hacking"]
     lines.append(f"{result['hack_method']}, first → last 10 rollouts: RM reward "
-                 f"{h['rm_reward_first']:+.3f} → {h['rm_reward_last']:+.3f}, true reward "
-                 f"{h['true_reward_first']:+.3f} → {h['true_reward_last']:+.3f}")
+                 f"{h['rm_reward_first']:+.3f} ± {h['rm_reward_first_se']:.3f} → "
+                 f"{h['rm_reward_last']:+.3f} ± {h['rm_reward_last_se']:.3f}, true reward "
+                 f"{h['true_reward_first']:+.3f} ± {h['true_reward_first_se']:.3f} → "
+                 f"{h['true_reward_last']:+.3f} ± {h['true_reward_last_se']:.3f}")
     lines.append(f"the first held-out prompt SFT answered wrong: {result['example']['prompt']}")
     for method, response in result["example"]["responses"].items():
         lines.append(f"  {method:<12} {response}")

@@ -34,8 +34,8 @@ def test_the_run_reports_every_measure_with_the_exact_bayes_limit(result):
                                                           sft_row["responses"])]
     wrong = [i for i, kind in enumerate(kinds) if kind != "correct"]  # the example's prompt
     assert result["example"]["prompt"] == data.test_prompts[wrong[0] if wrong else 0].text
-    assert set(result["hacking"]) == {"rm_reward_first", "rm_reward_last", "true_reward_first",
-                                      "true_reward_last"}
+    assert set(result["hacking"]) == {f"{key}_{when}{se}" for key in ("rm_reward", "true_reward")
+                                      for when in ("first", "last") for se in ("", "_se")}
     report = align.format_report(result)
     assert "Bayes limit" in report and "ppo β=0" in report
 
@@ -51,11 +51,19 @@ def test_dpo_starts_at_log_2_because_the_policy_starts_as_the_reference():
     assert losses[1] != pytest.approx(math.log(2), rel=1e-6)  # one step later it moved
 
 
-def test_drift_averages_the_first_and_last_iterations():
-    history = [{"rm_reward": float(i), "true_reward": -float(i)} for i in range(30)]
+def test_drift_averages_the_responses_of_the_first_and_last_iterations_with_errors():
+    """Rollout i scored its two responses i and i + 1 (RM) and −i, −i − 1 (true). The first ten
+    rollouts' 20 responses: mean 5, E[x²] = (Σ_{i<10} i² + Σ_{i≤10} i²)/20 = (285 + 385)/20
+    = 33.5, variance 8.5, standard error sqrt(8.5 / 20); the last ten are shifted by 20."""
+    history = [{"rm_rewards": np.array([i, i + 1.0]), "true_rewards": -np.array([i, i + 1.0])}
+               for i in range(30)]
     d = align.drift(history, window=10)
-    assert d == {"rm_reward_first": 4.5, "rm_reward_last": 24.5, "true_reward_first": -4.5,
-                 "true_reward_last": -24.5}
+    se = math.sqrt(8.5 / 20)
+    assert d == pytest.approx({"rm_reward_first": 5.0, "rm_reward_last": 25.0,
+                               "true_reward_first": -5.0, "true_reward_last": -25.0,
+                               "rm_reward_first_se": se, "rm_reward_last_se": se,
+                               "true_reward_first_se": se, "true_reward_last_se": se},
+                              rel=1e-12)
 
 
 def test_ranked_batch_pairs_put_the_better_ranked_response_first():
