@@ -275,3 +275,19 @@ def test_ppo_loss_gradient_through_a_gpt_with_a_value_head_matches_central_diffe
     zero = {**key_bias_zeros(params, cfg.n_embd), "wpe": np.s_[shape[1]:]}
     check_grads(lambda: ppo.ppo_loss_and_grads(params, cfg, batch, rollout)[0], params, grads,
                 zero)
+
+
+def test_mismatched_shapes_and_an_infinite_beta_are_refused_by_name():
+    """Found in review: β = ∞ passed the check and gave NaN; a values array of another shape
+    reached numpy's IndexError."""
+    x, mask = np.zeros((2, 3)), np.ones((2, 3))
+    with pytest.raises(ValueError, match="beta"):
+        ppo.kl_penalty_forward(x, x, mask, beta=np.inf)
+    with pytest.raises(ValueError, match="values"):
+        ppo.gae(x, np.zeros((3, 2)), mask)
+    with pytest.raises(ValueError, match="advantages"):
+        ppo.ppo_policy_loss_forward(x, x, np.zeros((2, 1)), mask)
+    with pytest.raises(ValueError, match="returns"):
+        ppo.value_loss_forward(x, x, np.zeros(3), mask)
+    with pytest.raises(ValueError, match="logp_ref"):
+        ppo.kl_penalty_forward(x, np.zeros(3), mask)

@@ -302,3 +302,26 @@ def test_bad_input_is_refused_by_name():
         rlhf.pairwise_loss_forward(np.zeros(3), [0, 1], [2])
     with pytest.raises(ValueError, match="ranking"):
         rlhf.k_choose_2_pairs([[0]])
+
+
+def test_mismatched_or_out_of_range_input_is_refused_by_name_not_broadcast():
+    """Found in review: a (1,) reference broadcast over (3,) pairs, a weight vector of the wrong
+    length, an index −1 (numpy reads the last response) and a β ≤ 0 in optimal_policy all
+    gave a number."""
+    z3 = np.zeros(3)
+    with pytest.raises(ValueError, match="ref_w"):
+        rlhf.dpo_loss_forward(z3, z3, np.zeros(1), z3, 1.0)
+    with pytest.raises(ValueError, match="weights"):
+        rlhf.dpo_loss_forward(z3, z3, z3, z3, 1.0, weights=np.ones(1))
+    with pytest.raises(ValueError, match="chosen"):
+        rlhf.pairwise_loss_forward(z3, [0, -1], [1, 2])
+    with pytest.raises(ValueError, match="rejected"):
+        rlhf.pairwise_loss_forward(z3, [0, 1], [1, 3])
+    with pytest.raises(ValueError, match="weights"):
+        rlhf.pairwise_loss_forward(z3, [0, 1], [1, 2], weights=np.ones(3))
+    with pytest.raises(ValueError, match="beta"):
+        rlhf.optimal_policy(np.array([0.5, 0.5]), np.array([1.0, 0.0]), -1.0)
+    with pytest.raises(ValueError, match="pi_ref"):
+        rlhf.optimal_policy(np.array([0.5, 0.0, 0.5]), np.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="reward"):
+        rlhf.optimal_policy(np.array([0.5, 0.5]), np.zeros(3), 1.0)
