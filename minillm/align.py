@@ -569,6 +569,8 @@ def _run_stage(args):
     """--method: one stage, from the files of the stages before it."""
     if args.out is None:
         raise AlignError(f"--method {args.method} needs --out FILE")
+    if args.beta is not None and args.method not in ("dpo", "ppo"):
+        raise AlignError(f"--beta goes with --method dpo or ppo, not {args.method}")
     if args.method == "sft":
         settings = SIZES[args.size]
         tokenizer, cfg, data = make_data(settings)
@@ -577,6 +579,15 @@ def _run_stage(args):
     if args.sft is None:
         raise AlignError(f"--method {args.method} needs --sft FILE (from --method sft)")
     sft_params, settings = load_stage(args.sft, "sft", "--sft")
+    if args.method == "ppo":
+        if args.rm is None:
+            raise AlignError("--method ppo needs --rm FILE (from --method rm)")
+        rm_params, rm_settings = load_stage(args.rm, "rm", "--rm")
+        differ = [f"{k} {v} vs {getattr(settings, k)}" for k, v in asdict(rm_settings).items()
+                  if v != getattr(settings, k)]
+        if differ:  # another size, seed or data: a reward model of another SFT model
+            raise AlignError(f"--rm {args.rm}: made with other settings than --sft "
+                             f"{args.sft} ({', '.join(differ)})")
     if args.beta is not None:
         try:
             settings = replace(settings, **{"ppo_beta" if args.method == "ppo" else "beta":
@@ -589,9 +600,6 @@ def _run_stage(args):
     elif args.method == "dpo":
         params = stage_dpo(settings, tokenizer, cfg, data, sft_params)
     else:
-        if args.rm is None:
-            raise AlignError("--method ppo needs --rm FILE (from --method rm)")
-        rm_params, _ = load_stage(args.rm, "rm", "--rm")
         params, _ = stage_ppo(settings, tokenizer, cfg, data, sft_params, rm_params,
                               settings.ppo_beta)
     if args.method != "rm":

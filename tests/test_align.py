@@ -188,6 +188,8 @@ def test_align_stages_each_read_the_previous_stages_file(tmp_path, capsys):
     (["--method", "dpo", "--sft", "{tmp}/missing", "--out", "{tmp}/p"], "--sft"),
     (["--method", "dpo", "--sft", "{tmp}/not.safetensors", "--out", "{tmp}/p"], "--sft"),
     (["--demo", "--beta", "0.1"], "--beta goes with"),
+    (["--method", "rm", "--sft", "{sft}", "--out", "{tmp}/p", "--beta", "0.1"],
+     "--beta goes with"),
     (["--method", "dpo", "--sft", "{sft}", "--out", "{tmp}/p", "--beta", "0"], "--beta"),
 ])
 def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
@@ -251,3 +253,23 @@ def test_held_out_prompts_share_no_sentence_with_any_training_prompt(size):
     assert len(data.test_prompts) == align.SIZES[size].n_test
     assert not trained & tested
     assert {p.task for p in data.test_prompts} == set(instruct.TASKS)
+
+
+def test_ppo_refuses_a_reward_model_made_with_other_settings_than_its_sft_file(tmp_path,
+                                                                                capsys):
+    """Found in review: --rm's settings were read and dropped, so a reward model of another
+    size (or seed) than --sft's ran into a traceback (or trained PPO against a reward model
+    built on another SFT model)."""
+    sft = str(tmp_path / "sft.safetensors")
+    rm = str(tmp_path / "rm.safetensors")
+    assert align.main(["--method", "sft", "--size", "tiny", "--out", sft]) == 0
+    other = align.AlignConfig(**{**align.asdict(align.TINY), "n_embd": 16})
+    tokenizer, cfg, _ = align.make_data(other)
+    rng = np.random.default_rng(0)
+    align.save_stage(rm, "rm", rlhf.add_scalar_head(gpt_init(cfg, rng), cfg, "rm", rng), other)
+    capsys.readouterr()
+    assert align.main(["--method", "ppo", "--sft", sft, "--rm", rm,
+                       "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minillm align: error: --rm") and "n_embd" in err
+    assert err.count("\n") == 1
