@@ -40,6 +40,7 @@ from .grammar import default_grammar
 from .models import GPTConfig, gpt_forward, gpt_init
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 from .task_formats import GPTFormat
+from .layers import IGNORE_INDEX
 from .tokenizer import BOS_ID, SEP_ID
 from .train import train_step
 
@@ -219,12 +220,12 @@ def rollout(policy, sft_params, rm_params, cfg, tokenizer, prompts, beta, rng):
         A, R                  GAE (γ = 1, λ = 0.95) on r_t and V_old; A whitened
 
     -> (batch, arrays for ppo.ppo_loss_and_grads, stats: the mean true reward, the mean RM
-    score, the mean Σ_t kl_t, the responses). A response cut by the context gets an [EOS]
-    appended that was not sampled.
+    score, the mean Σ_t kl_t, the responses). A response cut by the context is scored by the
+    reward model with its [EOS], which is no action of the policy (sampled_batch).
     """
     y_ids = sample_response_ids(rlhf.gpt_without(policy, "v"), cfg, tokenizer, prompts, rng)
     x_ids = [tokenizer.encode(p.text) for p in prompts]
-    batch = rlhf.sft_batch(x_ids, y_ids)
+    batch = sampled_batch(cfg, x_ids, y_ids)
     logits, cache = gpt_forward(rlhf.gpt_without(policy, "v"), cfg, batch["inputs"],
                                 batch["attention_mask"])
     logp, lp_cache = rlhf.token_logprobs_forward(logits, batch["targets"])  # (B, T)
@@ -284,6 +285,21 @@ def sample_response_ids(params, cfg, tokenizer, prompts, rng):
     return [ids[: cfg.n_ctx - len(row) - 1] for ids, row in zip(outputs, rows)]
 
 
+def sampled_batch(cfg, x_ids, y_ids):
+    """rlhf.sft_batch of sampled responses, with the [EOS] of a response cut at its cap
+    (sample_response_ids: [BOS] x [SEP] y [EOS] fills n_ctx) ignored.
+
+    Sampling with the cap draws from π with the end forced after the cap, so a cut response y
+    has probability π(y) = Π_t π(y_t | x, y_<t), with no π([EOS] | x, y) term: its [EOS] is
+    not the policy's choice and is neither a term of log π(y|x) nor a token PPO acts on. A
+    response that ended by itself keeps its [EOS] target."""
+    batch = rlhf.sft_batch(x_ids, y_ids)
+    for b, (x, y) in enumerate(zip(x_ids, y_ids)):
+        if len(x) + len(y) + 3 == cfg.n_ctx:  # cut: [BOS] x [SEP] y [EOS] fills the context
+            batch["targets"][b, len(x) + 1 + len(y)] = IGNORE_INDEX  # the target [EOS]
+    return batch
+
+
 def sample_responses(params, cfg, tokenizer, prompts, rng):
     """sample_response_ids as texts (special tokens kept: such a response scores "other")."""
     return [tokenizer.decode(ids) for ids in sample_response_ids(params, cfg, tokenizer,
@@ -294,15 +310,16 @@ def judge(params, sft_params, cfg, tokenizer, prompts, sft_responses, rng, tau=i
     """A policy's true reward, win rate against the SFT model's responses and KL to the SFT
     model, with standard errors, and the share of each kind among its responses.
 
-    The KL is log π(y [EOS] | x) − log π_SFT(y [EOS] | x) on the sampled token ids y, whose
-    mean under π is KL(π ‖ π_SFT); not on the re-encoded text, whose tokens may differ (a
-    sampled 今 天 re-encodes as 今天)."""
+    The KL is log π(y [EOS] | x) − log π_SFT(y [EOS] | x) on the sampled token ids y (no
+    [EOS] term after a response cut at its cap: sampled_batch), whose mean under π is
+    KL(π ‖ π_SFT) of the two policies as sampled; not on the re-encoded text, whose tokens
+    may differ (a sampled 今 天 re-encodes as 今天)."""
     y_ids = sample_response_ids(params, cfg, tokenizer, prompts, rng)
     responses = [tokenizer.decode(ids) for ids in y_ids]
     reward = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, responses)])
     sft_reward = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, sft_responses)])
     wins = 1.0 / (1.0 + np.exp(-(reward - sft_reward) / tau))
-    batch = rlhf.sft_batch([tokenizer.encode(p.text) for p in prompts], y_ids)
+    batch = sampled_batch(cfg, [tokenizer.encode(p.text) for p in prompts], y_ids)
     kl = (rlhf.sequence_logprobs(params, cfg, batch)[0]
           - rlhf.sequence_logprobs(sft_params, cfg, batch)[0])  # (N,)
     kinds = [instruct.response_kind(p, y) for p, y in zip(prompts, responses)]

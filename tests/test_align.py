@@ -10,7 +10,8 @@ import pytest
 from minillm import align, instruct, rlhf
 from minillm.cli import main as cli_main
 from minillm.grammar import default_grammar
-from minillm.models import GPTConfig, gpt_init
+from minillm.models import GPTConfig, gpt_forward, gpt_init
+from minillm.tokenizer import EOS_ID
 
 @pytest.fixture(scope="module")
 def result():
@@ -273,3 +274,37 @@ def test_ppo_refuses_a_reward_model_made_with_other_settings_than_its_sft_file(t
     err = capsys.readouterr().err
     assert err.startswith("minillm align: error: --rm") and "n_embd" in err
     assert err.count("\n") == 1
+
+
+def test_the_eos_after_a_response_cut_at_the_context_is_no_sampled_token(monkeypatch):
+    """sample_response_ids cuts a response at n_ctx − len([BOS] x [SEP]) − 1 tokens, so that
+    [EOS] fits; the sampled distribution is then π with the end forced there, whose
+    log-probability of a cut response has no [EOS] term. The KL estimator (judge) and the PPO
+    mask (rollout) must leave it out; a response that ended by itself keeps its [EOS]."""
+    tokenizer, cfg, sft_params, rm, policy, rng = _tiny_models(5)
+    params = rlhf.gpt_without(policy, "v")
+    params = {k: v + 0.1 * rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()}
+    prompts = instruct.sample_prompts(rng, 2, tasks=("question",))
+    x_ids = [tokenizer.encode(p.text) for p in prompts]
+    cap = cfg.n_ctx - len(x_ids[0]) - 3  # the longest response sample_response_ids returns
+    y_ids = [[tokenizer.id_of["我"]] * cap, tokenizer.encode(prompts[1].answer)]
+
+    def sample_fixed(params, cfg, tokenizer, prompts, rng):
+        return [list(y) for y in y_ids]
+
+    monkeypatch.setattr(align, "sample_response_ids", sample_fixed)
+    batch = rlhf.sft_batch(x_ids, y_ids)
+    terms = []
+    for p in (params, sft_params):
+        logits, _ = gpt_forward(p, cfg, batch["inputs"], batch["attention_mask"])
+        terms.append(rlhf.token_logprobs_forward(logits, batch["targets"])[0])  # (2, T)
+    eos_0 = len(x_ids[0]) + 1 + cap  # row 0's [EOS] target
+    kl_0 = (terms[0][0, :eos_0] - terms[1][0, :eos_0]).sum()  # y only
+    kl_1 = (terms[0][1] - terms[1][1]).sum()  # y and its [EOS]
+    assert abs(terms[0][0, eos_0] - terms[1][0, eos_0]) > 1e-3  # leaving it in would show
+    row = align.judge(params, sft_params, cfg, tokenizer, prompts, ["", ""], rng)
+    assert row["kl_to_sft"] == pytest.approx((kl_0 + kl_1) / 2, rel=1e-5)
+    rolled, arrays, _ = align.rollout(rlhf.add_scalar_head(params, cfg, "v", rng), sft_params,
+                                      rm, cfg, tokenizer, prompts, 0.1, rng)
+    assert rolled["targets"][0, eos_0] == rlhf.IGNORE_INDEX
+    assert rolled["targets"][1, len(x_ids[1]) + 1 + len(y_ids[1])] == EOS_ID
