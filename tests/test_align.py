@@ -230,8 +230,8 @@ def test_judges_kl_is_read_on_the_sampled_tokens_not_on_a_re_encoding_of_their_t
         return [list(s) for s in spelled]
 
     monkeypatch.setattr(align, "sample_response_ids", sample_spelled)
-    row = align.judge(params, sft_params, cfg, tokenizer, prompts, [p.answer for p in prompts],
-                      rng)
+    off_task = [instruct.candidates(p)["off_task"] for p in prompts]  # r* = −1
+    row = align.judge(params, sft_params, cfg, tokenizer, prompts, off_task, rng)
     batch = rlhf.sft_batch([tokenizer.encode(p.text) for p in prompts], spelled)
     kl = (rlhf.sequence_logprobs(params, cfg, batch)[0]
           - rlhf.sequence_logprobs(sft_params, cfg, batch)[0])
@@ -239,6 +239,8 @@ def test_judges_kl_is_read_on_the_sampled_tokens_not_on_a_re_encoding_of_their_t
     assert row["kl_to_sft"] == pytest.approx(float(kl.mean()), rel=1e-5)
     assert row["responses"] == [p.answer for p in prompts]
     assert row["true_reward"] == instruct.TRUE_REWARD["correct"]
+    # the true labeler prefers a correct answer (+2) to an off-task one (−1) with σ(3)
+    assert row["win_rate_vs_sft"] == pytest.approx(1 / (1 + math.exp(-3)), rel=1e-12)
 
 
 @pytest.mark.parametrize("size", ["tiny", "demo"])

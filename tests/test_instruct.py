@@ -87,17 +87,18 @@ def test_rankings_order_every_pair_with_its_bradley_terry_probability_within_5_s
     cands = I.candidates(p)
     texts = list(cands.values())
     n = 3000
-    above = np.zeros((4, 4))
-    for _ in range(n):
-        order = I.rank(rng, p, texts)
-        pos = [order.index(t) for t in texts]
-        above += np.array([[pos[i] < pos[j] for j in range(4)] for i in range(4)])
-    for i, ki in enumerate(cands):
-        for j, kj in enumerate(cands):
-            if i != j:
-                expected = _sigmoid(I.TRUE_REWARD[ki] - I.TRUE_REWARD[kj])
-                sd = math.sqrt(expected * (1 - expected) / n)
-                assert abs(above[i, j] / n - expected) < 5 * sd, (ki, kj)
+    for tau in (1.0, 0.5):
+        above = np.zeros((4, 4))
+        for _ in range(n):
+            order = I.rank(rng, p, texts, tau)
+            pos = [order.index(t) for t in texts]
+            above += np.array([[pos[i] < pos[j] for j in range(4)] for i in range(4)])
+        for i, ki in enumerate(cands):
+            for j, kj in enumerate(cands):
+                if i != j:
+                    expected = _sigmoid((I.TRUE_REWARD[ki] - I.TRUE_REWARD[kj]) / tau)
+                    sd = math.sqrt(expected * (1 - expected) / n)
+                    assert abs(above[i, j] / n - expected) < 5 * sd, (ki, kj, tau)
 
 
 def test_bayes_accuracy_is_the_closed_form_and_what_the_true_reward_reaches(prompts):

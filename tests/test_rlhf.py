@@ -128,6 +128,20 @@ def test_reward_of_a_row_does_not_depend_on_the_other_rows_or_their_padding():
         assert alone[0] == pytest.approx(together[b], rel=1e-12, abs=1e-12)
 
 
+def test_the_reward_is_the_head_on_the_final_hidden_state_at_eos():
+    """r_b = w · h[b, t_b] + b with t_b the position of row b's [EOS]: 1 + len(x) + 1 + len(y)
+    ([BOS] x [SEP] y [EOS]), counted here from the lists, not from the mask."""
+    params = rlhf.add_scalar_head(random_params(11), TINY, "rm", np.random.default_rng(11))
+    batch = rlhf.sequence_batch(PROMPTS, RESPONSES)
+    r, cache = rlhf.reward_forward(params, TINY, batch)
+    h = cache["model"]["h"]  # (B, T, C)
+    for b, (x, y) in enumerate(zip(PROMPTS, RESPONSES)):
+        t = len(x) + len(y) + 2
+        assert batch["ids"][b, t] == EOS_ID
+        expected = h[b, t] @ params["rm.w"][:, 0] + params["rm.b"][0]
+        assert r[b] == pytest.approx(expected, rel=1e-12)
+
+
 def test_reward_model_pairwise_loss_gradient_through_the_gpt_matches_central_differences():
     """Five responses (three to one prompt, two to another), ranked; InstructGPT's K-choose-2
     loss; every parameter of the GPT and the head checked. The head's bias b and the final
