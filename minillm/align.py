@@ -193,16 +193,10 @@ def dpo(params, ref, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, b
         x_ids, y_ids, chosen, rejected, weights = _draw_ranked(rng, tokenizer, prompts,
                                                               rankings, batch_size)
         batch = rlhf.sft_batch(x_ids, y_ids)
-        ref_logps, _ = rlhf.sequence_logprobs(ref, cfg, batch)  # constants
-        logps, cache = rlhf.sequence_logprobs(params, cfg, batch)  # (N,)
-        loss, dpo_cache = rlhf.dpo_loss_forward(logps[chosen], logps[rejected],
-                                                ref_logps[chosen], ref_logps[rejected], beta,
-                                                weights)
-        d_w, d_l = rlhf.dpo_loss_backward(1.0, dpo_cache)
-        dlogps = np.zeros_like(logps)  # a row is in several pairs: its parts add up
-        np.add.at(dlogps, chosen, d_w)
-        np.add.at(dlogps, rejected, d_l)
-        _step(params, rlhf.sequence_logprobs_backward(dlogps, cache), opt, step, steps, lr)
+        ref_logps, _ = rlhf.sequence_logprobs(ref, cfg, batch)  # (N,) constants
+        loss, grads = rlhf.dpo_loss_and_grads(params, cfg, batch, ref_logps, chosen, rejected,
+                                              beta, weights)
+        _step(params, grads, opt, step, steps, lr)
         losses.append(loss)
     return losses
 

@@ -309,6 +309,22 @@ def dpo_loss_backward(dL, cache):
     return ddelta, -ddelta
 
 
+def dpo_loss_and_grads(params, cfg, batch, ref_logps, chosen, rejected, beta, weights=None):
+    """The DPO loss on pairs of rows of one sft_batch, and dL/dθ: a row may be in several
+    pairs (InstructGPT's K-choose-2 pairs of a prompt's ranked responses, k_choose_2_pairs).
+
+    ref_logps (N,): the reference model's log π_ref(y|x) of the N rows (constants); chosen,
+    rejected (P,): row indices. -> (L, grads)."""
+    logps, cache = sequence_logprobs(params, cfg, batch)  # (N,)
+    L, dpo_cache = dpo_loss_forward(logps[chosen], logps[rejected], ref_logps[chosen],
+                                    ref_logps[rejected], beta, weights)
+    d_w, d_l = dpo_loss_backward(1.0, dpo_cache)  # (P,) each
+    dlogps = np.zeros_like(logps)  # (N,): a row in several pairs collects every pair's part
+    np.add.at(dlogps, chosen, d_w)
+    np.add.at(dlogps, rejected, d_l)
+    return L, sequence_logprobs_backward(dlogps, cache)
+
+
 def optimal_policy(pi_ref, reward, beta):
     """π*(y) = π_ref(y) exp(r(y)/β) / Z,  Z = Σ_y π_ref(y) exp(r(y)/β)   (DPO, Eq. 4): the
     maximiser of E_π[r] − β KL(π ‖ π_ref) and the minimiser of the DPO loss on Bradley–Terry

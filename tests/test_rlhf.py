@@ -215,6 +215,24 @@ def test_dpo_loss_gradient_through_the_gpt_matches_central_differences():
     check_grads(loss, params, grads, _zeros(params, chosen["inputs"].shape[1]))
 
 
+def test_dpo_on_k_choose_2_pairs_of_shared_rows_matches_central_differences():
+    """align.dpo's loss: every pair of two prompts' ranked responses (3 and 2), each row in
+    several pairs, weighted 1/C(K, 2) per prompt. A row's gradient is the sum of its pairs'."""
+    params, ref = random_params(12), random_params(13)
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 2
+    batch = rlhf.sft_batch(prompts, [[D], [C, C], [B, A, D], [A], [B, B]])
+    ref_logps, _ = rlhf.sequence_logprobs(ref, TINY, batch)
+    chosen, rejected, weights = rlhf.k_choose_2_pairs([[1, 0, 2], [4, 3]])
+
+    def loss():
+        return rlhf.dpo_loss_and_grads(params, TINY, batch, ref_logps, chosen, rejected, 0.5,
+                                       weights)[0]
+
+    _, grads = rlhf.dpo_loss_and_grads(params, TINY, batch, ref_logps, chosen, rejected, 0.5,
+                                       weights)
+    check_grads(loss, params, grads, _zeros(params, batch["inputs"].shape[1]))
+
+
 def test_sequence_logprobs_are_the_sft_losses_negated():
     params = random_params(9)
     batch = rlhf.sft_batch(PROMPTS, RESPONSES)
