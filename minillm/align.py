@@ -554,8 +554,15 @@ class AlignError(Exception):
     """A bad option or input file: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals as one AlignError line, not the usage and then the message."""
+
+    def error(self, message):
+        raise AlignError(f"{message} (see 'minillm align --help')")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="minillm align",
         description="第四代 InstructGPT: supervised fine-tuning, a reward model, PPO with a KL "
         "penalty, and DPO, on the built-in grammar's tasks, judged by a true reward and a "
@@ -626,12 +633,14 @@ def main(argv=None):
     """-> exit status: 0 done, 2 a bad option or file."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:
-        return int(exit.code or 0)
-    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit:  # --help
+            return int(exit.code or 0)
         if args.demo == (args.method is not None):
             raise AlignError("give --demo or --method, one of them")
+        if args.method is not None and args.json is not None:
+            raise AlignError("--json goes with --demo; --method writes --out")
         for flag in ("out", "json"):
             if getattr(args, flag) is not None:
                 safetensors.check_writable(getattr(args, flag))
