@@ -260,13 +260,14 @@ def _logits_gradient(theta, dlogpi):
     return dlogpi - _softmax(theta) * dlogpi.sum()
 
 
-def _expected_dpo_loss_and_gradient(theta):
+def _expected_dpo_loss_and_gradient(theta, tau=1.0):
     """The DPO loss in expectation over comparisons: each unordered pair {i, j} with
-    probability 1/C(4, 2), labelled i ≻ j with the Bradley–Terry probability on r,
-    σ(r_i − r_j) (DPO's Eq. 1); so every ordered pair (w, l) has weight σ(r_w − r_l) / 6."""
+    probability 1/C(4, 2), labelled i ≻ j with the Bradley–Terry probability on r at the
+    labeler's temperature τ, σ((r_i − r_j)/τ) (DPO's Eq. 1 with the reward r/τ); so every
+    ordered pair (w, l) has weight σ((r_w − r_l)/τ) / 6."""
     n = len(theta)
     w_idx, l_idx = np.array([(i, j) for i in range(n) for j in range(n) if i != j]).T
-    weights = rlhf.sigmoid(REWARD[w_idx] - REWARD[l_idx]) / math.comb(n, 2)
+    weights = rlhf.sigmoid((REWARD[w_idx] - REWARD[l_idx]) / tau) / math.comb(n, 2)
     logpi = np.log(_softmax(theta))
     L, cache = rlhf.dpo_loss_forward(logpi[w_idx], logpi[l_idx], np.log(PI_REF)[w_idx],
                                      np.log(PI_REF)[l_idx], BETA, weights)
@@ -290,6 +291,22 @@ def test_minimising_the_expected_dpo_loss_reaches_the_optimal_policy():
     # the DPO gradient at π* (by Eq. 4) is 0 (history.md §5.7 found 3e-17)
     _, at_optimum = _expected_dpo_loss_and_gradient(np.log(target))
     assert np.abs(at_optimum).max() < 1e-12
+
+
+def test_a_labeler_at_temperature_tau_moves_dpos_optimum_to_r_over_tau():
+    """The labeler's noise sets the reward DPO recovers: with P(w ≻ l) = σ((r_w − r_l)/τ) the
+    optimum is π_ref exp(r/(τβ))/Z, what align.dpo_optimum_true_reward assumes (τ = 2 here:
+    the optimum moves half as far from π_ref as at τ = 1)."""
+    tau = 2.0
+    theta = np.zeros(4)
+    for _ in range(20000):
+        _, grad = _expected_dpo_loss_and_gradient(theta, tau)
+        if np.abs(grad).max() < 1e-13:
+            break
+        theta -= 4.0 * grad
+    target = rlhf.optimal_policy(PI_REF, REWARD / tau, BETA)
+    np.testing.assert_allclose(_softmax(theta), target, rtol=0, atol=OPTIMUM_TOL)
+    assert np.abs(target - rlhf.optimal_policy(PI_REF, REWARD, BETA)).max() > 0.05
 
 
 def test_maximising_reward_minus_beta_kl_reaches_the_optimal_policy():
