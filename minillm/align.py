@@ -577,8 +577,10 @@ def build_parser():
     parser.add_argument("--out", metavar="FILE", help="where the stage's parameters go")
     parser.add_argument("--beta", type=float, default=None,
                         help="the KL penalty (ppo) or DPO's β (default: the settings')")
-    parser.add_argument("--size", choices=sorted(SIZES), default="demo",
-                        help="demo: the models of the table; tiny: seconds, for the tests")
+    parser.add_argument("--size", choices=sorted(SIZES), default=None,
+                        help="--demo and --method sft: demo (the default) the models of the "
+                        "table; tiny: seconds, for the tests (the later stages take the --sft "
+                        "file's settings)")
     parser.add_argument("--json", metavar="FILE", help="--demo: also write the table as JSON")
     return parser
 
@@ -587,10 +589,8 @@ def _run_stage(args):
     """--method: one stage, from the files of the stages before it."""
     if args.out is None:
         raise AlignError(f"--method {args.method} needs --out FILE")
-    if args.beta is not None and args.method not in ("dpo", "ppo"):
-        raise AlignError(f"--beta goes with --method dpo or ppo, not {args.method}")
     if args.method == "sft":
-        settings = SIZES[args.size]
+        settings = SIZES[args.size or "demo"]
         tokenizer, cfg, data = make_data(settings)
         save_stage(args.out, "sft", stage_sft(settings, tokenizer, cfg, data), settings)
         return
@@ -629,6 +629,16 @@ def _run_stage(args):
     save_stage(args.out, args.method, params, settings)
 
 
+# Which runs read each option (None: --demo); the others refuse it.
+OPTION_USERS = {"sft": ("rm", "dpo", "ppo"), "rm": ("ppo",), "out": ("sft", "rm", "dpo", "ppo"),
+                "beta": ("dpo", "ppo"), "size": (None, "sft"), "json": (None,)}
+
+
+def _run_name(method):
+    """--demo or --method NAME, as the user wrote it."""
+    return "--demo" if method is None else f"--method {method}"
+
+
 def main(argv=None):
     """-> exit status: 0 done, 2 a bad option or file."""
     parser = build_parser()
@@ -639,17 +649,18 @@ def main(argv=None):
             return int(exit.code or 0)
         if args.demo == (args.method is not None):
             raise AlignError("give --demo or --method, one of them")
-        if args.method is not None and args.json is not None:
-            raise AlignError("--json goes with --demo; --method writes --out")
+        for flag, users in OPTION_USERS.items():  # refused rather than ignored
+            if getattr(args, flag) is not None and args.method not in users:
+                raise AlignError(f"--{flag} goes with "
+                                 f"{', '.join(_run_name(m) for m in users)}, not "
+                                 f"{_run_name(args.method)}")
         for flag in ("out", "json"):
             if getattr(args, flag) is not None:
                 safetensors.check_writable(getattr(args, flag))
         if args.method is not None:
             _run_stage(args)
             return 0
-        if args.beta is not None:
-            raise AlignError("--beta goes with --method dpo or ppo; --demo runs the settings'")
-        result = run(SIZES[args.size])
+        result = run(SIZES[args.size or "demo"])
         print(format_report(result))
         if args.json is not None:
             with open(args.json, "w", encoding="utf-8") as f:
