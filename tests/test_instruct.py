@@ -184,3 +184,23 @@ def test_split_sentences_holds_out_a_fraction_of_each_kind_and_prompts_stay_with
     only_a = {s.text for s in grammar.sentences if s.kind == "A"}
     with pytest.raises(ValueError, match="within"):
         I.sample_prompts(rng, 3, within=only_a)  # no translation could ever be drawn
+
+
+@pytest.mark.parametrize("name", ["label", "rank", "sample_demonstrations",
+                                  "sample_comparisons", "split_sentences"])
+def test_every_drawing_function_refuses_a_non_generator_by_name(name):
+    """Found in review: these reached an AttributeError ('int' object has no attribute ...)."""
+    (p,) = I.sample_prompts(np.random.default_rng(10), 1)
+    a, b = I.candidates(p)["correct"], I.candidates(p)["off_task"]
+    args = {"label": (p, a, b), "rank": (p, [a, b]), "sample_demonstrations": ([p],),
+            "sample_comparisons": ([p],), "split_sentences": (0.1,)}[name]
+    with pytest.raises(TypeError, match="rng must be a np.random.Generator"):
+        getattr(I, name)(0, *args)
+
+
+def test_a_prompt_text_that_is_no_str_and_a_mix_of_no_numbers_are_refused_by_name():
+    (p,) = I.sample_prompts(np.random.default_rng(11), 1)
+    with pytest.raises(TypeError, match="text"):
+        I.make_prompt(3, "x")
+    with pytest.raises(ValueError, match="mix"):
+        I.sample_demonstrations(np.random.default_rng(0), [p], {"correct": "1"})
