@@ -320,3 +320,27 @@ def test_the_eos_after_a_response_cut_at_the_context_is_no_sampled_token(monkeyp
                                       rm, cfg, tokenizer, prompts, 0.1, rng)
     assert rolled["targets"][0, eos_0] == rlhf.IGNORE_INDEX
     assert rolled["targets"][1, len(x_ids[1]) + 1 + len(y_ids[1])] == EOS_ID
+
+
+def test_no_stage_trains_on_the_true_reward(monkeypatch):
+    """The truth reaches training only through the data the labeler and the demonstrator drew
+    (make_data). With the data fixed, every stage trained again under another true-reward
+    table (negated) must give the same parameters, bit for bit: only the reports may change."""
+    settings = align.TINY
+    tokenizer, cfg, data = align.make_data(settings)
+
+    def stages():
+        sft = align.stage_sft(settings, tokenizer, cfg, data, log=lambda line: None)
+        rm = align.stage_rm(settings, tokenizer, cfg, data, sft, log=lambda line: None)[0]
+        dpo = align.stage_dpo(settings, tokenizer, cfg, data, sft, log=lambda line: None)
+        ppo, _ = align.stage_ppo(settings, tokenizer, cfg, data, sft, rm, 0.2,
+                                 log=lambda line: None)
+        return {"sft": sft, "rm": rm, "dpo": dpo, "ppo": ppo}
+
+    before = stages()
+    monkeypatch.setattr(instruct, "TRUE_REWARD",
+                        {k: -v for k, v in instruct.TRUE_REWARD.items()})
+    after = stages()
+    for stage, params in before.items():
+        for name, value in params.items():
+            np.testing.assert_array_equal(after[stage][name], value, err_msg=f"{stage} {name}")
