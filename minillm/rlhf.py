@@ -170,7 +170,10 @@ def add_scalar_head(params, cfg, name, rng):
 
 
 def gpt_without(params, name):
-    """The GPT's own parameters: ``params`` without the head ``name``."""
+    """The GPT's own parameters: ``params`` without the head ``name`` (which must be there)."""
+    if f"{name}.w" not in params or f"{name}.b" not in params:
+        raise ValueError(f"params must hold the scalar head {name!r} ({name}.w, {name}.b: "
+                         f"add_scalar_head), got none")
     return {k: v for k, v in params.items() if not k.startswith(name + ".")}
 
 

@@ -374,3 +374,10 @@ def test_mismatched_or_out_of_range_input_is_refused_by_name_not_broadcast():
         rlhf.optimal_policy(np.array([0.5, 0.0, 0.5]), np.zeros(3), 1.0)
     with pytest.raises(ValueError, match="reward"):
         rlhf.optimal_policy(np.array([0.5, 0.5]), np.zeros(3), 1.0)
+
+
+def test_a_missing_scalar_head_is_refused_by_name():
+    """Found in review: a GPT without the head reached KeyError 'rm.w'."""
+    batch = rlhf.sequence_batch(PROMPTS, RESPONSES)
+    with pytest.raises(ValueError, match="'rm'.*add_scalar_head"):
+        rlhf.reward_forward(random_params(14), TINY, batch)
