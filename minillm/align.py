@@ -10,7 +10,8 @@ true reward and labeler): ``python -m minillm align``.
     4. PPO    the SFT model with a value head, on the reward model's score minus β times the
               per-token KL to the SFT model (ppo.py); once with β = 0.2, once with β = 0.
 
-Every policy is judged on held-out prompts by responses sampled at temperature 1:
+Every policy is judged on held-out prompts (made from a tenth of the grammar's sentences that
+no stage trains on: HELD_OUT) by responses sampled at temperature 1:
 
     true reward    mean r*(x, y), the stated function (any response: "other" scores −2)
     win rate       mean σ((r*(x, y) − r*(x, y_SFT)) / τ): how often the true labeler would
@@ -19,8 +20,8 @@ Every policy is judged on held-out prompts by responses sampled at temperature 1
                    sequence-level estimator; its mean is KL(π ‖ π_SFT), ppo.py's kl_t summed)
 
 Measured by ``align --demo`` (seed 0, 300 held-out prompts; walkthrough.md 🎓): true reward
-SFT 1.06, DPO 1.68, PPO 1.55, PPO with β = 0 −1.24 (its KL 67 nats, its reward model score
-rising while the truth falls); the reward model 0.780 held-out accuracy, the Bayes limit 0.818.
+SFT 1.02, DPO 1.77, PPO 1.61, PPO with β = 0 0.06 (its KL 26 nats, its reward model score
+holding while the truth falls); the reward model 0.717 held-out accuracy, the Bayes limit 0.818.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .grammar import default_grammar
 from .models import GPTConfig, gpt_forward, gpt_init
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 from .task_formats import GPTFormat
+from .layers import IGNORE_INDEX
 from .tokenizer import BOS_ID, SEP_ID
 from .train import train_step
 
@@ -91,6 +93,10 @@ TINY = AlignConfig(n_demonstrations=40, n_rankings=12, n_test=16, sft_steps=3, r
                    dpo_steps=3, ppo_iterations=2, ppo_epochs=2, batch_size=8, n_embd=8,
                    n_layer=1)
 SIZES = {"demo": AlignConfig(), "tiny": TINY}
+# The share of the grammar's sentences (of each kind) that no stage trains on: the test
+# prompts are made from them only (instruct.split_sentences). Drawn i.i.d. from the whole
+# grammar instead, 266 of 300 test prompts were also training prompts.
+HELD_OUT = 0.1
 # Rows of the four candidates per ranked prompt (instruct.KINDS).
 K = len(instruct.KINDS)
 # Global gradient-norm cap of the RM and DPO steps, as TrainConfig's for SFT.
@@ -187,16 +193,10 @@ def dpo(params, ref, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, b
         x_ids, y_ids, chosen, rejected, weights = _draw_ranked(rng, tokenizer, prompts,
                                                               rankings, batch_size)
         batch = rlhf.sft_batch(x_ids, y_ids)
-        ref_logps, _ = rlhf.sequence_logprobs(ref, cfg, batch)  # constants
-        logps, cache = rlhf.sequence_logprobs(params, cfg, batch)  # (N,)
-        loss, dpo_cache = rlhf.dpo_loss_forward(logps[chosen], logps[rejected],
-                                                ref_logps[chosen], ref_logps[rejected], beta,
-                                                weights)
-        d_w, d_l = rlhf.dpo_loss_backward(1.0, dpo_cache)
-        dlogps = np.zeros_like(logps)  # a row is in several pairs: its parts add up
-        np.add.at(dlogps, chosen, d_w)
-        np.add.at(dlogps, rejected, d_l)
-        _step(params, rlhf.sequence_logprobs_backward(dlogps, cache), opt, step, steps, lr)
+        ref_logps, _ = rlhf.sequence_logprobs(ref, cfg, batch)  # (N,) constants
+        loss, grads = rlhf.dpo_loss_and_grads(params, cfg, batch, ref_logps, chosen, rejected,
+                                              beta, weights)
+        _step(params, grads, opt, step, steps, lr)
         losses.append(loss)
     return losses
 
@@ -214,12 +214,12 @@ def rollout(policy, sft_params, rm_params, cfg, tokenizer, prompts, beta, rng):
         A, R                  GAE (γ = 1, λ = 0.95) on r_t and V_old; A whitened
 
     -> (batch, arrays for ppo.ppo_loss_and_grads, stats: the mean true reward, the mean RM
-    score, the mean Σ_t kl_t, the responses). A response cut by the context gets an [EOS]
-    appended that was not sampled.
+    score, the mean Σ_t kl_t, the responses). A response cut by the context is scored by the
+    reward model with its [EOS], which is no action of the policy (sampled_batch).
     """
     y_ids = sample_response_ids(rlhf.gpt_without(policy, "v"), cfg, tokenizer, prompts, rng)
     x_ids = [tokenizer.encode(p.text) for p in prompts]
-    batch = rlhf.sft_batch(x_ids, y_ids)
+    batch = sampled_batch(cfg, x_ids, y_ids)
     logits, cache = gpt_forward(rlhf.gpt_without(policy, "v"), cfg, batch["inputs"],
                                 batch["attention_mask"])
     logp, lp_cache = rlhf.token_logprobs_forward(logits, batch["targets"])  # (B, T)
@@ -232,10 +232,10 @@ def rollout(policy, sft_params, rm_params, cfg, tokenizer, prompts, beta, rng):
     rewards = ppo.per_token_rewards(score, kl, mask, beta)
     advantages, returns = ppo.gae(rewards, values * mask, mask)
     responses = [tokenizer.decode(ids) for ids in y_ids]
-    stats = {"true_reward": float(np.mean([instruct.true_reward(p, y)
-                                           for p, y in zip(prompts, responses)])),
-             "rm_reward": float(score.mean()), "kl": float(kl.sum(axis=1).mean()),
-             "responses": responses}
+    true_rewards = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, responses)])
+    stats = {"true_reward": float(true_rewards.mean()), "rm_reward": float(score.mean()),
+             "kl": float(kl.sum(axis=1).mean()), "responses": responses,
+             "true_rewards": true_rewards, "rm_rewards": score}
     arrays = {"logp_old": logp, "values_old": values, "returns": returns,
               "advantages": ppo.whiten(advantages, mask)}
     return batch, arrays, stats
@@ -279,27 +279,43 @@ def sample_response_ids(params, cfg, tokenizer, prompts, rng):
     return [ids[: cfg.n_ctx - len(row) - 1] for ids, row in zip(outputs, rows)]
 
 
+def sampled_batch(cfg, x_ids, y_ids):
+    """rlhf.sft_batch of sampled responses, with the [EOS] of a response cut at its cap
+    (sample_response_ids: [BOS] x [SEP] y [EOS] fills n_ctx) ignored.
+
+    Sampling with the cap draws from π with the end forced after the cap, so a cut response y
+    has probability π(y) = Π_t π(y_t | x, y_<t), with no π([EOS] | x, y) term: its [EOS] is
+    not the policy's choice and is neither a term of log π(y|x) nor a token PPO acts on. A
+    response that ended by itself keeps its [EOS] target."""
+    batch = rlhf.sft_batch(x_ids, y_ids)
+    for b, (x, y) in enumerate(zip(x_ids, y_ids)):
+        if len(x) + len(y) + 3 == cfg.n_ctx:  # cut: [BOS] x [SEP] y [EOS] fills the context
+            batch["targets"][b, len(x) + 1 + len(y)] = IGNORE_INDEX  # the target [EOS]
+    return batch
+
+
 def sample_responses(params, cfg, tokenizer, prompts, rng):
     """sample_response_ids as texts (special tokens kept: such a response scores "other")."""
     return [tokenizer.decode(ids) for ids in sample_response_ids(params, cfg, tokenizer,
                                                                  prompts, rng)]
 
 
-def sequence_logprobs_of(params, cfg, tokenizer, prompts, responses):
-    """log π(y [EOS] | x) of each (prompt, response), in one batch. -> (N,)"""
-    batch = rlhf.sft_batch(*_encode(tokenizer, prompts, responses))
-    return rlhf.sequence_logprobs(params, cfg, batch)[0]
-
-
 def judge(params, sft_params, cfg, tokenizer, prompts, sft_responses, rng, tau=instruct.TAU):
     """A policy's true reward, win rate against the SFT model's responses and KL to the SFT
-    model, with standard errors, and the share of each kind among its responses."""
-    responses = sample_responses(params, cfg, tokenizer, prompts, rng)
+    model, with standard errors, and the share of each kind among its responses.
+
+    The KL is log π(y [EOS] | x) − log π_SFT(y [EOS] | x) on the sampled token ids y (no
+    [EOS] term after a response cut at its cap: sampled_batch), whose mean under π is
+    KL(π ‖ π_SFT) of the two policies as sampled; not on the re-encoded text, whose tokens
+    may differ (a sampled 今 天 re-encodes as 今天)."""
+    y_ids = sample_response_ids(params, cfg, tokenizer, prompts, rng)
+    responses = [tokenizer.decode(ids) for ids in y_ids]
     reward = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, responses)])
     sft_reward = np.array([instruct.true_reward(p, y) for p, y in zip(prompts, sft_responses)])
     wins = 1.0 / (1.0 + np.exp(-(reward - sft_reward) / tau))
-    kl = (sequence_logprobs_of(params, cfg, tokenizer, prompts, responses)
-          - sequence_logprobs_of(sft_params, cfg, tokenizer, prompts, responses))
+    batch = sampled_batch(cfg, [tokenizer.encode(p.text) for p in prompts], y_ids)
+    kl = (rlhf.sequence_logprobs(params, cfg, batch)[0]
+          - rlhf.sequence_logprobs(sft_params, cfg, batch)[0])  # (N,)
     kinds = [instruct.response_kind(p, y) for p, y in zip(prompts, responses)]
     n = len(prompts)
     return {"true_reward": float(reward.mean()), "true_reward_se": float(reward.std() / n**.5),
@@ -342,18 +358,21 @@ class Data:
 
 
 def make_data(settings):
-    """The tokenizer, the GPT's config and the Data of ``settings``; every draw from the seed."""
+    """The tokenizer, the GPT's config and the Data of ``settings``; every draw from the seed.
+    The training prompts (demonstrations, rankings) and the test prompts are made from two
+    disjoint sets of the grammar's sentences (instruct.split_sentences, HELD_OUT)."""
     s = settings
     tokenizer = default_grammar().tokenizer()
     cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=s.n_embd, n_head=4,
                     n_layer=s.n_layer)
     rng = np.random.default_rng([s.seed, 0])
-    demo_prompts = instruct.sample_prompts(rng, s.n_demonstrations)
+    train, held_out = instruct.split_sentences(rng, HELD_OUT)
+    demo_prompts = instruct.sample_prompts(rng, s.n_demonstrations, within=train)
     demonstrations = instruct.sample_demonstrations(rng, demo_prompts)
-    ranked_prompts = instruct.sample_prompts(rng, s.n_rankings)
+    ranked_prompts = instruct.sample_prompts(rng, s.n_rankings, within=train)
     rankings = [instruct.rank(rng, p, list(instruct.candidates(p).values()))
                 for p in ranked_prompts]
-    test_prompts = instruct.sample_prompts(rng, s.n_test)
+    test_prompts = instruct.sample_prompts(rng, s.n_test, within=held_out)
     data = Data(demo_prompts, demonstrations, ranked_prompts, rankings, test_prompts,
                 instruct.sample_comparisons(rng, test_prompts))
     return tokenizer, cfg, data
@@ -418,13 +437,18 @@ def stage_ppo(settings, tokenizer, cfg, data, sft_params, rm_params, beta, log=p
 
 
 def drift(history, window=10):
-    """The RM reward and the true reward of PPO's rollouts, mean of the first ``window``
-    iterations and of the last: reward hacking is the first rising while the second falls."""
+    """The RM reward and the true reward of PPO's rollouts: the mean over the responses of the
+    first ``window`` rollouts and over those of the last, each with its standard error
+    (std / sqrt(number of responses)). Reward hacking is the first rising while the second
+    falls, each by more than its errors."""
     n = min(window, len(history))
-    first, last = history[:n], history[-n:]
-    return {f"{key}_{when}": float(np.mean([h[key] for h in part]))
-            for key in ("rm_reward", "true_reward") for when, part in (("first", first),
-                                                                      ("last", last))}
+    out = {}
+    for key in ("rm_reward", "true_reward"):
+        for when, part in (("first", history[:n]), ("last", history[-n:])):
+            values = np.concatenate([h[key + "s"] for h in part])  # every response's
+            out[f"{key}_{when}"] = float(values.mean())
+            out[f"{key}_{when}_se"] = float(values.std() / math.sqrt(len(values)))
+    return out
 
 
 def run(settings=AlignConfig(), log=print):
@@ -478,8 +502,10 @@ def format_report(result):
                  f"{result['rm_accuracy_se']:.3f}, Bayes limit {result['bayes_accuracy']:.3f}")
     h = result["hacking"]
     lines.append(f"{result['hack_method']}, first → last 10 rollouts: RM reward "
-                 f"{h['rm_reward_first']:+.3f} → {h['rm_reward_last']:+.3f}, true reward "
-                 f"{h['true_reward_first']:+.3f} → {h['true_reward_last']:+.3f}")
+                 f"{h['rm_reward_first']:+.3f} ± {h['rm_reward_first_se']:.3f} → "
+                 f"{h['rm_reward_last']:+.3f} ± {h['rm_reward_last_se']:.3f}, true reward "
+                 f"{h['true_reward_first']:+.3f} ± {h['true_reward_first_se']:.3f} → "
+                 f"{h['true_reward_last']:+.3f} ± {h['true_reward_last_se']:.3f}")
     lines.append(f"the first held-out prompt SFT answered wrong: {result['example']['prompt']}")
     for method, response in result["example"]["responses"].items():
         lines.append(f"  {method:<12} {response}")
@@ -528,8 +554,15 @@ class AlignError(Exception):
     """A bad option or input file: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals as one AlignError line, not the usage and then the message."""
+
+    def error(self, message):
+        raise AlignError(f"{message} (see 'minillm align --help')")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="minillm align",
         description="第四代 InstructGPT: supervised fine-tuning, a reward model, PPO with a KL "
         "penalty, and DPO, on the built-in grammar's tasks, judged by a true reward and a "
@@ -544,8 +577,10 @@ def build_parser():
     parser.add_argument("--out", metavar="FILE", help="where the stage's parameters go")
     parser.add_argument("--beta", type=float, default=None,
                         help="the KL penalty (ppo) or DPO's β (default: the settings')")
-    parser.add_argument("--size", choices=sorted(SIZES), default="demo",
-                        help="demo: the models of the table; tiny: seconds, for the tests")
+    parser.add_argument("--size", choices=sorted(SIZES), default=None,
+                        help="--demo and --method sft: demo (the default) the models of the "
+                        "table; tiny: seconds, for the tests (the later stages take the --sft "
+                        "file's settings)")
     parser.add_argument("--json", metavar="FILE", help="--demo: also write the table as JSON")
     return parser
 
@@ -555,13 +590,22 @@ def _run_stage(args):
     if args.out is None:
         raise AlignError(f"--method {args.method} needs --out FILE")
     if args.method == "sft":
-        settings = SIZES[args.size]
+        settings = SIZES[args.size or "demo"]
         tokenizer, cfg, data = make_data(settings)
         save_stage(args.out, "sft", stage_sft(settings, tokenizer, cfg, data), settings)
         return
     if args.sft is None:
         raise AlignError(f"--method {args.method} needs --sft FILE (from --method sft)")
     sft_params, settings = load_stage(args.sft, "sft", "--sft")
+    if args.method == "ppo":
+        if args.rm is None:
+            raise AlignError("--method ppo needs --rm FILE (from --method rm)")
+        rm_params, rm_settings = load_stage(args.rm, "rm", "--rm")
+        differ = [f"{k} {v} vs {getattr(settings, k)}" for k, v in asdict(rm_settings).items()
+                  if v != getattr(settings, k)]
+        if differ:  # another size, seed or data: a reward model of another SFT model
+            raise AlignError(f"--rm {args.rm}: made with other settings than --sft "
+                             f"{args.sft} ({', '.join(differ)})")
     if args.beta is not None:
         try:
             settings = replace(settings, **{"ppo_beta" if args.method == "ppo" else "beta":
@@ -574,9 +618,6 @@ def _run_stage(args):
     elif args.method == "dpo":
         params = stage_dpo(settings, tokenizer, cfg, data, sft_params)
     else:
-        if args.rm is None:
-            raise AlignError("--method ppo needs --rm FILE (from --method rm)")
-        rm_params, _ = load_stage(args.rm, "rm", "--rm")
         params, _ = stage_ppo(settings, tokenizer, cfg, data, sft_params, rm_params,
                               settings.ppo_beta)
     if args.method != "rm":
@@ -588,25 +629,38 @@ def _run_stage(args):
     save_stage(args.out, args.method, params, settings)
 
 
+# Which runs read each option (None: --demo); the others refuse it.
+OPTION_USERS = {"sft": ("rm", "dpo", "ppo"), "rm": ("ppo",), "out": ("sft", "rm", "dpo", "ppo"),
+                "beta": ("dpo", "ppo"), "size": (None, "sft"), "json": (None,)}
+
+
+def _run_name(method):
+    """--demo or --method NAME, as the user wrote it."""
+    return "--demo" if method is None else f"--method {method}"
+
+
 def main(argv=None):
     """-> exit status: 0 done, 2 a bad option or file."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:
-        return int(exit.code or 0)
-    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit:  # --help
+            return int(exit.code or 0)
         if args.demo == (args.method is not None):
             raise AlignError("give --demo or --method, one of them")
+        for flag, users in OPTION_USERS.items():  # refused rather than ignored
+            if getattr(args, flag) is not None and args.method not in users:
+                raise AlignError(f"--{flag} goes with "
+                                 f"{', '.join(_run_name(m) for m in users)}, not "
+                                 f"{_run_name(args.method)}")
         for flag in ("out", "json"):
             if getattr(args, flag) is not None:
                 safetensors.check_writable(getattr(args, flag))
         if args.method is not None:
             _run_stage(args)
             return 0
-        if args.beta is not None:
-            raise AlignError("--beta goes with --method dpo or ppo; --demo runs the settings'")
-        result = run(SIZES[args.size])
+        result = run(SIZES[args.size or "demo"])
         print(format_report(result))
         if args.json is not None:
             with open(args.json, "w", encoding="utf-8") as f:

@@ -102,6 +102,11 @@ class Comparison:
     rejected: str
 
 
+def _check_rng(rng):
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
+
+
 def _sentence_by_text():
     """Every sentence of the grammar, by its text (built once per call; 970 entries)."""
     return {s.text: s for s in default_grammar().sentences}
@@ -111,6 +116,8 @@ def make_prompt(text, answer, sentences=None):
     """The Prompt of a grammar task pair (input text, target text), as
     ``Grammar.sample_task_pairs`` makes them. ``sentences`` (text -> Sentence) saves building
     the table again when many prompts are made."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}: {text!r}")
     sentences = _sentence_by_text() if sentences is None else sentences
     for task, prefix in (("summary", SUMMARY), ("translate", TRANSLATE), ("question", ASK)):
         if text.startswith(prefix):
@@ -121,19 +128,47 @@ def make_prompt(text, answer, sentences=None):
     raise ValueError(f"text must be a task input of the grammar, got {text!r}")
 
 
-def sample_prompts(rng, n, tasks=TASKS):
+def split_sentences(rng, fraction):
+    """(training texts, held-out texts): the sentences a prompt can be made from (kinds A and
+    B, grammar.Grammar.task_pair), a ``fraction`` of each kind held out, drawn uniformly. Two
+    disjoint frozensets; a prompt made from a held-out sentence was never trained on."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+            0 < fraction < 1):
+        raise ValueError(f"fraction must be a number in (0, 1), got {fraction!r}")
+    _check_rng(rng)
+    train, held_out = set(), set()
+    for kind in ("A", "B"):
+        texts = sorted(s.text for s in default_grammar().sentences if s.kind == kind)
+        order = rng.permutation(len(texts))
+        n_out = math.ceil(fraction * len(texts))  # at least one of each kind
+        held_out |= {texts[i] for i in order[:n_out]}
+        train |= {texts[i] for i in order[n_out:]}
+    return frozenset(train), frozenset(held_out)
+
+
+def sample_prompts(rng, n, tasks=TASKS, within=None):
     """n prompts, each of a task drawn uniformly from ``tasks`` and a sentence drawn from the
-    grammar among those the task accepts (grammar.Grammar.sample_task_pairs)."""
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
+    grammar among those the task accepts (grammar.Grammar.sample_task_pairs); with ``within``
+    (a set of sentence texts, as split_sentences gives), only prompts whose sentence is in it:
+    the grammar's distribution conditioned on it (the others are drawn again)."""
+    _check_rng(rng)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or len(tasks) == 0:
         raise ValueError(f"tasks must be some of {TASKS}, got {tasks!r}")
     sentences = _sentence_by_text()
-    pairs = default_grammar().sample_task_pairs(rng, n, tasks)
-    return [make_prompt(text, answer, sentences) for text, answer in pairs]
+    if within is not None:
+        kinds = {sentences[t].kind for t in within if t in sentences}
+        if "A" not in kinds or "B" not in kinds:  # summary needs kind A, translation kind B
+            raise ValueError(f"within must hold sentences of the grammar of kinds A and B, got "
+                             f"{len(within)} texts of kinds {sorted(kinds)}")
+    prompts = []
+    while len(prompts) < n:
+        pairs = default_grammar().sample_task_pairs(rng, n - len(prompts), tasks)
+        drawn = [make_prompt(text, answer, sentences) for text, answer in pairs]
+        prompts += [p for p in drawn if within is None or p.sentence.text in within]
+    return prompts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,8 +241,10 @@ def true_reward(prompt, response):
 def sample_demonstrations(rng, prompts, mix=None):
     """One demonstration per prompt: a candidate whose kind is drawn from ``mix`` ({kind:
     probability}, default DEMONSTRATION_MIX). -> a list of response texts."""
+    _check_rng(rng)
     mix = DEMONSTRATION_MIX if mix is None else mix
-    if set(mix) - set(KINDS) or not math.isclose(sum(mix.values()), 1.0) or min(
+    numbers = all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in mix.values())
+    if not numbers or set(mix) - set(KINDS) or not math.isclose(sum(mix.values()), 1.0) or min(
             mix.values()) < 0:
         raise ValueError(f"mix must give probabilities of kinds among {KINDS} that sum to 1, "
                          f"got {mix!r}")
@@ -240,6 +277,7 @@ def preference_probability(prompt, a, b, tau=TAU):
 def label(rng, prompt, a, b, tau=TAU):
     """One comparison by the labeler: a is preferred with probability
     preference_probability(prompt, a, b, tau). Returns a Comparison."""
+    _check_rng(rng)
     if rng.random() < preference_probability(prompt, a, b, tau):
         return Comparison(prompt, a, b)
     return Comparison(prompt, b, a)
@@ -249,6 +287,7 @@ def rank(rng, prompt, responses, tau=TAU):
     """The labeler's ranking of K responses, best first (Plackett–Luce): sorted by
     r*(x, y)/τ + g, g ~ Gumbel(0, 1) independent. Every pair of the ranking is ordered with
     its Bradley–Terry probability (the difference of two Gumbels is logistic)."""
+    _check_rng(rng)
     _check_tau(tau)
     scores = np.array([true_reward(prompt, y) / tau for y in responses]) + rng.gumbel(
         size=len(responses))  # (K,)
@@ -258,6 +297,7 @@ def rank(rng, prompt, responses, tau=TAU):
 def sample_comparisons(rng, prompts, tau=TAU):
     """One comparison per prompt: an unordered pair of distinct candidates drawn uniformly
     (each of the C(4, 2) pairs with probability 1/6), labelled by the labeler."""
+    _check_rng(rng)
     out = []
     for prompt in prompts:
         texts = list(candidates(prompt).values())

@@ -25,7 +25,8 @@ import numpy as np
 
 from .layers import linear_backward, linear_forward
 from .models import check_finite, gpt_backward, gpt_forward
-from .rlhf import gpt_without, token_logprobs_backward, token_logprobs_forward
+from .rlhf import check_same_shape, gpt_without, token_logprobs_backward, \
+    token_logprobs_forward
 
 # InstructGPT's settings (Ouyang et al. 2022, App. C.4): β = 0.02, ε = 0.2, γ = 1; GAE's
 # λ = 0.95 and the value clip 0.2 are lm-human-preferences' and TRL's defaults.
@@ -58,7 +59,10 @@ def kl_penalty_forward(logp, logp_ref, mask, beta=BETA):
 
     logp, logp_ref, mask (B, T) -> P (a float, summed over rows), kl (B, T), cache.
     """
-    _check_in("beta", beta, 0.0, np.inf)
+    _check_in("beta", beta, 0.0, np.inf)  # β = 0: no penalty
+    if beta == np.inf:  # ∞ · 0 at the tokens where π = π_SFT: NaN
+        raise ValueError(f"beta must be finite, got {beta!r}")
+    check_same_shape(logp=logp, logp_ref=logp_ref, mask=mask)
     kl = (logp - logp_ref) * mask  # (B, T)
     return float(beta * kl.sum()), kl, {"mask": mask, "beta": beta}
 
@@ -93,6 +97,7 @@ def gae(rewards, values, mask, gamma=GAMMA, lam=LAM):
     """
     _check_in("gamma", gamma, 0.0, 1.0)
     _check_in("lam", lam, 0.0, 1.0)
+    check_same_shape(rewards=rewards, values=values, mask=mask)
     B, T = rewards.shape
     advantages = np.zeros_like(rewards)  # (B, T)
     next_value = np.zeros(B, dtype=rewards.dtype)  # V_{t+1}
@@ -119,6 +124,7 @@ def ppo_policy_loss_forward(logp, logp_old, advantages, mask, clip=CLIP):
     is the share of tokens whose ratio lies strictly outside [1 − ε, 1 + ε].
     """
     _check_in("clip", clip, 0.0, 1.0)
+    check_same_shape(logp=logp, logp_old=logp_old, advantages=advantages, mask=mask)
     ratio = np.exp(logp - logp_old)  # (B, T)
     unclipped = -advantages * ratio  # (B, T)
     clipped = -advantages * np.clip(ratio, 1.0 - clip, 1.0 + clip)  # (B, T)
@@ -166,6 +172,7 @@ def value_loss_forward(values, values_old, returns, mask, clip_value=CLIP_VALUE)
     -> L (a float), cache.
     """
     _check_in("clip_value", clip_value, 0.0, np.inf)
+    check_same_shape(values=values, values_old=values_old, returns=returns, mask=mask)
     values_clipped = np.clip(values, values_old - clip_value, values_old + clip_value)
     loss_unclipped = (values - returns) ** 2  # (B, T)
     loss_clipped = (values_clipped - returns) ** 2  # (B, T)

@@ -42,6 +42,28 @@ def sigmoid(x):
     return np.exp(log_sigmoid(x))
 
 
+def check_same_shape(**arrays):
+    """Arrays that a formula combines element by element must have one shape (numpy would
+    broadcast a (1,) or (B, 1) silently): a ValueError naming them and their shapes."""
+    shapes = {name: np.shape(a) for name, a in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"{', '.join(shapes)} must have one shape, got "
+                         f"{', '.join(f'{n} {s}' for n, s in shapes.items())}")
+
+
+def check_beta(beta):
+    """β, the KL coefficient: a finite number > 0."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < math.inf:
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+
+
+def _check_indices(name, idx, n):
+    """Indices into n responses: integers in [0, n) (numpy would read −1 as the last one)."""
+    if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n:
+        raise ValueError(f"{name} must hold indices of the {n} rewards, in [0, {n}), got "
+                         f"{idx.tolist()!r}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Batches: [BOS] prompt [SEP] response [EOS]
 
@@ -148,7 +170,10 @@ def add_scalar_head(params, cfg, name, rng):
 
 
 def gpt_without(params, name):
-    """The GPT's own parameters: ``params`` without the head ``name``."""
+    """The GPT's own parameters: ``params`` without the head ``name`` (which must be there)."""
+    if f"{name}.w" not in params or f"{name}.b" not in params:
+        raise ValueError(f"params must hold the scalar head {name!r} ({name}.w, {name}.b: "
+                         f"add_scalar_head), got none")
     return {k: v for k, v in params.items() if not k.startswith(name + ".")}
 
 
@@ -203,7 +228,10 @@ def pairwise_loss_forward(r, chosen, rejected, weights=None):
     if chosen.shape != rejected.shape or chosen.ndim != 1 or chosen.size == 0:
         raise ValueError(f"chosen and rejected must be two equally long, non-empty index "
                          f"lists, got shapes {chosen.shape} and {rejected.shape}")
+    _check_indices("chosen", chosen, len(r))
+    _check_indices("rejected", rejected, len(r))
     weights = np.full(chosen.shape, 1.0 / chosen.size) if weights is None else weights
+    check_same_shape(chosen=chosen, weights=weights)
     margin = r[chosen] - r[rejected]  # (P,)
     L = -np.sum(weights * log_sigmoid(margin))
     cache = {"margin": margin, "weights": weights, "chosen": chosen, "rejected": rejected,
@@ -263,10 +291,11 @@ def dpo_loss_forward(logp_w, logp_l, ref_w, ref_l, beta, weights=None):
     default 1/P: the mean over pairs (an expectation over comparisons passes their
     probabilities). -> L (a float), cache. At π = π_ref, L = log 2 (weights summing to 1).
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < math.inf:
-        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+    check_beta(beta)
+    check_same_shape(logp_w=logp_w, logp_l=logp_l, ref_w=ref_w, ref_l=ref_l)
     delta = (logp_w - ref_w) - (logp_l - ref_l)  # (P,)
     weights = np.full(delta.shape, 1.0 / delta.shape[0]) if weights is None else weights
+    check_same_shape(logp_w=logp_w, weights=weights)
     L = -np.sum(weights * log_sigmoid(beta * delta))
     return float(L), {"delta": delta, "beta": beta, "weights": weights}
 
@@ -283,10 +312,31 @@ def dpo_loss_backward(dL, cache):
     return ddelta, -ddelta
 
 
+def dpo_loss_and_grads(params, cfg, batch, ref_logps, chosen, rejected, beta, weights=None):
+    """The DPO loss on pairs of rows of one sft_batch, and dL/dθ: a row may be in several
+    pairs (InstructGPT's K-choose-2 pairs of a prompt's ranked responses, k_choose_2_pairs).
+
+    ref_logps (N,): the reference model's log π_ref(y|x) of the N rows (constants); chosen,
+    rejected (P,): row indices. -> (L, grads)."""
+    logps, cache = sequence_logprobs(params, cfg, batch)  # (N,)
+    L, dpo_cache = dpo_loss_forward(logps[chosen], logps[rejected], ref_logps[chosen],
+                                    ref_logps[rejected], beta, weights)
+    d_w, d_l = dpo_loss_backward(1.0, dpo_cache)  # (P,) each
+    dlogps = np.zeros_like(logps)  # (N,): a row in several pairs collects every pair's part
+    np.add.at(dlogps, chosen, d_w)
+    np.add.at(dlogps, rejected, d_l)
+    return L, sequence_logprobs_backward(dlogps, cache)
+
+
 def optimal_policy(pi_ref, reward, beta):
     """π*(y) = π_ref(y) exp(r(y)/β) / Z,  Z = Σ_y π_ref(y) exp(r(y)/β)   (DPO, Eq. 4): the
     maximiser of E_π[r] − β KL(π ‖ π_ref) and the minimiser of the DPO loss on Bradley–Terry
-    comparisons with that r. pi_ref, reward (N,) -> (N,)."""
-    logits = np.log(pi_ref) + np.asarray(reward) / beta  # (N,)
+    comparisons with that r. pi_ref (N,) > 0, reward (N,) -> (N,)."""
+    check_beta(beta)
+    pi_ref, reward = np.asarray(pi_ref, dtype=float), np.asarray(reward, dtype=float)
+    if pi_ref.ndim != 1 or not np.all(pi_ref > 0):
+        raise ValueError(f"pi_ref must be a 1-D array of probabilities > 0, got {pi_ref!r}")
+    check_same_shape(pi_ref=pi_ref, reward=reward)
+    logits = np.log(pi_ref) + reward / beta  # (N,)
     e = np.exp(logits - logits.max())
     return e / e.sum()

@@ -10,7 +10,8 @@ import pytest
 from minillm import align, instruct, rlhf
 from minillm.cli import main as cli_main
 from minillm.grammar import default_grammar
-from minillm.models import GPTConfig, gpt_init
+from minillm.models import GPTConfig, gpt_forward, gpt_init
+from minillm.tokenizer import EOS_ID
 
 @pytest.fixture(scope="module")
 def result():
@@ -34,8 +35,8 @@ def test_the_run_reports_every_measure_with_the_exact_bayes_limit(result):
                                                           sft_row["responses"])]
     wrong = [i for i, kind in enumerate(kinds) if kind != "correct"]  # the example's prompt
     assert result["example"]["prompt"] == data.test_prompts[wrong[0] if wrong else 0].text
-    assert set(result["hacking"]) == {"rm_reward_first", "rm_reward_last", "true_reward_first",
-                                      "true_reward_last"}
+    assert set(result["hacking"]) == {f"{key}_{when}{se}" for key in ("rm_reward", "true_reward")
+                                      for when in ("first", "last") for se in ("", "_se")}
     report = align.format_report(result)
     assert "Bayes limit" in report and "ppo β=0" in report
 
@@ -51,11 +52,19 @@ def test_dpo_starts_at_log_2_because_the_policy_starts_as_the_reference():
     assert losses[1] != pytest.approx(math.log(2), rel=1e-6)  # one step later it moved
 
 
-def test_drift_averages_the_first_and_last_iterations():
-    history = [{"rm_reward": float(i), "true_reward": -float(i)} for i in range(30)]
+def test_drift_averages_the_responses_of_the_first_and_last_iterations_with_errors():
+    """Rollout i scored its two responses i and i + 1 (RM) and −i, −i − 1 (true). The first ten
+    rollouts' 20 responses: mean 5, E[x²] = (Σ_{i<10} i² + Σ_{i≤10} i²)/20 = (285 + 385)/20
+    = 33.5, variance 8.5, standard error sqrt(8.5 / 20); the last ten are shifted by 20."""
+    history = [{"rm_rewards": np.array([i, i + 1.0]), "true_rewards": -np.array([i, i + 1.0])}
+               for i in range(30)]
     d = align.drift(history, window=10)
-    assert d == {"rm_reward_first": 4.5, "rm_reward_last": 24.5, "true_reward_first": -4.5,
-                 "true_reward_last": -24.5}
+    se = math.sqrt(8.5 / 20)
+    assert d == pytest.approx({"rm_reward_first": 5.0, "rm_reward_last": 25.0,
+                               "true_reward_first": -5.0, "true_reward_last": -25.0,
+                               "rm_reward_first_se": se, "rm_reward_last_se": se,
+                               "true_reward_first_se": se, "true_reward_last_se": se},
+                              rel=1e-12)
 
 
 def test_ranked_batch_pairs_put_the_better_ranked_response_first():
@@ -180,6 +189,18 @@ def test_align_stages_each_read_the_previous_stages_file(tmp_path, capsys):
     (["--method", "dpo", "--sft", "{tmp}/missing", "--out", "{tmp}/p"], "--sft"),
     (["--method", "dpo", "--sft", "{tmp}/not.safetensors", "--out", "{tmp}/p"], "--sft"),
     (["--demo", "--beta", "0.1"], "--beta goes with"),
+    (["--demo", "--size", "huge"], "invalid choice"),
+    (["--method", "rm", "--sft", "{sft}", "--size", "tiny", "--out", "{tmp}/p"],
+     "--size goes with --demo, --method sft, not --method rm"),
+    (["--method", "dpo", "--sft", "{sft}", "--rm", "{sft}", "--out", "{tmp}/p"],
+     "--rm goes with --method ppo"),
+    (["--method", "sft", "--sft", "{tmp}/x", "--out", "{tmp}/p"], "--sft goes with"),
+    (["--demo", "--out", "{tmp}/p"], "--out goes with"),
+    (["--demo", "--bogus"], "unrecognized arguments"),
+    (["--method", "sft", "--size", "tiny", "--out", "{tmp}/s", "--json", "{tmp}/j"],
+     "--json goes with --demo"),
+    (["--method", "rm", "--sft", "{sft}", "--out", "{tmp}/p", "--beta", "0.1"],
+     "--beta goes with"),
     (["--method", "dpo", "--sft", "{sft}", "--out", "{tmp}/p", "--beta", "0"], "--beta"),
 ])
 def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
@@ -200,3 +221,126 @@ def test_align_refuses_bad_options_in_one_line(tmp_path, capsys, argv, message):
 def test_align_settings_refuse_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=f"AlignConfig.{field} "):
         align.AlignConfig(**{field: value})
+
+
+def test_judges_kl_is_read_on_the_sampled_tokens_not_on_a_re_encoding_of_their_text(
+        monkeypatch):
+    """The estimator log π(y|x) − log π_SFT(y|x) has the mean KL(π ‖ π_SFT) only if y is the
+    token sequence that was sampled. A sample may spell a word by its characters (今 天 for
+    今天): its text re-encodes to other tokens, of another probability. Here every sampled
+    response is the answer spelled by characters."""
+    tokenizer, cfg, sft_params, _, policy, rng = _tiny_models(4)
+    params = rlhf.gpt_without(policy, "v")
+    params = {k: v + 0.1 * rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()}
+    prompts = instruct.sample_prompts(rng, 4, tasks=("question",))  # short answers
+    spelled = [[tokenizer.id_of[ch] for ch in p.answer] for p in prompts]
+    assert any(s != tokenizer.encode(p.answer) for s, p in zip(spelled, prompts))
+
+    def sample_spelled(params, cfg, tokenizer, prompts, rng):
+        return [list(s) for s in spelled]
+
+    monkeypatch.setattr(align, "sample_response_ids", sample_spelled)
+    off_task = [instruct.candidates(p)["off_task"] for p in prompts]  # r* = −1
+    row = align.judge(params, sft_params, cfg, tokenizer, prompts, off_task, rng)
+    batch = rlhf.sft_batch([tokenizer.encode(p.text) for p in prompts], spelled)
+    kl = (rlhf.sequence_logprobs(params, cfg, batch)[0]
+          - rlhf.sequence_logprobs(sft_params, cfg, batch)[0])
+    assert abs(kl.mean()) > 1e-3
+    assert row["kl_to_sft"] == pytest.approx(float(kl.mean()), rel=1e-5)
+    assert row["responses"] == [p.answer for p in prompts]
+    assert row["true_reward"] == instruct.TRUE_REWARD["correct"]
+    # the true labeler prefers a correct answer (+2) to an off-task one (−1) with σ(3)
+    assert row["win_rate_vs_sft"] == pytest.approx(1 / (1 + math.exp(-3)), rel=1e-12)
+
+
+@pytest.mark.parametrize("size", ["tiny", "demo"])
+def test_held_out_prompts_share_no_sentence_with_any_training_prompt(size):
+    """The policies are judged, and the reward model's accuracy measured, on prompts whose
+    sentence no stage trained on (no demonstration's, no ranking's): held out, not redrawn
+    from the same small space (the grammar has 970 sentences; 4000 prompts cover most of
+    its mass)."""
+    _, _, data = align.make_data(align.SIZES[size])
+    trained = {p.sentence.text for p in data.demo_prompts + data.ranked_prompts}
+    tested = {p.sentence.text for p in data.test_prompts}
+    tested |= {c.prompt.sentence.text for c in data.test_comparisons}
+    assert len(data.test_prompts) == align.SIZES[size].n_test
+    assert not trained & tested
+    assert {p.task for p in data.test_prompts} == set(instruct.TASKS)
+
+
+def test_ppo_refuses_a_reward_model_made_with_other_settings_than_its_sft_file(tmp_path,
+                                                                                capsys):
+    """Found in review: --rm's settings were read and dropped, so a reward model of another
+    size (or seed) than --sft's ran into a traceback (or trained PPO against a reward model
+    built on another SFT model)."""
+    sft = str(tmp_path / "sft.safetensors")
+    rm = str(tmp_path / "rm.safetensors")
+    assert align.main(["--method", "sft", "--size", "tiny", "--out", sft]) == 0
+    other = align.AlignConfig(**{**align.asdict(align.TINY), "n_embd": 16})
+    tokenizer, cfg, _ = align.make_data(other)
+    rng = np.random.default_rng(0)
+    align.save_stage(rm, "rm", rlhf.add_scalar_head(gpt_init(cfg, rng), cfg, "rm", rng), other)
+    capsys.readouterr()
+    assert align.main(["--method", "ppo", "--sft", sft, "--rm", rm,
+                       "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minillm align: error: --rm") and "n_embd" in err
+    assert err.count("\n") == 1
+
+
+def test_the_eos_after_a_response_cut_at_the_context_is_no_sampled_token(monkeypatch):
+    """sample_response_ids cuts a response at n_ctx − len([BOS] x [SEP]) − 1 tokens, so that
+    [EOS] fits; the sampled distribution is then π with the end forced there, whose
+    log-probability of a cut response has no [EOS] term. The KL estimator (judge) and the PPO
+    mask (rollout) must leave it out; a response that ended by itself keeps its [EOS]."""
+    tokenizer, cfg, sft_params, rm, policy, rng = _tiny_models(5)
+    params = rlhf.gpt_without(policy, "v")
+    params = {k: v + 0.1 * rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()}
+    prompts = instruct.sample_prompts(rng, 2, tasks=("question",))
+    x_ids = [tokenizer.encode(p.text) for p in prompts]
+    cap = cfg.n_ctx - len(x_ids[0]) - 3  # the longest response sample_response_ids returns
+    y_ids = [[tokenizer.id_of["我"]] * cap, tokenizer.encode(prompts[1].answer)]
+
+    def sample_fixed(params, cfg, tokenizer, prompts, rng):
+        return [list(y) for y in y_ids]
+
+    monkeypatch.setattr(align, "sample_response_ids", sample_fixed)
+    batch = rlhf.sft_batch(x_ids, y_ids)
+    terms = []
+    for p in (params, sft_params):
+        logits, _ = gpt_forward(p, cfg, batch["inputs"], batch["attention_mask"])
+        terms.append(rlhf.token_logprobs_forward(logits, batch["targets"])[0])  # (2, T)
+    eos_0 = len(x_ids[0]) + 1 + cap  # row 0's [EOS] target
+    kl_0 = (terms[0][0, :eos_0] - terms[1][0, :eos_0]).sum()  # y only
+    kl_1 = (terms[0][1] - terms[1][1]).sum()  # y and its [EOS]
+    assert abs(terms[0][0, eos_0] - terms[1][0, eos_0]) > 1e-3  # leaving it in would show
+    row = align.judge(params, sft_params, cfg, tokenizer, prompts, ["", ""], rng)
+    assert row["kl_to_sft"] == pytest.approx((kl_0 + kl_1) / 2, rel=1e-5)
+    rolled, arrays, _ = align.rollout(rlhf.add_scalar_head(params, cfg, "v", rng), sft_params,
+                                      rm, cfg, tokenizer, prompts, 0.1, rng)
+    assert rolled["targets"][0, eos_0] == rlhf.IGNORE_INDEX
+    assert rolled["targets"][1, len(x_ids[1]) + 1 + len(y_ids[1])] == EOS_ID
+
+
+def test_no_stage_trains_on_the_true_reward(monkeypatch):
+    """The truth reaches training only through the data the labeler and the demonstrator drew
+    (make_data). With the data fixed, every stage trained again under another true-reward
+    table (negated) must give the same parameters, bit for bit: only the reports may change."""
+    settings = align.TINY
+    tokenizer, cfg, data = align.make_data(settings)
+
+    def stages():
+        sft = align.stage_sft(settings, tokenizer, cfg, data, log=lambda line: None)
+        rm = align.stage_rm(settings, tokenizer, cfg, data, sft, log=lambda line: None)[0]
+        dpo = align.stage_dpo(settings, tokenizer, cfg, data, sft, log=lambda line: None)
+        ppo, _ = align.stage_ppo(settings, tokenizer, cfg, data, sft, rm, 0.2,
+                                 log=lambda line: None)
+        return {"sft": sft, "rm": rm, "dpo": dpo, "ppo": ppo}
+
+    before = stages()
+    monkeypatch.setattr(instruct, "TRUE_REWARD",
+                        {k: -v for k, v in instruct.TRUE_REWARD.items()})
+    after = stages()
+    for stage, params in before.items():
+        for name, value in params.items():
+            np.testing.assert_array_equal(after[stage][name], value, err_msg=f"{stage} {name}")

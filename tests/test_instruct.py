@@ -87,17 +87,18 @@ def test_rankings_order_every_pair_with_its_bradley_terry_probability_within_5_s
     cands = I.candidates(p)
     texts = list(cands.values())
     n = 3000
-    above = np.zeros((4, 4))
-    for _ in range(n):
-        order = I.rank(rng, p, texts)
-        pos = [order.index(t) for t in texts]
-        above += np.array([[pos[i] < pos[j] for j in range(4)] for i in range(4)])
-    for i, ki in enumerate(cands):
-        for j, kj in enumerate(cands):
-            if i != j:
-                expected = _sigmoid(I.TRUE_REWARD[ki] - I.TRUE_REWARD[kj])
-                sd = math.sqrt(expected * (1 - expected) / n)
-                assert abs(above[i, j] / n - expected) < 5 * sd, (ki, kj)
+    for tau in (1.0, 0.5):
+        above = np.zeros((4, 4))
+        for _ in range(n):
+            order = I.rank(rng, p, texts, tau)
+            pos = [order.index(t) for t in texts]
+            above += np.array([[pos[i] < pos[j] for j in range(4)] for i in range(4)])
+        for i, ki in enumerate(cands):
+            for j, kj in enumerate(cands):
+                if i != j:
+                    expected = _sigmoid((I.TRUE_REWARD[ki] - I.TRUE_REWARD[kj]) / tau)
+                    sd = math.sqrt(expected * (1 - expected) / n)
+                    assert abs(above[i, j] / n - expected) < 5 * sd, (ki, kj, tau)
 
 
 def test_bayes_accuracy_is_the_closed_form_and_what_the_true_reward_reaches(prompts):
@@ -162,3 +163,44 @@ def test_demonstrations_follow_the_stated_mix_within_5_sigma():
         sd = math.sqrt(share * (1 - share) / len(many))
         assert abs(kinds.count(kind) / len(many) - share) < 5 * sd, kind
     assert I.expected_true_reward(I.DEMONSTRATION_MIX) == pytest.approx(1.2, rel=1e-12)
+
+
+def test_split_sentences_holds_out_a_fraction_of_each_kind_and_prompts_stay_within():
+    grammar = default_grammar()
+    train, held_out = I.split_sentences(np.random.default_rng(8), 0.1)
+    for kind, n in (("A", 760), ("B", 180)):
+        texts = {s.text for s in grammar.sentences if s.kind == kind}
+        assert len(texts) == n
+        assert len(texts & held_out) == math.ceil(0.1 * n)
+        assert texts <= train | held_out
+    assert not train & held_out
+    rng = np.random.default_rng(9)
+    for within in (train, held_out):
+        prompts = I.sample_prompts(rng, 60, within=within)
+        assert len(prompts) == 60 and all(p.sentence.text in within for p in prompts)
+        assert {p.task for p in prompts} == set(I.TASKS)
+    with pytest.raises(ValueError, match="fraction"):
+        I.split_sentences(rng, 1.0)
+    only_a = {s.text for s in grammar.sentences if s.kind == "A"}
+    with pytest.raises(ValueError, match="within"):
+        I.sample_prompts(rng, 3, within=only_a)  # no translation could ever be drawn
+
+
+@pytest.mark.parametrize("name", ["label", "rank", "sample_demonstrations",
+                                  "sample_comparisons", "split_sentences"])
+def test_every_drawing_function_refuses_a_non_generator_by_name(name):
+    """Found in review: these reached an AttributeError ('int' object has no attribute ...)."""
+    (p,) = I.sample_prompts(np.random.default_rng(10), 1)
+    a, b = I.candidates(p)["correct"], I.candidates(p)["off_task"]
+    args = {"label": (p, a, b), "rank": (p, [a, b]), "sample_demonstrations": ([p],),
+            "sample_comparisons": ([p],), "split_sentences": (0.1,)}[name]
+    with pytest.raises(TypeError, match="rng must be a np.random.Generator"):
+        getattr(I, name)(0, *args)
+
+
+def test_a_prompt_text_that_is_no_str_and_a_mix_of_no_numbers_are_refused_by_name():
+    (p,) = I.sample_prompts(np.random.default_rng(11), 1)
+    with pytest.raises(TypeError, match="text"):
+        I.make_prompt(3, "x")
+    with pytest.raises(ValueError, match="mix"):
+        I.sample_demonstrations(np.random.default_rng(0), [p], {"correct": "1"})

@@ -207,6 +207,24 @@ def test_value_loss_gradient_matches_central_differences_on_both_branches():
                 zero={"values": ~cache["use_unclipped"] | (mask == 0)})
 
 
+def test_value_loss_at_the_clip_boundary_takes_the_derivative_from_inside():
+    """V exactly V_old + ε_v with the return above it: beyond the boundary the clipped square
+    (V_clip − R)² is the larger and does not move (derivative 0); inside, both squares are
+    (V − R)² (derivative V − R). The backward takes the inside one, as ppo_policy_loss."""
+    eps, R = 0.25, 1.0
+    v_old, ret, mask = np.zeros((1, 1)), np.full((1, 1), R), np.ones((1, 1))
+
+    def f(v):
+        return ppo.value_loss_forward(np.full((1, 1), v), v_old, ret, mask, clip_value=eps)[0]
+
+    v, h = eps, STEP
+    _, cache = ppo.value_loss_forward(np.full((1, 1), v), v_old, ret, mask, clip_value=eps)
+    analytic = ppo.value_loss_backward(1.0, cache)[0, 0]
+    assert analytic == pytest.approx(v - R, rel=1e-12)
+    assert analytic == pytest.approx((f(v) - f(v - h)) / h, rel=1e-5)  # from inside
+    assert (f(v + h) - f(v)) / h == pytest.approx(0.0, abs=1e-9)  # from outside
+
+
 def test_value_head_gradient_matches_central_differences():
     rng = np.random.default_rng(6)
     h, w, b = rng.normal(size=(2, 3, 4)), rng.normal(size=(4, 1)), rng.normal(size=(1,))
@@ -275,3 +293,19 @@ def test_ppo_loss_gradient_through_a_gpt_with_a_value_head_matches_central_diffe
     zero = {**key_bias_zeros(params, cfg.n_embd), "wpe": np.s_[shape[1]:]}
     check_grads(lambda: ppo.ppo_loss_and_grads(params, cfg, batch, rollout)[0], params, grads,
                 zero)
+
+
+def test_mismatched_shapes_and_an_infinite_beta_are_refused_by_name():
+    """Found in review: β = ∞ passed the check and gave NaN; a values array of another shape
+    reached numpy's IndexError."""
+    x, mask = np.zeros((2, 3)), np.ones((2, 3))
+    with pytest.raises(ValueError, match="beta"):
+        ppo.kl_penalty_forward(x, x, mask, beta=np.inf)
+    with pytest.raises(ValueError, match="values"):
+        ppo.gae(x, np.zeros((3, 2)), mask)
+    with pytest.raises(ValueError, match="advantages"):
+        ppo.ppo_policy_loss_forward(x, x, np.zeros((2, 1)), mask)
+    with pytest.raises(ValueError, match="returns"):
+        ppo.value_loss_forward(x, x, np.zeros(3), mask)
+    with pytest.raises(ValueError, match="logp_ref"):
+        ppo.kl_penalty_forward(x, np.zeros(3), mask)

@@ -128,6 +128,20 @@ def test_reward_of_a_row_does_not_depend_on_the_other_rows_or_their_padding():
         assert alone[0] == pytest.approx(together[b], rel=1e-12, abs=1e-12)
 
 
+def test_the_reward_is_the_head_on_the_final_hidden_state_at_eos():
+    """r_b = w · h[b, t_b] + b with t_b the position of row b's [EOS]: 1 + len(x) + 1 + len(y)
+    ([BOS] x [SEP] y [EOS]), counted here from the lists, not from the mask."""
+    params = rlhf.add_scalar_head(random_params(11), TINY, "rm", np.random.default_rng(11))
+    batch = rlhf.sequence_batch(PROMPTS, RESPONSES)
+    r, cache = rlhf.reward_forward(params, TINY, batch)
+    h = cache["model"]["h"]  # (B, T, C)
+    for b, (x, y) in enumerate(zip(PROMPTS, RESPONSES)):
+        t = len(x) + len(y) + 2
+        assert batch["ids"][b, t] == EOS_ID
+        expected = h[b, t] @ params["rm.w"][:, 0] + params["rm.b"][0]
+        assert r[b] == pytest.approx(expected, rel=1e-12)
+
+
 def test_reward_model_pairwise_loss_gradient_through_the_gpt_matches_central_differences():
     """Five responses (three to one prompt, two to another), ranked; InstructGPT's K-choose-2
     loss; every parameter of the GPT and the head checked. The head's bias b and the final
@@ -201,6 +215,24 @@ def test_dpo_loss_gradient_through_the_gpt_matches_central_differences():
     check_grads(loss, params, grads, _zeros(params, chosen["inputs"].shape[1]))
 
 
+def test_dpo_on_k_choose_2_pairs_of_shared_rows_matches_central_differences():
+    """align.dpo's loss: every pair of two prompts' ranked responses (3 and 2), each row in
+    several pairs, weighted 1/C(K, 2) per prompt. A row's gradient is the sum of its pairs'."""
+    params, ref = random_params(12), random_params(13)
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 2
+    batch = rlhf.sft_batch(prompts, [[D], [C, C], [B, A, D], [A], [B, B]])
+    ref_logps, _ = rlhf.sequence_logprobs(ref, TINY, batch)
+    chosen, rejected, weights = rlhf.k_choose_2_pairs([[1, 0, 2], [4, 3]])
+
+    def loss():
+        return rlhf.dpo_loss_and_grads(params, TINY, batch, ref_logps, chosen, rejected, 0.5,
+                                       weights)[0]
+
+    _, grads = rlhf.dpo_loss_and_grads(params, TINY, batch, ref_logps, chosen, rejected, 0.5,
+                                       weights)
+    check_grads(loss, params, grads, _zeros(params, batch["inputs"].shape[1]))
+
+
 def test_sequence_logprobs_are_the_sft_losses_negated():
     params = random_params(9)
     batch = rlhf.sft_batch(PROMPTS, RESPONSES)
@@ -228,13 +260,14 @@ def _logits_gradient(theta, dlogpi):
     return dlogpi - _softmax(theta) * dlogpi.sum()
 
 
-def _expected_dpo_loss_and_gradient(theta):
+def _expected_dpo_loss_and_gradient(theta, tau=1.0):
     """The DPO loss in expectation over comparisons: each unordered pair {i, j} with
-    probability 1/C(4, 2), labelled i ≻ j with the Bradley–Terry probability on r,
-    σ(r_i − r_j) (DPO's Eq. 1); so every ordered pair (w, l) has weight σ(r_w − r_l) / 6."""
+    probability 1/C(4, 2), labelled i ≻ j with the Bradley–Terry probability on r at the
+    labeler's temperature τ, σ((r_i − r_j)/τ) (DPO's Eq. 1 with the reward r/τ); so every
+    ordered pair (w, l) has weight σ((r_w − r_l)/τ) / 6."""
     n = len(theta)
     w_idx, l_idx = np.array([(i, j) for i in range(n) for j in range(n) if i != j]).T
-    weights = rlhf.sigmoid(REWARD[w_idx] - REWARD[l_idx]) / math.comb(n, 2)
+    weights = rlhf.sigmoid((REWARD[w_idx] - REWARD[l_idx]) / tau) / math.comb(n, 2)
     logpi = np.log(_softmax(theta))
     L, cache = rlhf.dpo_loss_forward(logpi[w_idx], logpi[l_idx], np.log(PI_REF)[w_idx],
                                      np.log(PI_REF)[l_idx], BETA, weights)
@@ -258,6 +291,22 @@ def test_minimising_the_expected_dpo_loss_reaches_the_optimal_policy():
     # the DPO gradient at π* (by Eq. 4) is 0 (history.md §5.7 found 3e-17)
     _, at_optimum = _expected_dpo_loss_and_gradient(np.log(target))
     assert np.abs(at_optimum).max() < 1e-12
+
+
+def test_a_labeler_at_temperature_tau_moves_dpos_optimum_to_r_over_tau():
+    """The labeler's noise sets the reward DPO recovers: with P(w ≻ l) = σ((r_w − r_l)/τ) the
+    optimum is π_ref exp(r/(τβ))/Z, what align.dpo_optimum_true_reward assumes (τ = 2 here:
+    the optimum moves half as far from π_ref as at τ = 1)."""
+    tau = 2.0
+    theta = np.zeros(4)
+    for _ in range(20000):
+        _, grad = _expected_dpo_loss_and_gradient(theta, tau)
+        if np.abs(grad).max() < 1e-13:
+            break
+        theta -= 4.0 * grad
+    target = rlhf.optimal_policy(PI_REF, REWARD / tau, BETA)
+    np.testing.assert_allclose(_softmax(theta), target, rtol=0, atol=OPTIMUM_TOL)
+    assert np.abs(target - rlhf.optimal_policy(PI_REF, REWARD, BETA)).max() > 0.05
 
 
 def test_maximising_reward_minus_beta_kl_reaches_the_optimal_policy():
@@ -302,3 +351,33 @@ def test_bad_input_is_refused_by_name():
         rlhf.pairwise_loss_forward(np.zeros(3), [0, 1], [2])
     with pytest.raises(ValueError, match="ranking"):
         rlhf.k_choose_2_pairs([[0]])
+
+
+def test_mismatched_or_out_of_range_input_is_refused_by_name_not_broadcast():
+    """Found in review: a (1,) reference broadcast over (3,) pairs, a weight vector of the wrong
+    length, an index −1 (numpy reads the last response) and a β ≤ 0 in optimal_policy all
+    gave a number."""
+    z3 = np.zeros(3)
+    with pytest.raises(ValueError, match="ref_w"):
+        rlhf.dpo_loss_forward(z3, z3, np.zeros(1), z3, 1.0)
+    with pytest.raises(ValueError, match="weights"):
+        rlhf.dpo_loss_forward(z3, z3, z3, z3, 1.0, weights=np.ones(1))
+    with pytest.raises(ValueError, match="chosen"):
+        rlhf.pairwise_loss_forward(z3, [0, -1], [1, 2])
+    with pytest.raises(ValueError, match="rejected"):
+        rlhf.pairwise_loss_forward(z3, [0, 1], [1, 3])
+    with pytest.raises(ValueError, match="weights"):
+        rlhf.pairwise_loss_forward(z3, [0, 1], [1, 2], weights=np.ones(3))
+    with pytest.raises(ValueError, match="beta"):
+        rlhf.optimal_policy(np.array([0.5, 0.5]), np.array([1.0, 0.0]), -1.0)
+    with pytest.raises(ValueError, match="pi_ref"):
+        rlhf.optimal_policy(np.array([0.5, 0.0, 0.5]), np.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="reward"):
+        rlhf.optimal_policy(np.array([0.5, 0.5]), np.zeros(3), 1.0)
+
+
+def test_a_missing_scalar_head_is_refused_by_name():
+    """Found in review: a GPT without the head reached KeyError 'rm.w'."""
+    batch = rlhf.sequence_batch(PROMPTS, RESPONSES)
+    with pytest.raises(ValueError, match="'rm'.*add_scalar_head"):
+        rlhf.reward_forward(random_params(14), TINY, batch)
