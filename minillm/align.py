@@ -37,6 +37,7 @@ import numpy as np
 from . import instruct, ppo, rlhf, safetensors
 from .config import TrainConfig
 from .grammar import default_grammar
+from .jobs import Progress
 from .models import GPTConfig, gpt_forward, gpt_init
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 from .task_formats import GPTFormat
@@ -120,9 +121,10 @@ def _step(params, grads, opt, step, steps, lr):
 # The stages
 
 
-def sft(params, cfg, tokenizer, prompts, responses, steps, batch_size, lr, rng):
+def sft(params, cfg, tokenizer, prompts, responses, steps, batch_size, lr, rng, progress=None):
     """Supervised fine-tuning in place: ``steps`` steps of the mean response-only loss on
-    batches drawn with replacement. -> the losses, one per step."""
+    batches drawn with replacement (``progress``, a jobs.Progress, counts them). -> the
+    losses, one per step."""
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10,
                             warmup=max(steps // 10, 1), objective="clm")
     opt = adamw_init(params)
@@ -132,6 +134,8 @@ def sft(params, cfg, tokenizer, prompts, responses, steps, batch_size, lr, rng):
         rows = rng.integers(0, len(prompts), size=batch_size)
         batch = rlhf.sft_batch([x_ids[i] for i in rows], [y_ids[i] for i in rows])
         losses.append(train_step(params, opt, cfg, train_cfg, batch, step))
+        if progress is not None:
+            progress.add()
     return losses
 
 
@@ -154,9 +158,10 @@ def _draw_ranked(rng, tokenizer, prompts, rankings, batch_size):
     return ranked_batch(tokenizer, [prompts[i] for i in pick], [rankings[i] for i in pick])
 
 
-def train_reward_model(params, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, rng):
+def train_reward_model(params, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, rng,
+                       progress=None):
     """The reward model in place (``params`` holding the head "rm"): InstructGPT's loss on
-    batches of batch_size / K ranked prompts. -> the losses."""
+    batches of batch_size / K ranked prompts (``progress`` counts the steps). -> the losses."""
     opt = adamw_init(params)
     losses = []
     for step in range(steps):
@@ -167,6 +172,8 @@ def train_reward_model(params, cfg, tokenizer, prompts, rankings, steps, batch_s
         grads = rlhf.reward_backward(rlhf.pairwise_loss_backward(1.0, loss_cache), cache)
         _step(params, grads, opt, step, steps, lr)
         losses.append(loss)
+        if progress is not None:
+            progress.add()
     return losses
 
 
@@ -184,9 +191,11 @@ def reward_model_accuracy(params, cfg, tokenizer, comparisons):
     return float(np.mean(r_w > r_l))
 
 
-def dpo(params, ref, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, beta, rng):
+def dpo(params, ref, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, beta, rng,
+        progress=None):
     """DPO in place, π_ref = ``ref``: the loss on every pair of each ranking, weighted as the
-    reward model's (1 / C(K, 2) within a prompt). -> the losses."""
+    reward model's (1 / C(K, 2) within a prompt; ``progress`` counts the steps). -> the
+    losses."""
     opt = adamw_init(params)
     losses = []
     for step in range(steps):
@@ -198,6 +207,8 @@ def dpo(params, ref, cfg, tokenizer, prompts, rankings, steps, batch_size, lr, b
                                               beta, weights)
         _step(params, grads, opt, step, steps, lr)
         losses.append(loss)
+        if progress is not None:
+            progress.add()
     return losses
 
 
@@ -249,6 +260,7 @@ def ppo_train(policy, sft_params, rm_params, cfg, tokenizer, prompts, iterations
     reward, KL to SFT, clip fraction (of the last epoch)."""
     opt = adamw_init(policy)
     history = []
+    progress = Progress(iterations, log, f"PPO β = {beta:g}", every=2.0)  # lines when told
     for it in range(iterations):
         pick = rng.integers(0, len(prompts), size=batch_size)
         batch, arrays, stats = rollout(policy, sft_params, rm_params, cfg, tokenizer,
@@ -258,10 +270,11 @@ def ppo_train(policy, sft_params, rm_params, cfg, tokenizer, prompts, iterations
             _step(policy, grads, opt, it * epochs + epoch, iterations * epochs, lr)
         stats = {**stats, "clip_frac": step_stats["clip_frac"]}
         history.append(stats)
+        progress.done = it + 1
         if it % log_every == 0 or it + 1 == iterations:
-            log(f"PPO {it + 1}/{iterations}: true reward {stats['true_reward']:+.3f}, "
-                f"RM reward {stats['rm_reward']:+.3f}, KL to SFT {stats['kl']:.3f}, "
-                f"clip fraction {stats['clip_frac']:.3f}")
+            progress.poll(f"iteration {it + 1}/{iterations}: true reward "
+                          f"{stats['true_reward']:+.3f}, RM reward {stats['rm_reward']:+.3f}, "
+                          f"KL to SFT {stats['kl']:.3f}, clip fraction {stats['clip_frac']:.3f}")
     return history
 
 
@@ -392,7 +405,7 @@ def stage_sft(settings, tokenizer, cfg, data, log=print):
     s, rng = settings, stage_rng(settings, "sft")
     params = gpt_init(cfg, rng)
     losses = sft(params, cfg, tokenizer, data.demo_prompts, data.demonstrations, s.sft_steps,
-                 s.batch_size, s.sft_lr, rng)
+                 s.batch_size, s.sft_lr, rng, Progress(s.sft_steps, log, "SFT", every=0.25))
     log(f"SFT: {s.sft_steps} steps, last loss {losses[-1]:.3f} (mean per response token)")
     return params
 
@@ -403,7 +416,8 @@ def stage_rm(settings, tokenizer, cfg, data, sft_params, log=print):
     s, rng = settings, stage_rng(settings, "rm")
     params = rlhf.add_scalar_head({k: v.copy() for k, v in sft_params.items()}, cfg, "rm", rng)
     losses = train_reward_model(params, cfg, tokenizer, data.ranked_prompts, data.rankings,
-                                s.rm_steps, s.batch_size, s.rm_lr, rng)
+                                s.rm_steps, s.batch_size, s.rm_lr, rng,
+                                Progress(s.rm_steps, log, "RM", every=0.25))
     accuracy = reward_model_accuracy(params, cfg, tokenizer, data.test_comparisons)
     se = math.sqrt(accuracy * (1 - accuracy) / len(data.test_comparisons))
     bayes = instruct.bayes_accuracy(data.test_prompts)
@@ -418,7 +432,8 @@ def stage_dpo(settings, tokenizer, cfg, data, sft_params, log=print):
     s, rng = settings, stage_rng(settings, "dpo")
     params = {k: v.copy() for k, v in sft_params.items()}
     losses = dpo(params, sft_params, cfg, tokenizer, data.ranked_prompts, data.rankings,
-                 s.dpo_steps, s.batch_size, s.dpo_lr, s.beta, rng)
+                 s.dpo_steps, s.batch_size, s.dpo_lr, s.beta, rng,
+                 Progress(s.dpo_steps, log, "DPO", every=0.25))
     log(f"DPO: {s.dpo_steps} steps, loss {losses[0]:.3f} (log 2 at the start) -> "
         f"{losses[-1]:.3f}; its optimum on the candidates would score "
         f"{dpo_optimum_true_reward(s.beta):.3f}")

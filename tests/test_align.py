@@ -344,3 +344,15 @@ def test_no_stage_trains_on_the_true_reward(monkeypatch):
     for stage, params in before.items():
         for name, value in params.items():
             np.testing.assert_array_equal(after[stage][name], value, err_msg=f"{stage} {name}")
+
+
+def test_every_stage_shows_its_progress_with_an_eta():
+    """align --demo takes minutes: each training stage prints progress lines with the time
+    elapsed and an ETA, and PPO's lines carry its per-iteration measures."""
+    lines = []
+    align.run(align.TINY, log=lines.append)
+    for stage in ("SFT", "RM", "DPO", f"PPO β = {align.TINY.ppo_beta:g}",
+                  f"PPO β = {align.TINY.hack_beta:g}"):
+        shown = [line for line in lines if line.startswith(stage + " ") and "ETA" in line]
+        assert shown and shown[-1].startswith(f"{stage} 100% |"), (stage, lines)
+    assert any("true reward" in line and "ETA" in line for line in lines)
