@@ -310,7 +310,8 @@ def build_parser():
         "(train --objective caption) beside the truth and beside those of the text-only model "
         "in --text-only (train --objective caption --fusion none: the same GPT on the same "
         "texts, never shown the picture). Then the slot accuracy of both on --pictures more "
-        "fresh pictures, and chance: the grammar's most likely answer to each question.")
+        "fresh pictures, and chance: how often the grammar's most likely answer to each question "
+        "is right on those pictures.")
     cp.add_argument("--checkpoint", default=default_checkpoint("caption"), metavar="FILE",
                     help="a checkpoint of --objective caption with --fusion prefix or cross "
                     f"(default: {default_checkpoint('caption')})")
@@ -1126,7 +1127,8 @@ def cmd_caption(args):
     numbers = compare_slot_accuracy(fused, text_only, tokenizer,
                                     sample_pictures(rng, args.pictures))
     print(f"\nslot accuracy on {args.pictures} more fresh pictures (chance: the grammar's most "
-          "likely answer, what a model that never reads the picture can reach):")
+          "likely answer, what a model that never reads the picture scores, on the same "
+          "pictures):")
     print(f"    {'slot':<10}{'fused':>8}{'text-only':>11}{'chance':>8}")
     by_slot = numbers["by_slot"]
     for slot in (*QUESTIONS, "mean"):
