@@ -392,10 +392,10 @@ def _how_to_make(objective):
     return f"python -m minillm (the demo) or {train}" if objective in DEMO_OBJECTIVES else train
 
 
-def _load(path, command):
-    """The checkpoint at --checkpoint for ``command``, or one clear line: how to make one if
-    there is none, and which objective the command needs if it holds a model trained for
-    another job (JOBS)."""
+def _load(path, command, flag="--checkpoint"):
+    """The checkpoint at ``flag`` (--checkpoint; caption's --text-only) for ``command``, or one
+    clear line naming ``flag``: how to make one if there is none, and which objective the
+    command needs if it holds a model trained for another job (JOBS)."""
     from .objectives import title
 
     served = served_by(command)
@@ -405,13 +405,13 @@ def _load(path, command):
         if path == default_checkpoint(command):  # another objective's run may be there
             others = [run_path(o) for o in served[1:] if os.path.isfile(run_path(o))]
             hint = f", or give --checkpoint {others[0]}" if others else ""
-        raise UserError(f"--checkpoint {path!r} does not exist; train one first with: "
+        raise UserError(f"{flag} {path!r} does not exist; train one first with: "
                         f"{_how_to_make(served[0])}{hint}")
-    loaded = _read_checkpoint(path, "--checkpoint")
-    _refuse_ids_only(loaded[2], path, "--checkpoint")
+    loaded = _read_checkpoint(path, flag)
+    _refuse_ids_only(loaded[2], path, flag)
     objective = loaded[1].objective
     if objective not in served:
-        raise UserError(f"--checkpoint {path!r} was trained with --objective {objective} "
+        raise UserError(f"{flag} {path!r} was trained with --objective {objective} "
                         f"({title(objective)}), not for {command}: {command} needs a checkpoint "
                         f"of {needs}, such as {default_checkpoint(command)} (made by "
                         f"{_how_to_make(served[0])}); this one is for "
@@ -1073,8 +1073,8 @@ def _check_out(path, what):
 def _caption_model(path, fused):
     """The (params, cfg) of a caption checkpoint: a fused one (fusion prefix or cross), or
     the text-only baseline (fusion none)."""
-    cfg, _, tokenizer, state = _load(path, "caption")
     flag = "--checkpoint" if fused else "--text-only"
+    cfg, _, tokenizer, state = _load(path, "caption", flag)
     if fused and cfg.fusion == "none":
         raise UserError(f"--checkpoint {path!r} holds the text-only baseline (--fusion none), "
                         "which never reads the picture: give it as --text-only")

@@ -374,3 +374,23 @@ def test_chance_is_the_likeliest_answers_accuracy_on_the_same_pictures():
     assert expected["people"] == 0.0 and 0 < expected["weather"] < 1
     assert numbers["by_slot"]["chance"] == pytest.approx(expected, abs=1e-12)
     assert numbers["chance"] == pytest.approx(np.mean(list(expected.values())), abs=1e-12)
+
+
+def test_a_bad_text_only_checkpoint_is_named_by_its_own_option(tmp_path, monkeypatch, capsys):
+    """--text-only that does not exist, or holds another objective's model, is refused in one
+    line that names --text-only (not --checkpoint, which is fine), exit 2."""
+    from minillm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    small = ["--steps", "1", "--batch-size", "2", "--n-embd", "8", "--n-head", "2",
+             "--n-layer", "1", "--n-ctx", "16"]
+    assert main(["train", "--objective", "caption", *small]) == 0
+    assert main(["train", *small, "--out", "clm.safetensors"]) == 0
+    capsys.readouterr()
+    assert main(["caption", "--text-only", "missing.safetensors", "--pictures", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--text-only 'missing.safetensors' does not exist" in err and "--checkpoint" not in err
+    assert main(["caption", "--text-only", "clm.safetensors", "--pictures", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--text-only 'clm.safetensors' was trained with --objective clm" in err
+    assert "--checkpoint 'clm" not in err
