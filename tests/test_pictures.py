@@ -11,7 +11,7 @@ import pytest
 from minillm.grammar import Sentence
 from minillm.pictures import (GROUND_COLOURS, JITTER, MOST_PEOPLE, NOISE, ONE, QUESTIONS, SEVERAL,
                               SIZE, SKY_COLOURS, caption_tokenizer, classify, draw_picture,
-                              png_bytes, sample_pictures, write_png)
+                              png_bytes, sample_pictures, slot_priors, write_png)
 from minillm.tokenizer import UNK_ID
 
 
@@ -50,6 +50,24 @@ def test_pictures_are_rgb_in_the_unit_interval_and_no_two_alike():
     assert len({row.tobytes() for row in flat}) == 100
 
 
+# P(value) of each slot given kind A, derived by hand from grammar.py's tables (the derivation:
+# test_slot_frequencies_follow_the_grammar's docstring).
+EXPECTED_SLOTS = {
+    "weather": {"很好": 0.52, "不错": 0.24, "不好": 0.16, "很热": 0.08},
+    "place": {"公园": 0.38, "海边": 0.2, "学校": 0.146, "商店": 0.194, "图书馆": 0.08},
+    "people": {ONE: 0.35, SEVERAL: 0.65},
+}
+
+
+def test_slot_priors_are_the_grammars_probabilities_given_kind_a_exactly():
+    """slot_priors sums P(s) over the grammar's enumerated kind-A sentences; it must give the
+    hand-derived table (chance_accuracy answers its most likely value of each slot)."""
+    priors = slot_priors()
+    assert set(priors) == set(EXPECTED_SLOTS)
+    for slot, probs in EXPECTED_SLOTS.items():
+        assert priors[slot] == pytest.approx(probs, abs=1e-12), slot
+
+
 def test_slot_frequencies_follow_the_grammar():
     """N = 3000 pictures. The expected frequencies come from grammar.py's tables given kind A:
 
@@ -65,12 +83,7 @@ def test_slot_frequencies_follow_the_grammar():
     """
     N = 3000
     pictures = sample_pictures(np.random.default_rng(4), N)
-    expected = {
-        "weather": {"很好": 0.52, "不错": 0.24, "不好": 0.16, "很热": 0.08},
-        "place": {"公园": 0.38, "海边": 0.2, "学校": 0.146, "商店": 0.194, "图书馆": 0.08},
-        "people": {ONE: 0.35, SEVERAL: 0.65},
-        "n_people": {1: 0.35, 2: 0.65 / 3, 3: 0.65 / 3, 4: 0.65 / 3},
-    }
+    expected = {**EXPECTED_SLOTS, "n_people": {1: 0.35, 2: 0.65 / 3, 3: 0.65 / 3, 4: 0.65 / 3}}
     for slot, probs in expected.items():
         assert sum(probs.values()) == pytest.approx(1.0)
         for value, p in probs.items():
