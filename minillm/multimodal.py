@@ -66,7 +66,7 @@ from .layers import (
     position_embedding_backward,
     position_embedding_forward,
 )
-from .models import (INIT_STD, MODELS, GPTConfig, ModelFamily, _block_shapes, check_finite,
+from .models import (INIT_STD, MODELS, GPTConfig, ModelFamily, block_shapes, check_finite,
                      check_inputs, init_params)
 from .pictures import CAPTION_QUESTION, QUESTIONS, SIZE, slot_priors
 from .tokenizer import BOS_ID, EOS_ID
@@ -184,7 +184,7 @@ def caption_param_shapes(cfg):
                        "img.wpe": (cfg.n_image_tokens, C)})
     shapes.update({"wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)})
     for layer in range(cfg.n_layer):
-        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner, cross=cfg.fusion == "cross"))
+        shapes.update(block_shapes(f"h.{layer}.", C, cfg.n_inner, cross=cfg.fusion == "cross"))
     shapes.update({"ln_f.g": (C,), "ln_f.b": (C,)})
     return shapes
 
