@@ -146,14 +146,21 @@ def draw_picture(sentence, rng, n_people=None):
     docstring), at random positions, with colour jitter and noise. -> Picture.
 
     ``n_people`` is drawn (1 for 我 and 小明; 2 .. MOST_PEOPLE, uniform, for 我们 and 他们)
-    unless given."""
+    unless given; given, it must be one of those counts, or the picture would contradict its
+    answer."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
     if getattr(sentence, "kind", None) != "A":
         raise ValueError(f"sentence must be a kind-A grammar Sentence (it has a weather, a place "
                          f"and a person), got {sentence!r}")
+    low, high = (1, 1) if PEOPLE_OF[sentence.person] == ONE else (2, MOST_PEOPLE)
     if n_people is None:
-        n_people = 1 if PEOPLE_OF[sentence.person] == ONE else int(rng.integers(2, MOST_PEOPLE + 1))
+        n_people = 1 if low == high else int(rng.integers(low, high + 1))
+    elif (isinstance(n_people, bool) or not isinstance(n_people, (int, np.integer))
+          or not low <= n_people <= high):
+        raise ValueError(f"n_people must be an integer from {low} to {high} for "
+                         f"{sentence.person} (its answer is {PEOPLE_OF[sentence.person]}), "
+                         f"got {n_people!r}")
     image = np.zeros((SIZE, SIZE, 3))  # (H, W, 3)
     sky, ground = np.s_[:SKY_ROWS], np.s_[SKY_ROWS:]
     weather, place = sentence.predicate, sentence.place

@@ -160,3 +160,16 @@ def test_the_terminal_picture_is_one_coloured_cell_a_pixel():
     big = enlarged(image, 4)
     assert big.shape == (12, 20, 3)
     np.testing.assert_array_equal(big[4:8, 8:12], np.broadcast_to(image[1, 2], (4, 4, 3)))
+
+
+def test_a_given_number_of_people_must_agree_with_the_sentence():
+    """The picture's answer is its sentence's (我 -> 一个人): a count the person cannot have would
+    draw a picture whose answer the pixels contradict, so it is refused by name."""
+    rng = np.random.default_rng(8)
+    me = Sentence("A", "今天", "天气", "很好", "我", "公园", "玩")
+    we = Sentence("A", "今天", "天气", "很好", "我们", "公园", "玩")
+    assert classify(draw_picture(me, rng, n_people=1).image)[1] == 1
+    assert classify(draw_picture(we, rng, n_people=MOST_PEOPLE).image)[1] == MOST_PEOPLE
+    for sentence, bad in ((me, 3), (we, 1), (we, MOST_PEOPLE + 1), (we, 0), (we, 2.0), (me, True)):
+        with pytest.raises(ValueError, match=f"n_people must be .*got {bad!r}"):
+            draw_picture(sentence, rng, n_people=bad)
