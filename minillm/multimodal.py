@@ -106,6 +106,11 @@ def patch_embed_forward(images, w, b, pos, P):
 
     images (B, rows, cols, 3), w = E (P·P·3, C), b (C,), pos = E_pos (N, C) -> z (B, N, C).
     """
+    if np.ndim(images) != 4:
+        raise ValueError(f"images must have shape (B, rows, cols, channels), "
+                         f"got {np.shape(images)}")
+    if isinstance(P, bool) or not isinstance(P, (int, np.integer)) or P < 1:
+        raise ValueError(f"P must be a positive integer, got {P!r}")
     B, rows, cols, K = images.shape
     if rows % P or cols % P:
         raise ValueError(f"images of {rows}×{cols} pixels do not split into patches of P={P}")

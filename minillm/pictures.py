@@ -339,6 +339,8 @@ def png_bytes(image):
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError("image must be finite: a NaN or an infinity has no colour")
     H, W, _ = image.shape
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)  # (H, W, 3)
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(H))

@@ -215,6 +215,13 @@ def test_bad_configs_and_inputs_are_refused_by_name():
         fused_forward(params, TINY, np.zeros((1, 8, 8, 3)), np.zeros((1, 2), dtype=int))
     with pytest.raises(ValueError, match="images and sequences must pair up"):
         caption.make_batch([np.zeros((4, 4, 3))], [[7], [8]])
+    w, b, pos = np.zeros((48, 4)), np.zeros(4), np.zeros((16, 4))
+    with pytest.raises(ValueError, match=r"images must have shape \(B, rows, cols, channels\), "
+                                         r"got \(16, 16, 3\)"):
+        patch_embed_forward(np.zeros((16, 16, 3)), w, b, pos, 4)  # one picture, no batch axis
+    for P in (0, -4, 2.0, True):
+        with pytest.raises(ValueError, match=f"P must be a positive integer, got {P!r}"):
+            patch_embed_forward(np.zeros((1, 16, 16, 3)), w, b, pos, P)
 
 
 def test_train_caption_from_the_command_line(tmp_path, capsys):

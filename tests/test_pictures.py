@@ -147,6 +147,8 @@ def test_the_png_decodes_back_to_the_same_bytes(tmp_path):
     assert pixels.shape == (5, 7, 3)
     with pytest.raises(ValueError, match="image must have shape"):
         png_bytes(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="image must be finite"):
+        png_bytes(np.full((2, 2, 3), np.nan))  # not silently written as some colour
 
 
 def test_the_terminal_picture_is_one_coloured_cell_a_pixel():
