@@ -1255,11 +1255,13 @@ def _fill_defaults(args):
 
 
 # The options that only some objectives read: --arch picks a clm run's GPT, --plm-k XLNet's
-# partial prediction, --masking BERT's masks, --fusion how a caption model reads its picture.
-# Given with another objective they would be silently ignored, so they are refused, even at
-# their defaults (which TrainConfig's rules cannot tell from a choice).
+# partial prediction, --masking BERT's masks, --fusion how a caption model reads its picture,
+# --pool a fixed set of grammar sentences (tasks and mix train on task pairs, caption on fresh
+# pictures). Given with another objective they would be silently ignored, so they are refused,
+# even at their defaults (which TrainConfig's rules cannot tell from a choice).
 READ_ONLY_BY = {"arch": ("clm",), "plm_k": ("xlnet",), "masking": ("mlm", "span"),
-                "fusion": ("caption",)}
+                "fusion": ("caption",),
+                "pool": ("clm", "mlm", "span", "t5", "bart", "xlnet", "elmo")}
 
 
 def _refuse_unread(given, args, objective):

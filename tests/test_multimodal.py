@@ -248,8 +248,11 @@ def test_train_caption_from_the_command_line(tmp_path, capsys):
     assert "--fusion cross" in capsys.readouterr().err
 
 
-def test_train_refuses_fusion_without_caption_and_caption_with_a_text_file(tmp_path, capsys):
+def test_train_refuses_fusion_without_caption_and_caption_with_a_text_file(tmp_path, monkeypatch,
+                                                                           capsys):
     from minillm.cli import main
+
+    monkeypatch.chdir(tmp_path)  # had a refusal failed, its run writes runs/ here
 
     assert main(["train", "--objective", "clm", "--fusion", "cross", "--steps", "1"]) == 2
     assert "--fusion cross needs --objective caption, got --objective clm" in capsys.readouterr().err
@@ -257,6 +260,10 @@ def test_train_refuses_fusion_without_caption_and_caption_with_a_text_file(tmp_p
     text.write_text("小猫喜欢吃鱼。\n", encoding="utf-8")
     assert main(["train", "--objective", "caption", "--data", str(text), "--steps", "1"]) == 2
     assert "which a text file does not have" in capsys.readouterr().err
+    # --pool fixes a set of grammar sentences; caption draws fresh pictures every step and
+    # would silently ignore it.
+    assert main(["train", "--objective", "caption", "--pool", "50", "--steps", "1"]) == 2
+    assert "--pool 50 needs --objective clm, " in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------
