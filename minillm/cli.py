@@ -1096,9 +1096,12 @@ def cmd_caption(args):
                            terminal_blocks, write_png)
     from .tokenizer import pad
 
+    from .memory import BYTES_PER_PICTURE, check_fits
+
     for flag, path in (("--png", args.png), ("--json", args.json)):
         if path is not None:
             _check_out(path, flag)
+    check_fits(args.pictures * BYTES_PER_PICTURE, f"--pictures {args.pictures}")
     fused, tokenizer, _ = _caption_model(args.checkpoint, fused=True)
     text_only = None
     if os.path.exists(args.text_only) or args.text_only != run_path("caption_text"):

@@ -408,3 +408,39 @@ def test_a_bad_text_only_checkpoint_is_named_by_its_own_option(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "--text-only 'clm.safetensors' was trained with --objective clm" in err
     assert "--checkpoint 'clm" not in err
+
+
+def test_slot_accuracy_reads_the_pictures_a_bounded_batch_at_a_time(monkeypatch):
+    """--pictures 50000 must not run one forward pass over all of them (its memory grows with
+    the batch: 1.6 GB for 5000): slot_accuracy answers EVAL_BATCH pictures at a time. With
+    answers that read each picture by hand (pictures.classify), every batch's answers must
+    line up with its own pictures: all right."""
+    import minillm.multimodal as multimodal
+    from minillm.pictures import classify, sample_pictures
+
+    slot_of = {question: slot for slot, question in QUESTIONS.items()}
+    batches = []
+
+    def by_hand(params, cfg, tokenizer, images, question):
+        batches.append(len(images))
+        return [classify(image)[0][slot_of[question]] for image in images]
+
+    monkeypatch.setattr(multimodal, "answers", by_hand)
+    monkeypatch.setattr(multimodal, "EVAL_BATCH", 4)
+    pictures = sample_pictures(np.random.default_rng(14), 10)
+    accuracy = multimodal.slot_accuracy(None, None, None, pictures)
+    assert accuracy == {**{slot: 1.0 for slot in QUESTIONS}, "mean": 1.0}
+    assert batches == [4, 4, 2] * len(QUESTIONS)
+
+
+def test_caption_refuses_more_pictures_than_memory_holds(tmp_path, monkeypatch, capsys):
+    """Each picture of --pictures is held while the models answer (about 8 KB): a million need
+    7.63 GB, refused in one line before anything is drawn when the process may have 1 GB."""
+    import minillm.memory
+    from minillm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(minillm.memory, "available_bytes", lambda: 2**30)
+    assert main(["caption", "--pictures", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--pictures 1000000 would need about 7.63 GB of memory, more than the 1.00 GB" in err
