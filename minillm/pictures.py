@@ -229,22 +229,19 @@ def picture_text(picture, rng):
 
 class PictureData:
     """What ``train --objective caption`` trains on: fresh pictures every step, each with one
-    text (picture_text), encoded. ``sample`` returns (None, [(image, ids), ...]); with
-    ``text_only`` the examples are the texts' ids alone (the text-only baseline, a GPT trained
-    on the same texts without their pictures)."""
+    text (picture_text), encoded. ``sample`` returns (None, [(image, ids), ...]). The text-only
+    baseline (``--fusion none``) trains on the same examples: its model never reads the image."""
 
-    def __init__(self, tokenizer, text_only=False):
-        self.tokenizer, self.text_only = tokenizer, text_only
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
         self.floor = None
         self.name = "pictures drawn from the grammar, each with its caption or a question and answer"
-        if text_only:
-            self.name = "the captions, questions and answers of pictures drawn from the grammar"
 
     def sample(self, rng, n):
         examples = []
         for picture in sample_pictures(rng, n):
             ids = self.tokenizer.encode(picture_text(picture, rng))
-            examples.append(ids if self.text_only else (picture.image, ids))
+            examples.append((picture.image, ids))
         return None, examples
 
 
