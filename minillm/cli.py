@@ -310,7 +310,8 @@ def build_parser():
         "(train --objective caption) beside the truth and beside those of the text-only model "
         "in --text-only (train --objective caption --fusion none: the same GPT on the same "
         "texts, never shown the picture). Then the slot accuracy of both on --pictures more "
-        "fresh pictures, and chance: the grammar's most likely answer to each question.")
+        "fresh pictures, and chance: how often the grammar's most likely answer to each question "
+        "is right on those pictures.")
     cp.add_argument("--checkpoint", default=default_checkpoint("caption"), metavar="FILE",
                     help="a checkpoint of --objective caption with --fusion prefix or cross "
                     f"(default: {default_checkpoint('caption')})")
@@ -391,10 +392,10 @@ def _how_to_make(objective):
     return f"python -m minillm (the demo) or {train}" if objective in DEMO_OBJECTIVES else train
 
 
-def _load(path, command):
-    """The checkpoint at --checkpoint for ``command``, or one clear line: how to make one if
-    there is none, and which objective the command needs if it holds a model trained for
-    another job (JOBS)."""
+def _load(path, command, flag="--checkpoint"):
+    """The checkpoint at ``flag`` (--checkpoint; caption's --text-only) for ``command``, or one
+    clear line naming ``flag``: how to make one if there is none, and which objective the
+    command needs if it holds a model trained for another job (JOBS)."""
     from .objectives import title
 
     served = served_by(command)
@@ -404,13 +405,13 @@ def _load(path, command):
         if path == default_checkpoint(command):  # another objective's run may be there
             others = [run_path(o) for o in served[1:] if os.path.isfile(run_path(o))]
             hint = f", or give --checkpoint {others[0]}" if others else ""
-        raise UserError(f"--checkpoint {path!r} does not exist; train one first with: "
+        raise UserError(f"{flag} {path!r} does not exist; train one first with: "
                         f"{_how_to_make(served[0])}{hint}")
-    loaded = _read_checkpoint(path, "--checkpoint")
-    _refuse_ids_only(loaded[2], path, "--checkpoint")
+    loaded = _read_checkpoint(path, flag)
+    _refuse_ids_only(loaded[2], path, flag)
     objective = loaded[1].objective
     if objective not in served:
-        raise UserError(f"--checkpoint {path!r} was trained with --objective {objective} "
+        raise UserError(f"{flag} {path!r} was trained with --objective {objective} "
                         f"({title(objective)}), not for {command}: {command} needs a checkpoint "
                         f"of {needs}, such as {default_checkpoint(command)} (made by "
                         f"{_how_to_make(served[0])}); this one is for "
@@ -1072,8 +1073,8 @@ def _check_out(path, what):
 def _caption_model(path, fused):
     """The (params, cfg) of a caption checkpoint: a fused one (fusion prefix or cross), or
     the text-only baseline (fusion none)."""
-    cfg, _, tokenizer, state = _load(path, "caption")
     flag = "--checkpoint" if fused else "--text-only"
+    cfg, _, tokenizer, state = _load(path, "caption", flag)
     if fused and cfg.fusion == "none":
         raise UserError(f"--checkpoint {path!r} holds the text-only baseline (--fusion none), "
                         "which never reads the picture: give it as --text-only")
@@ -1095,9 +1096,12 @@ def cmd_caption(args):
                            terminal_blocks, write_png)
     from .tokenizer import pad
 
+    from .memory import BYTES_PER_PICTURE, check_fits
+
     for flag, path in (("--png", args.png), ("--json", args.json)):
         if path is not None:
             _check_out(path, flag)
+    check_fits(args.pictures * BYTES_PER_PICTURE, f"--pictures {args.pictures}")
     fused, tokenizer, _ = _caption_model(args.checkpoint, fused=True)
     text_only = None
     if os.path.exists(args.text_only) or args.text_only != run_path("caption_text"):
@@ -1126,7 +1130,8 @@ def cmd_caption(args):
     numbers = compare_slot_accuracy(fused, text_only, tokenizer,
                                     sample_pictures(rng, args.pictures))
     print(f"\nslot accuracy on {args.pictures} more fresh pictures (chance: the grammar's most "
-          "likely answer, what a model that never reads the picture can reach):")
+          "likely answer, what a model that never reads the picture scores, on the same "
+          "pictures):")
     print(f"    {'slot':<10}{'fused':>8}{'text-only':>11}{'chance':>8}")
     by_slot = numbers["by_slot"]
     for slot in (*QUESTIONS, "mean"):
@@ -1253,11 +1258,13 @@ def _fill_defaults(args):
 
 
 # The options that only some objectives read: --arch picks a clm run's GPT, --plm-k XLNet's
-# partial prediction, --masking BERT's masks, --fusion how a caption model reads its picture.
-# Given with another objective they would be silently ignored, so they are refused, even at
-# their defaults (which TrainConfig's rules cannot tell from a choice).
+# partial prediction, --masking BERT's masks, --fusion how a caption model reads its picture,
+# --pool a fixed set of grammar sentences (tasks and mix train on task pairs, caption on fresh
+# pictures). Given with another objective they would be silently ignored, so they are refused,
+# even at their defaults (which TrainConfig's rules cannot tell from a choice).
 READ_ONLY_BY = {"arch": ("clm",), "plm_k": ("xlnet",), "masking": ("mlm", "span"),
-                "fusion": ("caption",)}
+                "fusion": ("caption",),
+                "pool": ("clm", "mlm", "span", "t5", "bart", "xlnet", "elmo")}
 
 
 def _refuse_unread(given, args, objective):

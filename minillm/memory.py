@@ -31,6 +31,9 @@ OUTPUT_TEMPORARIES = 2
 # A sentence of the built-in grammar in a --pool: token ids as a Python list and its index
 # (about 160 bytes measured with tracemalloc, 270 at the peak of drawing); with room to spare.
 POOL_BYTES_PER_SENTENCE = 512
+# A picture of caption's --pictures, held while the models answer about it: its 16×16×3 float64
+# image (6144 bytes) and its sentence (about 7200 bytes measured with tracemalloc).
+BYTES_PER_PICTURE = 8192
 
 
 def available_bytes():

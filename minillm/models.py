@@ -188,7 +188,7 @@ def check_params(params, shapes, what="parameters"):
 # Parameters
 
 
-def _block_shapes(pre, C, F, cross=False):
+def block_shapes(pre, C, F, cross=False):
     """Names and shapes of one block's parameters (see transformer.py's docstring)."""
     shapes = {
         pre + "ln_1.g": (C,), pre + "ln_1.b": (C,),
@@ -216,7 +216,7 @@ def gpt_param_shapes(cfg):
     C = cfg.n_embd
     shapes = {"wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)}
     for layer in range(cfg.n_layer):
-        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner))
+        shapes.update(block_shapes(f"h.{layer}.", C, cfg.n_inner))
     if cfg.arch == "gpt2":
         shapes.update({"ln_f.g": (C,), "ln_f.b": (C,)})
     return shapes
@@ -357,7 +357,7 @@ def bert_param_shapes(cfg):
     shapes = {"wte": (V, C), "wpe": (cfg.n_ctx, C), "wtt": (cfg.n_types, C),
               "ln_e.g": (C,), "ln_e.b": (C,)}
     for layer in range(cfg.n_layer):
-        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner))
+        shapes.update(block_shapes(f"h.{layer}.", C, cfg.n_inner))
     shapes.update({
         "mlm.dense.w": (C, C), "mlm.dense.b": (C,), "mlm.ln.g": (C,), "mlm.ln.b": (C,),
         "mlm.bias": (V,),  # the output bias; the output weight is wte, tied
@@ -492,10 +492,10 @@ def seq2seq_param_shapes(cfg):
     shapes = {"wte": (V, C)}  # one table: encoder input, decoder input, and the output layer
     shapes.update({"enc.wpe": (P, C), "enc.ln_e.g": (C,), "enc.ln_e.b": (C,)})
     for layer in range(cfg.n_enc_layer):
-        shapes.update(_block_shapes(f"enc.h.{layer}.", C, cfg.n_inner))
+        shapes.update(block_shapes(f"enc.h.{layer}.", C, cfg.n_inner))
     shapes.update({"dec.wpe": (P, C), "dec.ln_e.g": (C,), "dec.ln_e.b": (C,)})
     for layer in range(cfg.n_dec_layer):
-        shapes.update(_block_shapes(f"dec.h.{layer}.", C, cfg.n_dec_inner, cross=True))
+        shapes.update(block_shapes(f"dec.h.{layer}.", C, cfg.n_dec_inner, cross=True))
     shapes["out_bias"] = (V,)  # BART's final_logits_bias
     return shapes
 
@@ -610,7 +610,7 @@ def xlnet_param_shapes(cfg):
     C, V = cfg.n_embd, cfg.vocab_size
     shapes = {"wte": (V, C), "wpe": (cfg.n_ctx, C), "mask_emb": (C,)}
     for layer in range(cfg.n_layer):
-        shapes.update(_block_shapes(f"h.{layer}.", C, cfg.n_inner))
+        shapes.update(block_shapes(f"h.{layer}.", C, cfg.n_inner))
     shapes["out_bias"] = (V,)  # XLNet's lm_loss bias; the output weight is wte, tied
     return shapes
 

@@ -146,14 +146,21 @@ def draw_picture(sentence, rng, n_people=None):
     docstring), at random positions, with colour jitter and noise. -> Picture.
 
     ``n_people`` is drawn (1 for 我 and 小明; 2 .. MOST_PEOPLE, uniform, for 我们 and 他们)
-    unless given."""
+    unless given; given, it must be one of those counts, or the picture would contradict its
+    answer."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
     if getattr(sentence, "kind", None) != "A":
         raise ValueError(f"sentence must be a kind-A grammar Sentence (it has a weather, a place "
                          f"and a person), got {sentence!r}")
+    low, high = (1, 1) if PEOPLE_OF[sentence.person] == ONE else (2, MOST_PEOPLE)
     if n_people is None:
-        n_people = 1 if PEOPLE_OF[sentence.person] == ONE else int(rng.integers(2, MOST_PEOPLE + 1))
+        n_people = 1 if low == high else int(rng.integers(low, high + 1))
+    elif (isinstance(n_people, bool) or not isinstance(n_people, (int, np.integer))
+          or not low <= n_people <= high):
+        raise ValueError(f"n_people must be an integer from {low} to {high} for "
+                         f"{sentence.person} (its answer is {PEOPLE_OF[sentence.person]}), "
+                         f"got {n_people!r}")
     image = np.zeros((SIZE, SIZE, 3))  # (H, W, 3)
     sky, ground = np.s_[:SKY_ROWS], np.s_[SKY_ROWS:]
     weather, place = sentence.predicate, sentence.place
@@ -222,22 +229,19 @@ def picture_text(picture, rng):
 
 class PictureData:
     """What ``train --objective caption`` trains on: fresh pictures every step, each with one
-    text (picture_text), encoded. ``sample`` returns (None, [(image, ids), ...]); with
-    ``text_only`` the examples are the texts' ids alone (the text-only baseline, a GPT trained
-    on the same texts without their pictures)."""
+    text (picture_text), encoded. ``sample`` returns (None, [(image, ids), ...]). The text-only
+    baseline (``--fusion none``) trains on the same examples: its model never reads the image."""
 
-    def __init__(self, tokenizer, text_only=False):
-        self.tokenizer, self.text_only = tokenizer, text_only
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
         self.floor = None
         self.name = "pictures drawn from the grammar, each with its caption or a question and answer"
-        if text_only:
-            self.name = "the captions, questions and answers of pictures drawn from the grammar"
 
     def sample(self, rng, n):
         examples = []
         for picture in sample_pictures(rng, n):
             ids = self.tokenizer.encode(picture_text(picture, rng))
-            examples.append(ids if self.text_only else (picture.image, ids))
+            examples.append((picture.image, ids))
         return None, examples
 
 
@@ -332,6 +336,8 @@ def png_bytes(image):
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError("image must be finite: a NaN or an infinity has no colour")
     H, W, _ = image.shape
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)  # (H, W, 3)
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(H))

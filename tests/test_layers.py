@@ -25,7 +25,7 @@ from minillm.transformer import (
     weights_under,
     with_prefix,
 )
-from minillm.models import _block_shapes
+from minillm.models import block_shapes
 
 RTOL, ATOL = 1e-5, 1e-7
 
@@ -55,7 +55,7 @@ def _targets(rng, B, T, V):
 
 def _block_params(rng, pre, C, F, cross):
     p = {}
-    for name, shape in _block_shapes(pre, C, F, cross).items():
+    for name, shape in block_shapes(pre, C, F, cross).items():
         p[name] = (1.0 if name.endswith(".g") else 0.0) + 0.3 * rng.normal(size=shape)
     return p
 

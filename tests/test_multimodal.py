@@ -215,6 +215,13 @@ def test_bad_configs_and_inputs_are_refused_by_name():
         fused_forward(params, TINY, np.zeros((1, 8, 8, 3)), np.zeros((1, 2), dtype=int))
     with pytest.raises(ValueError, match="images and sequences must pair up"):
         caption.make_batch([np.zeros((4, 4, 3))], [[7], [8]])
+    w, b, pos = np.zeros((48, 4)), np.zeros(4), np.zeros((16, 4))
+    with pytest.raises(ValueError, match=r"images must have shape \(B, rows, cols, channels\), "
+                                         r"got \(16, 16, 3\)"):
+        patch_embed_forward(np.zeros((16, 16, 3)), w, b, pos, 4)  # one picture, no batch axis
+    for P in (0, -4, 2.0, True):
+        with pytest.raises(ValueError, match=f"P must be a positive integer, got {P!r}"):
+            patch_embed_forward(np.zeros((1, 16, 16, 3)), w, b, pos, P)
 
 
 def test_train_caption_from_the_command_line(tmp_path, capsys):
@@ -241,8 +248,11 @@ def test_train_caption_from_the_command_line(tmp_path, capsys):
     assert "--fusion cross" in capsys.readouterr().err
 
 
-def test_train_refuses_fusion_without_caption_and_caption_with_a_text_file(tmp_path, capsys):
+def test_train_refuses_fusion_without_caption_and_caption_with_a_text_file(tmp_path, monkeypatch,
+                                                                           capsys):
     from minillm.cli import main
+
+    monkeypatch.chdir(tmp_path)  # had a refusal failed, its run writes runs/ here
 
     assert main(["train", "--objective", "clm", "--fusion", "cross", "--steps", "1"]) == 2
     assert "--fusion cross needs --objective caption, got --objective clm" in capsys.readouterr().err
@@ -250,6 +260,10 @@ def test_train_refuses_fusion_without_caption_and_caption_with_a_text_file(tmp_p
     text.write_text("小猫喜欢吃鱼。\n", encoding="utf-8")
     assert main(["train", "--objective", "caption", "--data", str(text), "--steps", "1"]) == 2
     assert "which a text file does not have" in capsys.readouterr().err
+    # --pool fixes a set of grammar sentences; caption draws fresh pictures every step and
+    # would silently ignore it.
+    assert main(["train", "--objective", "caption", "--pool", "50", "--steps", "1"]) == 2
+    assert "--pool 50 needs --objective clm, " in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,9 +302,7 @@ def test_a_short_training_answers_weather_and_place_better_than_the_text_only_mo
     n = 400
     pictures = sample_pictures(np.random.default_rng(123), n)
     numbers = compare_slot_accuracy((fused, cfg), (text_only, text_cfg), tok, pictures)
-    chance = numbers["by_slot"]["chance"]
-    assert chance == pytest.approx({"weather": 0.52, "place": 0.38, "people": 0.65})
-    assert numbers["chance"] == pytest.approx((0.52 + 0.38 + 0.65) / 3)
+    chance = {"weather": 0.52, "place": 0.38, "people": 0.65}  # the grammar's max_v P(v)
     images = np.stack([p.image for p in pictures])
     for slot, question in QUESTIONS.items():  # the text-only model cannot tell pictures apart
         assert len(set(answers(text_only, text_cfg, tok, images, question))) == 1
@@ -338,10 +350,97 @@ def test_the_caption_command_shows_a_picture_and_both_models_answers(tmp_path, m
                                   np.round(enlarged(picture.image, 8) * 255).astype(np.uint8))
     numbers = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
     assert set(numbers["slot_accuracy"]) == {"fused", "text_only"} and numbers["seed"] == 5
-    assert numbers["chance"] == pytest.approx((0.52 + 0.38 + 0.65) / 3)
+    # chance: the grammar's most likely answers, right on the 10 pictures that show them
+    rng = np.random.default_rng(5)  # --seed 5: the picture shown, then --pictures 10 more
+    sample_pictures(rng, 1)
+    pictures = sample_pictures(rng, 10)
+    likeliest = {"weather": "很好", "place": "公园", "people": "几个人"}
+    assert numbers["chance"] == pytest.approx(np.mean(
+        [np.mean([p.slots[slot] == v for p in pictures]) for slot, v in likeliest.items()]))
     assert numbers["pictures"] == 10
     # Each model in its place: the baseline is refused as --checkpoint, and the other way round.
     assert main(["caption", "--checkpoint", "runs/caption_text.safetensors"]) == 2
     assert "holds the text-only baseline" in capsys.readouterr().err
     assert main(["caption", "--text-only", "runs/caption.safetensors"]) == 2
     assert "reads the picture (--fusion prefix)" in capsys.readouterr().err
+
+
+def test_chance_is_the_likeliest_answers_accuracy_on_the_same_pictures():
+    """Chance is what a model that never looks scores on the pictures the models are measured
+    on: it answers the grammar's most likely values 很好, 公园, 几个人 (P = 0.52, 0.38, 0.65,
+    test_pictures.py derives them) and is right on exactly the pictures that show them. On
+    pictures of one person each, it is never right about the people: chance is 0 there, not the
+    grammar's 0.65 (which would make a model that answers 几个人 look below chance)."""
+    from minillm.multimodal import compare_slot_accuracy
+    from minillm.pictures import ONE, caption_tokenizer, draw_picture, sample_kind_a
+
+    rng = np.random.default_rng(11)
+    alone = [s for s in sample_kind_a(rng, 60) if s.person in ("我", "小明")]
+    pictures = [draw_picture(s, rng) for s in alone]
+    assert len(pictures) >= 10 and all(p.slots["people"] == ONE for p in pictures)
+    tok = caption_tokenizer()
+    cfg = CaptionConfig(vocab_size=len(tok), n_ctx=8, n_embd=8, n_head=2, n_layer=1)
+    model = (caption_init(cfg, np.random.default_rng(12)), cfg)
+    numbers = compare_slot_accuracy(model, None, tok, pictures)
+    likeliest = {"weather": "很好", "place": "公园", "people": "几个人"}
+    expected = {slot: np.mean([p.slots[slot] == v for p in pictures])
+                for slot, v in likeliest.items()}
+    assert expected["people"] == 0.0 and 0 < expected["weather"] < 1
+    assert numbers["by_slot"]["chance"] == pytest.approx(expected, abs=1e-12)
+    assert numbers["chance"] == pytest.approx(np.mean(list(expected.values())), abs=1e-12)
+
+
+def test_a_bad_text_only_checkpoint_is_named_by_its_own_option(tmp_path, monkeypatch, capsys):
+    """--text-only that does not exist, or holds another objective's model, is refused in one
+    line that names --text-only (not --checkpoint, which is fine), exit 2."""
+    from minillm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    small = ["--steps", "1", "--batch-size", "2", "--n-embd", "8", "--n-head", "2",
+             "--n-layer", "1", "--n-ctx", "16"]
+    assert main(["train", "--objective", "caption", *small]) == 0
+    assert main(["train", *small, "--out", "clm.safetensors"]) == 0
+    capsys.readouterr()
+    assert main(["caption", "--text-only", "missing.safetensors", "--pictures", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--text-only 'missing.safetensors' does not exist" in err and "--checkpoint" not in err
+    assert main(["caption", "--text-only", "clm.safetensors", "--pictures", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--text-only 'clm.safetensors' was trained with --objective clm" in err
+    assert "--checkpoint 'clm" not in err
+
+
+def test_slot_accuracy_reads_the_pictures_a_bounded_batch_at_a_time(monkeypatch):
+    """--pictures 50000 must not run one forward pass over all of them (its memory grows with
+    the batch: 1.6 GB for 5000): slot_accuracy answers EVAL_BATCH pictures at a time. With
+    answers that read each picture by hand (pictures.classify), every batch's answers must
+    line up with its own pictures: all right."""
+    import minillm.multimodal as multimodal
+    from minillm.pictures import classify, sample_pictures
+
+    slot_of = {question: slot for slot, question in QUESTIONS.items()}
+    batches = []
+
+    def by_hand(params, cfg, tokenizer, images, question):
+        batches.append(len(images))
+        return [classify(image)[0][slot_of[question]] for image in images]
+
+    monkeypatch.setattr(multimodal, "answers", by_hand)
+    monkeypatch.setattr(multimodal, "EVAL_BATCH", 4)
+    pictures = sample_pictures(np.random.default_rng(14), 10)
+    accuracy = multimodal.slot_accuracy(None, None, None, pictures)
+    assert accuracy == {**{slot: 1.0 for slot in QUESTIONS}, "mean": 1.0}
+    assert batches == [4, 4, 2] * len(QUESTIONS)
+
+
+def test_caption_refuses_more_pictures_than_memory_holds(tmp_path, monkeypatch, capsys):
+    """Each picture of --pictures is held while the models answer (about 8 KB): a million need
+    7.63 GB, refused in one line before anything is drawn when the process may have 1 GB."""
+    import minillm.memory
+    from minillm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(minillm.memory, "available_bytes", lambda: 2**30)
+    assert main(["caption", "--pictures", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--pictures 1000000 would need about 7.63 GB of memory, more than the 1.00 GB" in err

@@ -11,7 +11,7 @@ import pytest
 from minillm.grammar import Sentence
 from minillm.pictures import (GROUND_COLOURS, JITTER, MOST_PEOPLE, NOISE, ONE, QUESTIONS, SEVERAL,
                               SIZE, SKY_COLOURS, caption_tokenizer, classify, draw_picture,
-                              png_bytes, sample_pictures, write_png)
+                              png_bytes, sample_pictures, slot_priors, write_png)
 from minillm.tokenizer import UNK_ID
 
 
@@ -50,6 +50,24 @@ def test_pictures_are_rgb_in_the_unit_interval_and_no_two_alike():
     assert len({row.tobytes() for row in flat}) == 100
 
 
+# P(value) of each slot given kind A, derived by hand from grammar.py's tables (the derivation:
+# test_slot_frequencies_follow_the_grammar's docstring).
+EXPECTED_SLOTS = {
+    "weather": {"很好": 0.52, "不错": 0.24, "不好": 0.16, "很热": 0.08},
+    "place": {"公园": 0.38, "海边": 0.2, "学校": 0.146, "商店": 0.194, "图书馆": 0.08},
+    "people": {ONE: 0.35, SEVERAL: 0.65},
+}
+
+
+def test_slot_priors_are_the_grammars_probabilities_given_kind_a_exactly():
+    """slot_priors sums P(s) over the grammar's enumerated kind-A sentences; it must give the
+    hand-derived table (chance_accuracy answers its most likely value of each slot)."""
+    priors = slot_priors()
+    assert set(priors) == set(EXPECTED_SLOTS)
+    for slot, probs in EXPECTED_SLOTS.items():
+        assert priors[slot] == pytest.approx(probs, abs=1e-12), slot
+
+
 def test_slot_frequencies_follow_the_grammar():
     """N = 3000 pictures. The expected frequencies come from grammar.py's tables given kind A:
 
@@ -65,12 +83,7 @@ def test_slot_frequencies_follow_the_grammar():
     """
     N = 3000
     pictures = sample_pictures(np.random.default_rng(4), N)
-    expected = {
-        "weather": {"很好": 0.52, "不错": 0.24, "不好": 0.16, "很热": 0.08},
-        "place": {"公园": 0.38, "海边": 0.2, "学校": 0.146, "商店": 0.194, "图书馆": 0.08},
-        "people": {ONE: 0.35, SEVERAL: 0.65},
-        "n_people": {1: 0.35, 2: 0.65 / 3, 3: 0.65 / 3, 4: 0.65 / 3},
-    }
+    expected = {**EXPECTED_SLOTS, "n_people": {1: 0.35, 2: 0.65 / 3, 3: 0.65 / 3, 4: 0.65 / 3}}
     for slot, probs in expected.items():
         assert sum(probs.values()) == pytest.approx(1.0)
         for value, p in probs.items():
@@ -134,6 +147,8 @@ def test_the_png_decodes_back_to_the_same_bytes(tmp_path):
     assert pixels.shape == (5, 7, 3)
     with pytest.raises(ValueError, match="image must have shape"):
         png_bytes(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="image must be finite"):
+        png_bytes(np.full((2, 2, 3), np.nan))  # not silently written as some colour
 
 
 def test_the_terminal_picture_is_one_coloured_cell_a_pixel():
@@ -147,3 +162,16 @@ def test_the_terminal_picture_is_one_coloured_cell_a_pixel():
     big = enlarged(image, 4)
     assert big.shape == (12, 20, 3)
     np.testing.assert_array_equal(big[4:8, 8:12], np.broadcast_to(image[1, 2], (4, 4, 3)))
+
+
+def test_a_given_number_of_people_must_agree_with_the_sentence():
+    """The picture's answer is its sentence's (我 -> 一个人): a count the person cannot have would
+    draw a picture whose answer the pixels contradict, so it is refused by name."""
+    rng = np.random.default_rng(8)
+    me = Sentence("A", "今天", "天气", "很好", "我", "公园", "玩")
+    we = Sentence("A", "今天", "天气", "很好", "我们", "公园", "玩")
+    assert classify(draw_picture(me, rng, n_people=1).image)[1] == 1
+    assert classify(draw_picture(we, rng, n_people=MOST_PEOPLE).image)[1] == MOST_PEOPLE
+    for sentence, bad in ((me, 3), (we, 1), (we, MOST_PEOPLE + 1), (we, 0), (we, 2.0), (me, True)):
+        with pytest.raises(ValueError, match=f"n_people must be .*got {bad!r}"):
+            draw_picture(sentence, rng, n_people=bad)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from minillm.config import TrainConfig
 from minillm.gradcheck import check_grads, key_bias_zeros, projected
 from minillm.layers import IGNORE_INDEX
-from minillm.models import XLNetConfig, _block_shapes, init_params, xlnet_init
+from minillm.models import XLNetConfig, block_shapes, init_params, xlnet_init
 from minillm.objectives import xlnet as plm
 from minillm.options import OptionError
 from minillm.tokenizer import BOS_ID, EOS_ID, MASK_ID
@@ -47,7 +47,7 @@ def test_two_stream_layer_matches_central_differences_for_both_inputs_and_every_
     they share; one row padded, and z_1's query row reading nothing at all."""
     rng = np.random.default_rng(seed)
     C, B, T = CHECK.n_embd, 2, 5
-    w = noisy(init_params(_block_shapes("", C, CHECK.n_inner), rng, np.float64), rng)
+    w = noisy(init_params(block_shapes("", C, CHECK.n_inner), rng, np.float64), rng)
     arrays = {**w, "h": rng.normal(size=(B, T, C)), "g": rng.normal(size=(B, T, C))}
     order = np.array([rng.permutation(T), [3, 0, 2, 1, 4]])
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
