@@ -1379,6 +1379,7 @@ def cmd_train(args, threads=None):
     from .tokenizer import Tokenizer
     from .config import TASK_OBJECTIVES
     from .data import make_data
+    from .models import ContextTooShort
     from .train import TrainingInterrupted, train
 
     given = _given_settings(args)
@@ -1449,6 +1450,11 @@ def cmd_train(args, threads=None):
     except TrainingInterrupted as err:  # main() prints how to resume: the command, pasteable
         err.resume = _resume_command(out, source["path"] if source else None)
         raise
+    except ContextTooShort as err:  # a training sequence longer than the model's positions
+        where = f"{out!r}'s n_ctx" if args.resume else "--n-ctx"
+        raise UserError(f"{where} {err.n_ctx} is too short for this training data: a batch "
+                        f"holds a sequence of {err.length} tokens; train with an --n-ctx of at "
+                        "least that (a later batch may hold a longer one)") from None
     print(f"checkpoint written to {out}")
     if train_cfg.nsp:
         import numpy as np

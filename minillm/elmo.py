@@ -192,7 +192,7 @@ def elmo_forward(params, cfg, ids):
         top_fwd = LSTM stack fwd(x[0]);  top_bwd = LSTM stack bwd(x[1])
         logits[d] = top_d W_s + b_s                   Θs, shared by both directions
     """
-    from .models import check_ids
+    from .models import ContextTooShort, check_ids
 
     ids = np.asarray(ids)
     if ids.ndim != 3 or ids.shape[0] != 2:
@@ -201,8 +201,7 @@ def elmo_forward(params, cfg, ids):
     for d, direction in enumerate(DIRECTIONS):
         check_ids(ids[d], cfg.vocab_size, f"ids[{d}] ({direction})")
     if ids.shape[2] > cfg.n_ctx:
-        raise ValueError(f"ids: a stream of {ids.shape[2]} tokens is longer than the model's "
-                         f"n_ctx={cfg.n_ctx}")
+        raise ContextTooShort("ids", ids.shape[2], cfg.n_ctx, what="stream")
     x, c_tok = embedding_forward(ids, params["wte"])  # (2, B, T, C)
     top_f, outputs_f, caches_f = lstm_stack_forward(x[0], params, "fwd.", cfg.n_layer)
     top_b, outputs_b, caches_b = lstm_stack_forward(x[1], params, "bwd.", cfg.n_layer)

@@ -154,6 +154,16 @@ def check_finite(logits):
     return logits
 
 
+class ContextTooShort(ValueError):
+    """A sequence longer than the model's context n_ctx (its position table has n_ctx rows).
+    ``length`` is the sequence's length, ``n_ctx`` the model's: train names the option."""
+
+    def __init__(self, name, length, n_ctx, what="sequence"):
+        self.length, self.n_ctx = length, n_ctx
+        super().__init__(f"{name}: a {what} of {length} tokens is longer than the model's "
+                         f"n_ctx={n_ctx}")
+
+
 def check_inputs(cfg, ids, mask, ids_name="ids", mask_name="attention_mask", start=0):
     """The checks every forward pass makes: ``ids`` (B, T) against the vocabulary; the
     sequence, after ``start`` positions already processed, against the context n_ctx; ``mask``
@@ -162,8 +172,7 @@ def check_inputs(cfg, ids, mask, ids_name="ids", mask_name="attention_mask", sta
     ids = check_ids(ids, cfg.vocab_size, ids_name)
     B, T = ids.shape
     if start + T > cfg.n_ctx:
-        raise ValueError(f"{ids_name}: a sequence of {start + T} tokens is longer than the "
-                         f"model's n_ctx={cfg.n_ctx}")
+        raise ContextTooShort(ids_name, start + T, cfg.n_ctx)
     if mask is None:
         return ids, np.ones((B, start + T), dtype=bool)
     return ids, check_mask(mask, (B, start + T), mask_name).astype(bool)

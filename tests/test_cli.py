@@ -304,3 +304,17 @@ def test_masking_given_to_an_objective_that_masks_nothing_is_refused(objective, 
         err = capsys.readouterr().err
         assert err == (f"minillm: error: --masking {masking[1]} needs --objective mlm or span, "
                        f"got --objective {objective}\n")
+
+
+@pytest.mark.parametrize("objective", ["clm", "elmo", "tasks"])
+def test_a_context_too_short_for_the_data_names_n_ctx(objective, tmp_path, capsys):
+    """The grammar's sentences need more than 8 positions: train says so in one line naming
+    --n-ctx and the length it met, not the forward pass's argument name."""
+    assert main(["train", "--objective", objective, "--n-ctx", "8", "--steps", "2",
+                 "--out", str(tmp_path / "m.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("minillm: error: --n-ctx 8 is too short for "
+                                                   "this training data: a batch holds a "
+                                                   "sequence of "), err
+    length = int(err.split("sequence of ")[1].split()[0])
+    assert length > 8
