@@ -74,7 +74,7 @@ def _activation(name):
 # Multi-head attention around the core of layers.attention_forward
 
 
-def _heads_forward(q, k, v, H, allowed, w_proj, b_proj, scale=None):
+def heads_forward(q, k, v, H, allowed, w_proj, b_proj, scale=None):
     """Split into heads, attend, merge, project.
 
     q (B, T, C), k and v (B, S, C) -> y (B, T, C). ``scale``: attention_forward's.
@@ -85,7 +85,7 @@ def _heads_forward(q, k, v, H, allowed, w_proj, b_proj, scale=None):
     return y, {"attention": attention, "proj": proj, "H": H}
 
 
-def _heads_backward(dy, cache):
+def heads_backward(dy, cache):
     """dy (B, T, C) -> dq (B, T, C), dk (B, S, C), dv (B, S, C), dw_proj, db_proj."""
     do, dw_proj, db_proj = linear_backward(dy, cache["proj"])
     H = cache["H"]
@@ -108,7 +108,7 @@ def self_attention_forward(x, w, H, allowed, past=None, scale=None):
     if past is not None:
         k = np.concatenate([past[0], k], axis=1)  # (B, S, C)
         v = np.concatenate([past[1], v], axis=1)  # (B, S, C)
-    y, heads = _heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"], scale)
+    y, heads = heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"], scale)
     return y, {"fused": fused, "heads": heads, "k": k, "v": v, "past": past is not None}
 
 
@@ -116,7 +116,7 @@ def self_attention_backward(dy, cache):
     """dy (B, T, C) -> dx (B, T, C), grads of the sublayer's weights (named as in ``w``)."""
     if cache["past"]:
         raise ValueError("backward through a key/value cache is not supported (generation only)")
-    dq, dk, dv, dw_proj, db_proj = _heads_backward(dy, cache["heads"])
+    dq, dk, dv, dw_proj, db_proj = heads_backward(dy, cache["heads"])
     dqkv = np.concatenate([dq, dk, dv], axis=-1)  # (B, T, 3C)
     dx, dw, db = linear_backward(dqkv, cache["fused"])
     grads = {"c_attn.w": dw, "c_attn.b": db, "c_proj.w": dw_proj, "c_proj.b": db_proj}
@@ -136,13 +136,13 @@ def cross_attention_forward(x, enc, w, H, allowed, enc_kv=None):
         k, v = np.split(kv, 2, axis=-1)  # 2 x (B, S, C)
     else:
         (k, v), ckv = enc_kv, None
-    y, heads = _heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"])
+    y, heads = heads_forward(q, k, v, H, allowed, w["c_proj.w"], w["c_proj.b"])
     return y, {"cq": cq, "ckv": ckv, "heads": heads, "k": k, "v": v}
 
 
 def cross_attention_backward(dy, cache):
     """dy (B, T, C) -> dx (B, T, C), denc (B, S, C), grads. The gradient reaches both sides."""
-    dq, dk, dv, dw_proj, db_proj = _heads_backward(dy, cache["heads"])
+    dq, dk, dv, dw_proj, db_proj = heads_backward(dy, cache["heads"])
     dx, dwq, dbq = linear_backward(dq, cache["cq"])
     denc, dwkv, dbkv = linear_backward(np.concatenate([dk, dv], axis=-1), cache["ckv"])
     grads = {"c_q.w": dwq, "c_q.b": dbq, "c_kv.w": dwkv, "c_kv.b": dbkv,

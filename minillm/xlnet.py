@@ -53,8 +53,8 @@ from .layers import (
 )
 from .models import check_inputs
 from .transformer import (
-    _heads_backward,
-    _heads_forward,
+    heads_backward,
+    heads_forward,
     mlp_backward,
     mlp_forward,
     weights_under,
@@ -151,9 +151,9 @@ def two_stream_forward(h, g, w, spec, content_allowed, query_allowed):
     q_g, cache["q_g"] = linear_forward(g, attn["c_attn.w"][:, :C], attn["c_attn.b"][:C])
     # 2. Both streams attend to the keys and values of h: the content stream to z≤t, the
     #    query stream to z<t.
-    a_h, cache["attn_h"] = _heads_forward(q_h, k, v, H, content_allowed, attn["c_proj.w"],
+    a_h, cache["attn_h"] = heads_forward(q_h, k, v, H, content_allowed, attn["c_proj.w"],
                                           attn["c_proj.b"])  # (B, T, C)
-    a_g, cache["attn_g"] = _heads_forward(q_g, k, v, H, query_allowed, attn["c_proj.w"],
+    a_g, cache["attn_g"] = heads_forward(q_g, k, v, H, query_allowed, attn["c_proj.w"],
                                           attn["c_proj.b"])  # (B, T, C)
     # 3. x = LN_1(x + attn(x)), each stream
     h, cache["ln_1h"] = layernorm_forward(h + a_h, w["ln_1.g"], w["ln_1.b"], eps)
@@ -184,8 +184,8 @@ def two_stream_backward(dh, dg, cache):
     dh, dln1g_h, dln1b_h = layernorm_backward(dh, cache["ln_1h"])  # the sum's gradient
     dg, dln1g_g, dln1b_g = layernorm_backward(dg, cache["ln_1g"])
     # 2. a = attention(q, k, v) for each stream, k and v the same arrays in both
-    dq_h, dk_h, dv_h, dwp_h, dbp_h = _heads_backward(dh, cache["attn_h"])
-    dq_g, dk_g, dv_g, dwp_g, dbp_g = _heads_backward(dg, cache["attn_g"])
+    dq_h, dk_h, dv_h, dwp_h, dbp_h = heads_backward(dh, cache["attn_h"])
+    dq_g, dk_g, dv_g, dwp_g, dbp_g = heads_backward(dg, cache["attn_g"])
     # 1. qkv = h c_attn (k and v read by both streams), q_g = g c_attn[:, :C]
     dqkv = np.concatenate([dq_h, dk_h + dk_g, dv_h + dv_g], axis=-1)  # (B, T, 3C)
     dh_in, dw_attn, db_attn = linear_backward(dqkv, cache["qkv"])
