@@ -77,16 +77,16 @@ class AlignConfig:
     def __post_init__(self):
         for name, value in asdict(self).items():
             if name.endswith(("beta", "lr")):
-                low_ok = value >= 0 if name in ("ppo_beta", "hack_beta") else value > 0
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                    low_ok and value < math.inf)
+                may_be_0 = name in ("ppo_beta", "hack_beta")  # PPO without a KL penalty
+                bound = "a finite number >= 0" if may_be_0 else "a finite number > 0"
+                is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                ok = is_number and (value >= 0 if may_be_0 else value > 0) and value < math.inf
             else:
                 low = 0 if name == "seed" else 1
+                bound = f"an integer >= {low}"
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
             if not ok:
-                raise ValueError(f"AlignConfig.{name} must be a "
-                                 f"{'number' if name.endswith(('beta', 'lr')) else 'integer'} "
-                                 f"in range, got {value!r}")
+                raise ValueError(f"AlignConfig.{name} must be {bound}, got {value!r}")
 
 
 # Settings that run in seconds: the tests' pipeline, on a model too small to learn.

@@ -223,6 +223,19 @@ def test_align_settings_refuse_bad_values_by_name(field, value):
         align.AlignConfig(**{field: value})
 
 
+@pytest.mark.parametrize("field, value, bound", [
+    ("beta", 0.0, "a finite number > 0"), ("dpo_lr", float("inf"), "a finite number > 0"),
+    ("ppo_beta", -0.1, "a finite number >= 0"), ("hack_beta", float("nan"), "a finite number >= 0"),
+    ("beta", "1", "a finite number > 0"), ("sft_steps", 0, "an integer >= 1"),
+    ("seed", -1, "an integer >= 0")])
+def test_align_settings_say_which_values_they_take(field, value, bound):
+    # DPO's beta divides the reward (pi* = pi_ref exp(r / beta) / Z), so it must be > 0;
+    # PPO's KL penalty may be 0 (the reward-hacking run); the message says which.
+    with pytest.raises(ValueError) as caught:
+        align.AlignConfig(**{field: value})
+    assert str(caught.value) == f"AlignConfig.{field} must be {bound}, got {value!r}"
+
+
 def test_judges_kl_is_read_on_the_sampled_tokens_not_on_a_re_encoding_of_their_text(
         monkeypatch):
     """The estimator log π(y|x) − log π_SFT(y|x) has the mean KL(π ‖ π_SFT) only if y is the
