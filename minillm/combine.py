@@ -63,7 +63,8 @@ from .config import TrainConfig
 from .data import DocumentData, GrammarData, packed_length
 from .elmo import blanked_sentences, fill_scores
 from .generate import fill_mask_distributions, seq2seq_greedy
-from .grammar import default_grammar
+from .grammar import (ACTIVITIES, COMMA, KINDS, PEOPLE, PERIOD, PLACES, WEATHER_OF, Sentence,
+                      default_grammar)
 from .instruct import TASKS, sample_prompts, split_sentences
 from .jobs import Progress, Weighted, run_jobs
 from .layers import IGNORE_INDEX, cross_entropy_forward
@@ -238,6 +239,78 @@ def fill_kl_and_accuracy(params, cfg, tokenizer, blanks):
     return np.array(kl), np.array(accuracy)
 
 
+def document_support(grammar):
+    """Every two-sentence document of ``Grammar.sample_documents`` with its probability,
+    {(words of the first sentence, words of the second): P}:
+
+        P(c, b) = P(c | kind C) · P(place | c's weather) · P(activity | place) · P(person)
+
+    b is the kind-B outing of c's time (grammar.py's tables). Σ P = 1."""
+    support = {}
+    for c, p in zip(grammar.sentences, grammar.probs):
+        if c.kind != "C":
+            continue
+        for place, p_place in PLACES[WEATHER_OF[c.predicate]].items():
+            for activity, p_activity in ACTIVITIES[place].items():
+                for person, p_person in PEOPLE.items():
+                    b = Sentence("B", c.time, person=person, place=place, activity=activity)
+                    support[c.words, b.words] = (p / KINDS["C"]) * p_place * p_activity * p_person
+    return support
+
+
+def blanked_documents(grammar, n, rng):
+    """n documents drawn by ``Grammar.sample_documents``, each with one word (not
+    punctuation) of either sentence chosen uniformly and replaced by [MASK]: a list of
+    (first words, second words)."""
+    tokenizer = grammar.tokenizer()
+    blanks = []
+    for first, second in grammar.sample_documents(rng, n):
+        words = [tokenizer.tokenize(first), tokenizer.tokenize(second)]
+        choices = [(i, k) for i in (0, 1) for k, w in enumerate(words[i])
+                   if w not in (COMMA, PERIOD)]
+        i, k = choices[int(rng.integers(len(choices)))]
+        words[i][k] = "[MASK]"
+        blanks.append((tuple(words[0]), tuple(words[1])))
+    return blanks
+
+
+def document_posterior(support, blank):
+    """The true distribution of the one [MASK] of a blanked document, among the documents of
+    ``support`` that agree with all its other words:
+
+        P(w | the others) = Σ_{d agrees, d[mask] = w} P(d) / Σ_{d agrees} P(d)
+    """
+    words = (*blank[0], None, *blank[1])  # None: the boundary, which every document has
+    at = words.index("[MASK]")
+    dist = {}
+    for (a, b), p in support.items():
+        doc = (*a, None, *b)
+        if len(doc) == len(words) and all(x == w for i, (x, w) in enumerate(zip(doc, words))
+                                           if i != at):
+            dist[doc[at]] = dist.get(doc[at], 0.0) + p
+    total = sum(dist.values())
+    return {w: p / total for w, p in dist.items()}
+
+
+def document_fill_kl_and_accuracy(params, cfg, tokenizer, blanks):
+    """For each blanked document: elmo.fill_scores of the BERT's fill of
+    ``[CLS] A [SEP] B [SEP]`` (segments 0 and 1, as NSP trains them) against
+    document_posterior. -> (kl (n,), accuracy (n,))."""
+    support = document_support(default_grammar())
+    kl, accuracy = [], []
+    for a, b in blanks:
+        truth = document_posterior(support, (a, b))
+        ids_a, ids_b = ([MASK_ID if w == "[MASK]" else tokenizer.encode(w)[0] for w in part]
+                        for part in (a, b))
+        ids = [CLS_ID, *ids_a, SEP_ID, *ids_b, SEP_ID]
+        types = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
+        (_, probs), = fill_mask_distributions(params, cfg, ids, token_type_ids=types)
+        k, acc = fill_scores(truth, probs, tokenizer)
+        kl.append(k)
+        accuracy.append(acc)
+    return np.array(kl), np.array(accuracy)
+
+
 def scoring_items(budget, tokenizer, held_out_sentences):
     """What every arm is scored on, from TEST_SEED: held-out prompts per task, span-corrupted
     packed text, blanked sentences, and the generator of the NSP pairs' seed."""
@@ -249,7 +322,8 @@ def scoring_items(budget, tokenizer, held_out_sentences):
         rng, budget.span_items)
     spans = [seq2seq.corrupt(ids, rng, tokenizer, "t5") for ids in texts]
     blanks = blanked_sentences(default_grammar(), budget.fill_items, rng)
-    return {"prompts": prompts, "spans": spans, "blanks": blanks}
+    documents = blanked_documents(default_grammar(), budget.fill_items, rng)
+    return {"prompts": prompts, "spans": spans, "blanks": blanks, "documents": documents}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,6 +354,8 @@ def run_arm(budget, seed, arm, counter):
     else:
         scores["fill_kl"], scores["fill_accuracy"] = fill_kl_and_accuracy(
             params, cfg, tokenizer, items["blanks"])
+        scores["doc_fill_kl"], scores["doc_fill_accuracy"] = document_fill_kl_and_accuracy(
+            params, cfg, tokenizer, items["documents"])
         nsp_cfg = training_config("mlm_nsp", budget, 1)
         scores["nsp_accuracy"] = mlm.nsp_correct(
             params, cfg, DocumentData(default_grammar(), tokenizer), tokenizer, nsp_cfg,
@@ -318,16 +394,19 @@ METRICS = [
     ("exact_match_translate", "翻译 exact match, held-out", True, T5_ARMS),
     ("exact_match_question", "问 exact match, held-out", True, T5_ARMS),
     ("span_nll", "span-corruption loss (nats/token)", False, T5_ARMS),
-    ("fill_kl", "fill KL(truth ‖ model) (nats)", False, BERT_ARMS),
-    ("fill_accuracy", "fill argmax = truth's", True, BERT_ARMS),
+    ("fill_kl", "sentence fill KL(truth ‖ model)", False, BERT_ARMS),
+    ("fill_accuracy", "sentence fill argmax = truth's", True, BERT_ARMS),
+    ("doc_fill_kl", "document fill KL(truth ‖ model)", False, BERT_ARMS),
+    ("doc_fill_accuracy", "document fill argmax = truth's", True, BERT_ARMS),
     ("nsp_accuracy", "NSP accuracy (chance 0.5)", True, BERT_ARMS),
 ]
 # (combined arm, the arm alone, metric): what each combination is compared with.
 COMPARISONS = [
     *[("mix", "tasks", f"exact_match_{task}") for task in TASKS],
     ("mix", "t5", "span_nll"),
-    ("mlm_nsp", "mlm_pairs", "fill_kl"), ("mlm_nsp", "mlm_pairs", "fill_accuracy"),
-    ("mlm_nsp", "mlm", "fill_kl"), ("mlm_nsp", "mlm", "fill_accuracy"),
+    *[(combined, alone, metric) for combined, alone in (("mlm_nsp", "mlm_pairs"),
+                                                        ("mlm_nsp", "mlm"))
+      for metric in ("fill_kl", "fill_accuracy", "doc_fill_kl", "doc_fill_accuracy")],
     ("mlm_nsp", "mlm_pairs", "nsp_accuracy"),
 ]
 

@@ -160,8 +160,8 @@ def test_verdict_only_when_the_interval_excludes_zero(ci, higher, want):
 
 def _made_up_results(seeds=3, n=20):
     """A table whose differences are known: mix answers every 总结 prompt, tasks none; mix's
-    span loss is 0.5 above t5's; the fills are equal; NSP: mlm_nsp right on 80%, the control
-    on half (alternating items, so the difference is exactly 0.3 per seed)."""
+    span loss is 0.5 above t5's; the fills are equal; NSP: mlm_nsp always right, the control
+    on half (alternating items, so the difference is exactly 0.5 per seed)."""
     rng = np.random.default_rng(0)
     results = {}
     for seed in range(seeds):
@@ -170,8 +170,9 @@ def _made_up_results(seeds=3, n=20):
         t5 = {**base, "span_nll": 2.0 + noise}
         mix = {**base, "exact_match_summary": np.ones(n), "span_nll": 2.5 + noise}
         bert = {"fill_kl": 0.1 + np.abs(noise), "fill_accuracy": np.ones(n),
+                "doc_fill_kl": 0.2 + np.abs(noise), "doc_fill_accuracy": np.zeros(n),
                 "nsp_accuracy": np.arange(n) % 2 == 0}
-        nsp = {**bert, "nsp_accuracy": np.arange(n) % 10 < 8}
+        nsp = {**bert, "nsp_accuracy": np.ones(n)}
         for arm, scores in (("tasks", base), ("t5", t5), ("mix", mix), ("mlm", bert),
                             ("mlm_pairs", bert), ("mlm_nsp", nsp)):
             results[seed, arm] = {"scores": {k: [float(x) for x in v] for k, v in scores.items()},
@@ -191,7 +192,7 @@ def test_the_verdicts_of_a_made_up_table():
     assert by["mlm_nsp", "mlm", "fill_kl"]["difference"] == 0.0
     assert by["mlm_nsp", "mlm", "fill_kl"]["verdict"] == "no clear difference"
     nsp = by["mlm_nsp", "mlm_pairs", "nsp_accuracy"]
-    assert nsp["difference"] == pytest.approx(0.3) and nsp["verdict"] == "helps"
+    assert nsp["difference"] == pytest.approx(0.5) and nsp["verdict"] == "helps"
     assert summary["arms"]["span_nll"]["mix"]["value"] == pytest.approx(
         2.5 + np.mean([r["scores"]["span_nll"] for (s, a), r in _made_up_results().items()
                        if a == "t5"]) - 2.0)
@@ -238,3 +239,86 @@ def test_combine_explains_itself_and_refuses_bad_options(tmp_path, capsys, monke
         assert cli_main(["combine", *argv]) == 2
         err = capsys.readouterr().err
         assert flag in err and err.strip().count("\n") == 0 or argv[0] == "--budget", err
+
+
+# ----------------------------------------------------------------------------------------------
+# The NSP documents' own truth
+
+
+def test_the_document_support_sums_to_one_and_holds_every_sampled_document():
+    grammar = default_grammar()
+    support = combine.document_support(grammar)
+    assert sum(support.values()) == pytest.approx(1.0, abs=1e-12)
+    tok = grammar.tokenizer()
+    docs = grammar.sample_documents(np.random.default_rng(3), 4000)
+    keys = [(tuple(tok.tokenize(a)), tuple(tok.tokenize(b))) for a, b in docs]
+    assert all(k in support for k in keys)
+    # The most probable document's frequency: 4000 draws, a bound of 5 binomial standard
+    # deviations around its P from the tables.
+    top = max(support, key=support.get)
+    p = support[top]
+    count = sum(k == top for k in keys)
+    assert abs(count - 4000 * p) < 5 * math.sqrt(4000 * p * (1 - p)) and count > 0
+
+
+def test_a_document_blank_posterior_by_hand():
+    support = combine.document_support(default_grammar())
+    # 今天天气不好。 | 今天我们去[MASK]看书了。: after bad weather the place is 商店 .4, 图书馆 .4,
+    # 学校 .2, and 看书 happens only at 图书馆: the blank is 图书馆 for sure.
+    blank = (("今天", "天气", "不好", "。"), ("今天", "我们", "去", "[MASK]", "看书", "了", "。"))
+    assert combine.document_posterior(support, blank) == pytest.approx({"图书馆": 1.0})
+    # 今天天气不好。 | 今天我们去[MASK]学习了。: 学习 at 图书馆 (.4 · .3) or 学校 (.2 · .3).
+    blank = (("今天", "天气", "不好", "。"), ("今天", "我们", "去", "[MASK]", "学习", "了", "。"))
+    assert combine.document_posterior(support, blank) == pytest.approx(
+        {"图书馆": 0.12 / 0.18, "学校": 0.06 / 0.18})
+    # The first sentence's predicate, given an outing to the beach to swim: 很好 (天气 .5·.2,
+    # 阳光 .6·.2 ... ) — by the tables: P(pred, subj) · P(海边 | weather).
+    blank = (("今天", "天气", "[MASK]", "。"), ("今天", "我们", "去", "海边", "游泳", "了", "。"))
+    joint = {"很好": 0.5 * 0.2, "不错": 0.2 * 0.2, "很热": 0.1 * 0.6}  # 不好: no 海边
+    total = sum(joint.values())
+    assert combine.document_posterior(support, blank) == pytest.approx(
+        {w: p / total for w, p in joint.items()})
+
+
+def test_document_blanks_hold_one_mask_off_punctuation():
+    blanks = combine.blanked_documents(default_grammar(), 50, np.random.default_rng(0))
+    for a, b in blanks:
+        words = (*a, *b)
+        assert words.count("[MASK]") == 1
+    assert {("[MASK]" in a) for a, _ in blanks} == {True, False}  # both sentences get blanks
+
+
+def test_a_document_fill_reads_the_pair_with_its_segments(tokenizer, monkeypatch):
+    seen = []
+
+    def fill(params, cfg, ids, token_type_ids):
+        seen.append((ids, token_type_ids))
+        probs = np.zeros(len(tokenizer))
+        probs[tokenizer.encode("图书馆")[0]] = 1.0
+        return [(ids.index(combine.MASK_ID), probs)]
+
+    monkeypatch.setattr(combine, "fill_mask_distributions", fill)
+    blank = (("今天", "天气", "不好", "。"), ("今天", "我们", "去", "[MASK]", "看书", "了", "。"))
+    kl, accuracy = combine.document_fill_kl_and_accuracy(None, None, tokenizer, [blank])
+    np.testing.assert_allclose(kl, [0.0], atol=1e-12)
+    assert accuracy.tolist() == [1.0]
+    ids, types = seen[0]
+    assert types == [0] * 6 + [1] * 8 and len(ids) == 14
+    assert ids[0] == combine.CLS_ID and ids[5] == ids[13] == combine.SEP_ID
+
+
+def test_fill_mask_distributions_reads_the_segments_it_is_given(tokenizer):
+    from minillm.generate import fill_mask_distributions, next_token_probs
+    from minillm.models import bert_forward
+
+    cfg = combine.configs(TINY, len(tokenizer))["bert"]
+    params = MODELS["bert"].init(cfg, np.random.default_rng(0), dtype=np.float64)
+    params["wtt"] = np.random.default_rng(1).normal(size=params["wtt"].shape)  # segments differ
+    word, other = tokenizer.encode("天气")[0], tokenizer.encode("公园")[0]
+    ids = [combine.CLS_ID, word, combine.SEP_ID, combine.MASK_ID, other, combine.SEP_ID]
+    types = [0, 0, 0, 1, 1, 1]
+    (_, got), = fill_mask_distributions(params, cfg, ids, token_type_ids=types)
+    logits, _, _ = bert_forward(params, cfg, np.array([ids]), np.array([types]))
+    np.testing.assert_allclose(got, next_token_probs(logits[0, 3]), rtol=1e-12)
+    (_, one_segment), = fill_mask_distributions(params, cfg, ids)
+    assert np.abs(got - one_segment).max() > 1e-3
