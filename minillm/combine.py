@@ -429,8 +429,10 @@ def mean_and_interval(scores, rng):
 
 
 def summarize(results, budget, name=None):
-    """results -> the table as JSON: "arms" {metric: {arm: mean, se, ci95, seeds}},
-    "comparisons" [{combined, alone, metric, difference, se, ci95, verdict}], "settings"."""
+    """results -> the table as JSON: "arms" {metric: {arm: value (the mean), se, ci95, seeds,
+    by_seed (each seed's mean)}}, "comparisons" [{combined, alone, metric, difference, se,
+    ci95, seeds, by_seed, verdict}], "training" (per arm: the final training loss, seconds,
+    parameters), "settings"."""
     boot = np.random.default_rng(BOOTSTRAP_SEED)
     arms, comparisons = {}, []
     by_arm = {}  # arm -> {seed: scores}
@@ -442,7 +444,8 @@ def summarize(results, budget, name=None):
             if seeds:
                 scores = np.array([by_arm[arm][s][metric] for s in seeds])  # (seeds, items)
                 arms.setdefault(metric, {})[arm] = {**mean_and_interval(scores, boot),
-                                                    "seeds": seeds}
+                                                    "seeds": seeds,
+                                                    "by_seed": scores.mean(axis=1).tolist()}
     higher = {metric: h for metric, _, h, _ in METRICS}
     for combined, alone, metric in COMPARISONS:
         common = sorted(set(by_arm.get(combined, {})) & set(by_arm.get(alone, {})))
@@ -454,6 +457,7 @@ def summarize(results, budget, name=None):
         comparisons.append({"combined": combined, "alone": alone, "metric": metric,
                             "difference": stats["value"], "se": stats["se"],
                             "ci95": stats["ci95"], "seeds": common,
+                            "by_seed": diff.mean(axis=1).tolist(),
                             "verdict": verdict(stats["ci95"], higher[metric])})
     train = {arm: {"train_loss": float(np.mean([results[s, arm]["train_loss"] for s in seeds])),
                    "seconds": float(np.mean([results[s, arm]["seconds"] for s in seeds])),

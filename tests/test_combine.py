@@ -217,6 +217,7 @@ def test_tiny_runs_end_to_end_and_writes_every_number(tmp_path, capsys):
             assert math.isfinite(cell["value"]) and math.isfinite(cell["se"])
             assert cell["ci95"][0] <= cell["value"] <= cell["ci95"][1]
             assert cell["seeds"] == list(range(TINY.seeds))
+            assert np.mean(cell["by_seed"]) == pytest.approx(cell["value"])
     assert len(table["comparisons"]) == len(combine.COMPARISONS)
     for c in table["comparisons"]:
         assert math.isfinite(c["difference"]) and c["ci95"][0] <= c["difference"] <= c["ci95"][1]
