@@ -112,10 +112,10 @@ HELD_OUT_FRACTION = 0.1
 # Fixed seeds of what must not change between runs or arms: the split, the test items (the
 # same for every arm and seed, so differences are paired), the bootstrap.
 SPLIT_SEED, TEST_SEED, BOOTSTRAP_SEED = 2026, 2027, 7
-# The relative cost of one training step of each arm (seconds per step at the quick budget on
-# one core, measured: tasks 16 ms, t5 and mix 28 ms, mlm 5 ms, the pairs 11 ms), so that the
-# progress line's ETA weighs a step by what it costs.
-STEP_COST = {"tasks": 16, "t5": 28, "mix": 28, "mlm": 5, "mlm_pairs": 11, "mlm_nsp": 11}
+# The relative cost of one training step of each arm, so that the progress line's ETA weighs a
+# step by what it costs: milliseconds per step in the quick run of 2026-12-02 (two jobs on two
+# cores; its "seconds" per arm / 1,500 steps).
+STEP_COST = {"tasks": 19, "t5": 24, "mix": 31, "mlm": 5, "mlm_pairs": 10, "mlm_nsp": 10}
 
 
 def held_out_split():

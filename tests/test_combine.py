@@ -272,8 +272,8 @@ def test_a_document_blank_posterior_by_hand():
     blank = (("今天", "天气", "不好", "。"), ("今天", "我们", "去", "[MASK]", "学习", "了", "。"))
     assert combine.document_posterior(support, blank) == pytest.approx(
         {"图书馆": 0.12 / 0.18, "学校": 0.06 / 0.18})
-    # The first sentence's predicate, given an outing to the beach to swim: 很好 (天气 .5·.2,
-    # 阳光 .6·.2 ... ) — by the tables: P(pred, subj) · P(海边 | weather).
+    # The first sentence's predicate, given 天气 and an outing to the beach to swim:
+    # P(predicate | 天气) · P(海边 | its weather); 游泳 and the person weigh every case alike.
     blank = (("今天", "天气", "[MASK]", "。"), ("今天", "我们", "去", "海边", "游泳", "了", "。"))
     joint = {"很好": 0.5 * 0.2, "不错": 0.2 * 0.2, "很热": 0.1 * 0.6}  # 不好: no 海边
     total = sum(joint.values())
