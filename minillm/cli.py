@@ -13,6 +13,7 @@
     bench          training-step speed against the machine's own matmul floor (bench.py)
     compare        the tutorial's capability table, measured (compare.py)
     scale          scaling laws against the true entropy, and in-context learning (scale.py)
+    combine        训练目标可以组合: T5's mix and BERT's MLM + NSP against their parts (combine.py)
     align          InstructGPT's SFT, reward model and PPO, and DPO, against a known labeler
                    (align.py)
 
@@ -366,6 +367,9 @@ def build_parser():
                    help="fit scaling laws over a sweep of GPT sizes and token budgets, beside "
                    "the source's true entropy; measure in-context learning "
                    "(python -m minillm scale --help)")
+    sub.add_parser("combine", add_help=False,
+                   help="measure what combining objectives buys: T5's tasks + span corruption "
+                   "and BERT's MLM + NSP against each alone (python -m minillm combine --help)")
     sub.add_parser("align", add_help=False,
                    help="SFT, a reward model, PPO and DPO against a labeler whose true reward "
                    "is known (python -m minillm align --help)")
@@ -1574,6 +1578,10 @@ def _run(argv):
         from .scale import main as scale_main
 
         return scale_main(argv[1:])
+    if argv[:1] == ["combine"]:
+        from .combine import main as combine_main
+
+        return combine_main(argv[1:])
     if argv[:1] == ["align"]:
         from .align import main as align_main
 

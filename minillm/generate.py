@@ -102,13 +102,14 @@ def next_word_distribution(params, cfg, prompt_ids, bos_id=BOS_ID):
 # Mask filling (BERT)
 
 
-def fill_mask_distributions(params, cfg, ids, mask_id=None):
+def fill_mask_distributions(params, cfg, ids, mask_id=None, token_type_ids=None):
     """The model's distribution over the vocabulary at every [MASK] of one input.
 
     ids: the token ids of ``[CLS] ... [SEP]`` with one or more [MASK]. Returns a list of
     (position, probs (V,)) in position order. Each [MASK] is predicted from every other token
     on both sides: the encoder is bidirectional. ``mask_id``: the model's [MASK] id (default
-    minillm's).
+    minillm's). ``token_type_ids``: the segments of a ``[CLS] A [SEP] B [SEP]`` pair (default
+    all 0, one segment).
     """
     from .models import bert_forward
     from .tokenizer import MASK_ID
@@ -118,7 +119,8 @@ def fill_mask_distributions(params, cfg, ids, mask_id=None):
     positions = np.flatnonzero(ids == mask_id)
     if positions.size == 0:
         raise ValueError("the text has no [MASK] to fill")
-    mlm_logits, _, _ = bert_forward(params, cfg, ids[None])
+    types = None if token_type_ids is None else np.asarray(token_type_ids)[None]
+    mlm_logits, _, _ = bert_forward(params, cfg, ids[None], types)
     return [(int(t), next_token_probs(mlm_logits[0, t])) for t in positions]
 
 

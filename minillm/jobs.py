@@ -47,6 +47,17 @@ class Progress:
                  f"ETA {format_seconds(eta)}")
 
 
+class Weighted:
+    """A progress counter whose every add() counts ``weight`` units of work (compare.fit adds
+    one per step; a sweep's progress counts FLOPs, so that a big model's step weighs more)."""
+
+    def __init__(self, counter, weight):
+        self.counter, self.weight = counter, weight
+
+    def add(self, n=1):
+        self.counter.add(n * self.weight)
+
+
 class _SharedCounter:
     """A worker's view of the work counter: a multiprocessing.Value the parent polls."""
 

@@ -62,7 +62,7 @@ from . import capabilities as cap
 from . import icl
 from . import scaling_law as law
 from .compare import fit
-from .jobs import Progress, run_jobs
+from .jobs import Progress, Weighted, run_jobs
 from .layers import IGNORE_INDEX, cross_entropy_forward
 from .models import GPTConfig, MODELS, gpt_forward
 from .objectives import clm
@@ -203,20 +203,9 @@ def train_gpt(cfg, documents_of, tokens, key, counter, expected_tokens):
 
     step_work = batch_size * expected_tokens * _work_per_token(cfg)
     record = fit(params, cfg, "clm", next_batch, steps, key["lr"], seed,
-                 _Weighted(counter, step_work))
+                 Weighted(counter, step_work))
     return params, {"tokens": record["text_tokens"], "steps": steps,
                     "seconds": record["seconds"], "train_loss": record["loss"]}
-
-
-class _Weighted:
-    """A progress counter whose every add() counts ``weight`` units of work (fit adds one per
-    step; the sweep's progress counts FLOPs, so that a big model's step weighs more)."""
-
-    def __init__(self, counter, weight):
-        self.counter, self.weight = counter, weight
-
-    def add(self, n=1):
-        self.counter.add(n * self.weight)
 
 
 def document_nll(params, cfg, documents, batch_size=256):

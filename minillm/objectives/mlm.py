@@ -107,12 +107,18 @@ def loss_and_grads(params, cfg, batch, reduction="sum"):
     return L, n, backward(cache)
 
 
-def nsp_accuracy(params, cfg, data, tokenizer, train_cfg, rng, n=400):
-    """The share of ``n`` fresh ``[CLS] A [SEP] B [SEP]`` pairs of ``data`` (B the true next
-    sentence half of the time, masked as in training) whose next-sentence label the NSP head
-    gets right. Chance is 1/2."""
+def nsp_correct(params, cfg, data, tokenizer, train_cfg, rng, n=400):
+    """For each of ``n`` fresh ``[CLS] A [SEP] B [SEP]`` pairs of ``data`` (B the true next
+    sentence half of the time, masked as in training): 1.0 where the NSP head's argmax is the
+    pair's next-sentence label, else 0.0. -> (n,)."""
     _, documents = data.sample(rng, n)
     batch = training_batch(documents, None, rng, tokenizer, train_cfg)
     _, nsp_logits, _ = bert_forward(params, cfg, batch["inputs"], batch["token_type_ids"],
                                     batch["attention_mask"])  # (n, 2)
-    return float(np.mean(nsp_logits.argmax(axis=-1) == batch["next_sentence_label"]))
+    return (nsp_logits.argmax(axis=-1) == batch["next_sentence_label"]).astype(np.float64)
+
+
+def nsp_accuracy(params, cfg, data, tokenizer, train_cfg, rng, n=400):
+    """The share of ``n`` fresh pairs whose next-sentence label the NSP head gets right
+    (nsp_correct's mean). Chance is 1/2."""
+    return float(np.mean(nsp_correct(params, cfg, data, tokenizer, train_cfg, rng, n)))
