@@ -5,7 +5,7 @@
     generate       continue a prompt with a trained GPT
     score          the tutorial's formula on one text: log P(w_t | w_<t) step by step
     next           the top next words after a prompt, beside the grammar's true ones
-    fill           fill the [MASK] of a text with a trained BERT (or ELMo's two directions)
+    fill           fill the [MASK] of a text with a trained BERT (or an XLNet, or an ELMo)
     seq2seq        turn one text into another with a trained encoder-decoder
     caption        draw a fresh picture: a fused model's caption and answers beside the truth
     export         write a trained model as a Hugging Face folder (GPT-2, BERT or BART)
@@ -271,7 +271,7 @@ def build_parser():
     _json_option(nx)
 
     f = _reading_command(
-        sub, "fill", help="fill the [MASK] of a text with a trained BERT (or XLNet)",
+        sub, "fill", help="fill the [MASK] of a text with a trained BERT (or an XLNet, or an ELMo)",
         description="Predict the word at each [MASK] of TEXT with the BERT in --checkpoint "
         "(made by the demo or by 'minillm train --objective mlm', or span). The encoder reads "
         "the whole text, both sides of the [MASK]. An XLNet (--objective xlnet) predicts "
