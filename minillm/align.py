@@ -38,7 +38,7 @@ from . import instruct, ppo, rlhf, safetensors
 from .config import TrainConfig
 from .grammar import default_grammar
 from .jobs import Progress
-from .models import GPTConfig, gpt_forward, gpt_init
+from .models import GPTConfig, check_params, gpt_forward, gpt_init, gpt_param_shapes
 from .optim import adamw_init, adamw_step, clip_by_global_norm, learning_rate
 from .task_formats import GPTFormat
 from .layers import IGNORE_INDEX
@@ -370,14 +370,19 @@ class Data:
     test_comparisons: list
 
 
+def model_config(settings, vocab_size):
+    """The GPT every stage of ``settings`` trains: the grammar's vocabulary, 48 positions."""
+    return GPTConfig(vocab_size=vocab_size, n_ctx=48, n_embd=settings.n_embd, n_head=4,
+                     n_layer=settings.n_layer)
+
+
 def make_data(settings):
     """The tokenizer, the GPT's config and the Data of ``settings``; every draw from the seed.
     The training prompts (demonstrations, rankings) and the test prompts are made from two
     disjoint sets of the grammar's sentences (instruct.split_sentences, HELD_OUT)."""
     s = settings
     tokenizer = default_grammar().tokenizer()
-    cfg = GPTConfig(vocab_size=len(tokenizer), n_ctx=48, n_embd=s.n_embd, n_head=4,
-                    n_layer=s.n_layer)
+    cfg = model_config(s, len(tokenizer))
     rng = np.random.default_rng([s.seed, 0])
     train, held_out = instruct.split_sentences(rng, HELD_OUT)
     demo_prompts = instruct.sample_prompts(rng, s.n_demonstrations, within=train)
@@ -542,7 +547,12 @@ def json_summary(result):
 
 
 def save_stage(path, stage, params, settings):
-    """One stage's parameters and the settings that made them, in a safetensors file."""
+    """One stage's parameters and the settings that made them, in a safetensors file (written
+    crash-safe; never with a NaN or an infinity)."""
+    bad = [name for name, value in params.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise AlignError(f"the {stage} stage's parameters are not finite ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}): {path} is not written")
     meta = {"stage": stage, "settings": asdict(settings)}
     safetensors.save_file(params, path, metadata={"minillm_align": json.dumps(meta)})
 
@@ -562,6 +572,17 @@ def load_stage(path, stage, flag):
     if meta.get("stage") != stage:
         raise AlignError(f"{flag} {path}: holds the {meta.get('stage')!r} stage, "
                          f"{flag} needs the {stage!r} one")
+    # The tensors: exactly the GPT of its settings (and the reward model's head), all finite.
+    cfg = model_config(settings, len(default_grammar().tokenizer()))
+    shapes = {**gpt_param_shapes(cfg), **(rlhf.scalar_head_shapes(cfg, "rm") if stage == "rm"
+                                          else {})}
+    try:
+        check_params(params, shapes, "its tensors")
+    except ValueError as err:
+        raise AlignError(f"{flag} {path}: {err}") from None
+    bad = [name for name, value in params.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise AlignError(f"{flag} {path}: {bad[0]} holds a NaN or an infinity")
     return params, settings
 
 

@@ -2,6 +2,7 @@
 must hold whatever the model is."""
 
 import json
+import os
 import math
 
 import numpy as np
@@ -369,3 +370,34 @@ def test_every_stage_shows_its_progress_with_an_eta():
         shown = [line for line in lines if line.startswith(stage + " ") and "ETA" in line]
         assert shown and shown[-1].startswith(f"{stage} 100% |"), (stage, lines)
     assert any("true reward" in line and "ETA" in line for line in lines)
+
+
+def test_a_stage_file_with_other_tensors_or_a_nan_is_one_line_and_none_is_written_non_finite(
+        tmp_path, capsys):
+    """A stage file is checked like a checkpoint: exactly the tensors of its settings' GPT (and
+    the reward model's head), all finite; a stage whose parameters went non-finite is not
+    written."""
+    from minillm import safetensors
+
+    sft = str(tmp_path / "sft.safetensors")
+    assert align.main(["--method", "sft", "--size", "tiny", "--out", sft]) == 0
+    params, metadata = safetensors.load_file_with_metadata(sft)
+    name = "h.0.attn.c_attn.b"
+    for label, tensors, words in [
+            ("shape", {**params, name: np.zeros(3, np.float32)}, f"{name} has shape (3,)"),
+            ("missing", {k: v for k, v in params.items() if k != name}, f"missing {name}"),
+            ("extra", {**params, "rm.b": np.zeros(1, np.float32)}, "unexpected rm.b"),
+            ("nan", {**params, name: np.full_like(params[name], np.nan)},
+             f"{name} holds a NaN or an infinity")]:
+        bad = str(tmp_path / f"{label}.safetensors")
+        safetensors.save_file(tensors, bad, metadata=metadata)
+        capsys.readouterr()
+        assert align.main(["--method", "rm", "--sft", bad, "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"minillm align: error: --sft {bad}: ")
+        assert words in err, err
+    out = str(tmp_path / "never.safetensors")
+    with pytest.raises(align.AlignError, match="not finite"):
+        align.save_stage(out, "dpo", {**params, name: np.full_like(params[name], np.inf)},
+                         align.TINY)
+    assert not os.path.exists(out)
