@@ -699,8 +699,7 @@ def main(argv=None):
         result = run(SIZES[args.size or "demo"])
         print(format_report(result))
         if args.json is not None:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(json_summary(result), f, ensure_ascii=False, indent=1)
+            safetensors.write_json(args.json, json_summary(result))  # crash-safe
         return 0
     except (AlignError, OSError, safetensors.SafetensorsError, safetensors.TargetError) as err:
         print(f"minillm align: error: {err}", file=sys.stderr)

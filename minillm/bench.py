@@ -96,6 +96,7 @@ from .allocator import keep_freed_memory
 from .blas import blas_info, set_blas_threads
 from .memory import analytic_cache_bytes_per_token
 from .objectives import objective_of_model
+from .safetensors import check_writable, write_json
 
 # ----------------------------------------------------------------------------------------------
 # The shapes: the three configs of the PyTorch reference (shared/bench/README.md)
@@ -727,8 +728,6 @@ def main(argv=None, configs=None):
         if args.cell:
             return _run_one_cell(args.cell)
         if args.json:  # checked now, not after the whole benchmark: a folder, a FIFO, ...
-            from .safetensors import check_writable
-
             check_writable(args.json)
         if args.busy:
             from . import bench_busy
@@ -752,8 +751,7 @@ def main(argv=None, configs=None):
                                 args.warmup)
         print(format_table(results, meta))
         if args.json:
-            with open(check_writable(args.json), "w") as f:
-                json.dump({"meta": meta, "results": results}, f, indent=1)
+            write_json(args.json, {"meta": meta, "results": results})  # crash-safe
     except BenchError as err:
         print(f"minillm bench: error: {err}", file=sys.stderr)
         return 1

@@ -25,7 +25,6 @@ Nothing here is asserted by a test: timings belong to the machine that ran them.
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -100,10 +99,10 @@ def main(repeat, json_path=None):
           f"{info.get('threads')} threads by default\n")
     print(format_table(seconds))
     if json_path:
-        from .safetensors import check_writable
+        from .safetensors import write_json
 
-        with open(check_writable(json_path), "w") as f:
-            json.dump({"rounds": repeat, "blas": info,
-                       "seconds": [{"machine": load, "threads": threads, "seconds": values}
-                                   for (load, threads), values in seconds.items()]}, f, indent=1)
+        write_json(json_path, {"rounds": repeat, "blas": info,  # crash-safe
+                               "seconds": [{"machine": load, "threads": threads,
+                                            "seconds": values}
+                                           for (load, threads), values in seconds.items()]})
     return 0

@@ -50,7 +50,6 @@ when the 95% interval of the difference excludes 0, otherwise "no clear differen
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -66,7 +65,7 @@ from .generate import fill_mask_distributions, seq2seq_greedy
 from .grammar import (ACTIVITIES, COMMA, KINDS, PEOPLE, PERIOD, PLACES, WEATHER_OF, Sentence,
                       default_grammar)
 from .instruct import TASKS, sample_prompts, split_sentences
-from .jobs import Progress, Weighted, run_jobs
+from .jobs import Progress, Weighted, check_run_options, run_jobs
 from .layers import IGNORE_INDEX, cross_entropy_forward
 from .models import MODELS, BertConfig, Seq2SeqConfig, seq2seq_forward
 from .objectives import mlm, seq2seq
@@ -549,20 +548,12 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as exit:
         return int(exit.code or 0)
+    problem = check_run_options(args)
+    if problem is not None:
+        return _error(problem)
     budget = BUDGETS[args.budget]
     if args.seeds is not None:
-        if args.seeds < 1:
-            return _error(f"--seeds must be at least 1, got {args.seeds}")
         budget = replace(budget, seeds=args.seeds)
-    if args.jobs is not None and args.jobs < 1:
-        return _error(f"--jobs must be at least 1, got {args.jobs}")
-    if args.json is not None:  # checked now, not after the whole run
-        from .safetensors import check_writable
-
-        try:
-            check_writable(args.json)
-        except (ValueError, OSError) as err:
-            return _error(f"--json: {err}")
     jobs = args.jobs or len(os.sched_getaffinity(0))
     results, status = {}, 0
     try:
@@ -574,8 +565,7 @@ def main(argv=None):
     summary = summarize(results, budget, args.budget)
     print(format_table(summary))
     if args.json is not None:
-        from .safetensors import write_atomically
+        from .safetensors import write_json
 
-        text = json.dumps(summary, ensure_ascii=False, indent=1)
-        write_atomically(args.json, [text.encode("utf-8")])
+        write_json(args.json, summary)
     return status

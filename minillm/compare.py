@@ -39,7 +39,6 @@ Ctrl-C stops the run and keeps what is finished: the table and the JSON hold eve
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -49,7 +48,7 @@ import numpy as np
 
 from . import capabilities as cap
 from .config import TrainConfig
-from .jobs import Progress, run_jobs
+from .jobs import Progress, check_run_options, run_jobs
 from .data import packed_length
 from .models import BertConfig, GPTConfig, MODELS, Seq2SeqConfig
 from .objectives import get_objective
@@ -556,25 +555,13 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as exit:
         return int(exit.code or 0)
+    problem = check_run_options(args)
+    if problem is not None:
+        print(f"minillm compare: error: {problem}", file=sys.stderr)
+        return 2
     budget = BUDGETS[args.budget]
     if args.seeds is not None:
-        if args.seeds < 1:
-            print(f"minillm compare: error: --seeds must be at least 1, got {args.seeds}",
-                  file=sys.stderr)
-            return 2
         budget = replace(budget, seeds=args.seeds)
-    if args.json is not None:  # checked now, not after the whole run (save_file's checks)
-        from .safetensors import check_writable
-
-        try:
-            check_writable(args.json)
-        except (ValueError, OSError) as err:
-            print(f"minillm compare: error: --json: {err}", file=sys.stderr)
-            return 2
-    if args.jobs is not None and args.jobs < 1:
-        print(f"minillm compare: error: --jobs must be at least 1, got {args.jobs}",
-              file=sys.stderr)
-        return 2
     jobs = args.jobs or len(os.sched_getaffinity(0))
     results, status = {}, 0
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -587,13 +574,7 @@ def main(argv=None):
     summary = summarize(results, budget, args.seq2seq, args.budget)
     print(format_table(summary))
     if args.json is not None:
-        _write_json(args.json, summary)
+        from .safetensors import write_json
+
+        write_json(args.json, summary)
     return status
-
-
-def _write_json(path, summary):
-    """Crash-safe, as every file minillm writes (safetensors.write_atomically)."""
-    from .safetensors import write_atomically
-
-    text = json.dumps(summary, ensure_ascii=False, indent=1)
-    write_atomically(path, [text.encode("utf-8")])

@@ -19,6 +19,24 @@ import time
 from .train import format_seconds
 
 
+def check_run_options(args):
+    """The options the measuring commands (compare, combine) share, checked before anything
+    runs: --seeds and --jobs at least 1, --json a file that can be written (save_file's
+    checks), not found out after the whole run. -> the first problem's message, or None."""
+    for flag in ("seeds", "jobs"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return f"--{flag} must be at least 1, got {value}"
+    if args.json is not None:
+        from .safetensors import check_writable
+
+        try:
+            check_writable(args.json)
+        except (ValueError, OSError) as err:
+            return f"--json: {err}"
+    return None
+
+
 class Progress:
     """Progress lines ``<name> 42% | <what> | 1m02s elapsed | ETA 1m30s``, the ETA from the rate
     of work so far. ``done`` may be a number shared with worker processes (the parent copies it

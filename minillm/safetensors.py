@@ -205,6 +205,13 @@ def write_atomically(path, chunks):
     _fsync_directory(os.path.dirname(target))
 
 
+def write_json(path, data, indent=1):
+    """``data`` as UTF-8 JSON in ``path``, crash-safe (write_atomically): the --json files of
+    the measuring commands, and the points file of scale."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    write_atomically(path, [text.encode("utf-8")])
+
+
 def check_writable(path):
     """Check, without writing ``path``, everything save_file(tensors, path) will check about it;
     return the file it would write (an absolute path, symbolic links followed).

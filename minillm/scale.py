@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import functools
 import io
-import json
 import math
 import os
 import sys
@@ -441,13 +440,13 @@ def _is_head_table(table, size):
 
 
 def write_points(path, entries):
-    """Crash-safe, as every file minillm writes (safetensors.write_atomically)."""
-    from .safetensors import write_atomically
+    """Crash-safe, as every file minillm writes (safetensors.write_json)."""
+    from .safetensors import write_json
 
     data = {"format": POINTS_FORMAT,
             "entries": [{"kind": kind, "key": key, "point": point}
                         for kind, key, point in entries]}
-    write_atomically(path, [json.dumps(data, ensure_ascii=False).encode("utf-8")])
+    write_json(path, data, indent=None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -852,10 +851,9 @@ def main(argv=None):
     summary = summarize(entries, budget, args.source, args.budget)
     print(format_report(summary))
     if args.json is not None:
-        from .safetensors import write_atomically
+        from .safetensors import write_json
 
-        text = json.dumps(summary, ensure_ascii=False, indent=1)
-        write_atomically(args.json, [text.encode("utf-8")])
+        write_json(args.json, summary)
     if args.plot is not None:
         write_plot(args.plot, summary)
     return status
